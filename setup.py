@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="streamrec",
+    version="0.1.0",
+    description="Real-time recommendations: Kafka -> PyFlink keyed state -> vectorized top-k -> Cassandra",
+    packages=find_packages(include=["streamrec", "streamrec.*"]),
+    package_data={"streamrec.localstack": ["templates/*", "maven/*.xml"]},
+    python_requires=">=3.9,<3.13",
+    install_requires=[
+        "apache-flink==2.2.1",
+        "numpy>=1.24,<2.2",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "scipy>=1.10",
+        "cassandra-driver==3.30.1",
+        "kafka-python>=2.2,<4",
+        "click>=8.1",
+        "rich>=13",
+    ],
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"]},
+    entry_points={"console_scripts": ["streamrec=streamrec.cli:main"]},
+)

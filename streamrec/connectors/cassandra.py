@@ -1,0 +1,254 @@
+"""Cassandra: schema, the job's idempotent writer, the catalog table and the query side."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from streamrec.config import Config
+from streamrec.udfs.catalog import Catalog
+
+_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+
+
+def _check_ident(name: str) -> str:
+    # The keyspace name is the one thing we cannot bind as a parameter: refuse anything but a plain name.
+    if not _IDENT.match(name):
+        raise ValueError(f"invalid Cassandra keyspace name {name!r}")
+    return name
+
+
+def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: float = 10.0) -> Any:
+    """A cassandra-driver Session (the Cluster is reachable as ``session.cluster``)."""
+    from cassandra.cluster import Cluster
+    from cassandra.policies import DCAwareRoundRobinPolicy
+
+    cluster = Cluster(
+        contact_points=config.cassandra_contact_points,
+        port=config.cassandra_port,
+        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        protocol_version=5,
+        connect_timeout=connect_timeout,
+    )
+    return cluster.connect(keyspace)
+
+
+def schema_statements(keyspace: str, replication_factor: int) -> list[str]:
+    ks = _check_ident(keyspace)
+    # frozen collections: every write replaces the whole list, and a frozen value is overwritten
+    # in place instead of leaving a tombstone per write as a non-frozen list would.
+    return [
+        f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {int(replication_factor)}}}",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.events (
+            user_id text, ts timestamp, event_id text, type text, product_id text, query text,
+            PRIMARY KEY ((user_id), ts, event_id)
+        ) WITH CLUSTERING ORDER BY (ts DESC, event_id ASC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.recommendations (
+            user_id text PRIMARY KEY, product_ids frozen<list<text>>, scores frozen<list<float>>,
+            source text, event_id text, event_ts timestamp, updated_at timestamp
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.products (
+            product_id text PRIMARY KEY, title text, category text, price double,
+            in_stock boolean, embedding frozen<list<float>>
+        )""",
+    ]
+
+
+def ensure_schema(config: Config) -> None:
+    session = connect(config)
+    try:
+        for stmt in schema_statements(config.keyspace, config.replication_factor):
+            session.execute(stmt, timeout=60)
+    finally:
+        session.cluster.shutdown()
+
+
+def drop_keyspace(config: Config) -> None:
+    session = connect(config)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {_check_ident(config.keyspace)}", timeout=60)
+    finally:
+        session.cluster.shutdown()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _ms_to_datetime(ms: int) -> datetime:
+    # timedelta arithmetic is exact; fromtimestamp(ms / 1000) can round a millisecond away.
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def datetime_to_ms(dt: datetime) -> int:
+    # the driver returns naive datetimes in UTC
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+class RecommendationWriter:
+    """Writes one pipeline output row to `events` and `recommendations`.
+
+    Every statement is prepared, marked idempotent and carries a write timestamp derived from
+    event time (``USING TIMESTAMP``), so replaying a row rewrites identical cells and an older row
+    can never overwrite a newer one: at-least-once delivery gives effectively-once results.
+    Writes are synchronous: a row is durable before the operator returns, so before the
+    checkpoint barrier passes.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._session: Any = None
+
+    def open(self) -> None:
+        self._session = connect(self._config, self._config.keyspace)
+        s = self._session
+        self._insert_event = s.prepare(
+            "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
+            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._insert_event.is_idempotent = True
+        self._upsert_recs = s.prepare(
+            "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+        )
+        self._upsert_recs.is_idempotent = True
+
+    def write(self, row: Any) -> None:
+        ts = _ms_to_datetime(row.ts)
+        futures = [
+            self._session.execute_async(
+                self._insert_event,
+                (row.user_id, ts, row.event_id, row.type, row.product_id, row.query, row.ts * 1000),
+            )
+        ]
+        if row.product_ids:
+            futures.append(
+                self._session.execute_async(
+                    self._upsert_recs,
+                    (
+                        row.user_id, list(row.product_ids), [float(x) for x in row.scores], row.source,
+                        row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.write_ts,
+                    ),
+                )
+            )
+        for f in futures:
+            f.result()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.cluster.shutdown()
+            self._session = None
+
+
+# ---------------------------------------------------------------------------------------------
+# catalog table
+
+def store_catalog(config: Config, catalog: Catalog) -> int:
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    session = connect(config, config.keyspace)
+    try:
+        stmt = session.prepare(
+            "INSERT INTO products (product_id, title, category, price, in_stock, embedding) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        args = [
+            (
+                pid, catalog.titles[i], catalog.categories[i],
+                None if np.isnan(catalog.prices[i]) else float(catalog.prices[i]),
+                bool(catalog.in_stock[i]), [float(x) for x in catalog.vectors[i]],
+            )
+            for i, pid in enumerate(catalog.product_ids)
+        ]
+        results = execute_concurrent_with_args(session, stmt, args, concurrency=64, raise_on_first_error=True)
+        return sum(1 for ok, _ in results if ok)
+    finally:
+        session.cluster.shutdown()
+
+
+def load_catalog(config: Config) -> Catalog:
+    session = connect(config, config.keyspace)
+    try:
+        rows = list(session.execute("SELECT product_id, title, category, price, in_stock, embedding FROM products"))
+    finally:
+        session.cluster.shutdown()
+    if not rows:
+        raise RuntimeError(
+            f"the Cassandra table {config.keyspace}.products is empty: load a catalog first "
+            "(streamrec catalog load FILE)"
+        )
+    rows.sort(key=lambda r: r.product_id)  # a stable order, whatever the token order
+    dim = max(len(r.embedding or []) for r in rows)
+    vectors = np.zeros((len(rows), dim), dtype=np.float32)
+    for i, r in enumerate(rows):
+        if r.embedding:
+            vectors[i, : len(r.embedding)] = r.embedding
+    return Catalog(
+        product_ids=tuple(r.product_id for r in rows),
+        vectors=vectors,
+        titles=tuple(r.title or "" for r in rows),
+        categories=tuple(r.category or "" for r in rows),
+        prices=np.array([np.nan if r.price is None else r.price for r in rows], dtype=np.float64),
+        in_stock=np.array([r.in_stock is not False for r in rows], dtype=bool),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# query side
+
+@dataclass(frozen=True)
+class StoredRecommendations:
+    user_id: str
+    source: str
+    product_ids: list[str]
+    scores: list[float]
+    event_id: Optional[str]
+    event_ts: Optional[datetime]
+    updated_at: Optional[datetime]
+
+
+class QueryClient:
+    """Reads what the job wrote; used by the CLI and the query service."""
+
+    def __init__(self, config: Config) -> None:
+        self._session = connect(config, config.keyspace)
+        self._recs = self._session.prepare(
+            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at "
+            "FROM recommendations WHERE user_id = ?"
+        )
+        self._events = self._session.prepare(
+            "SELECT user_id, ts, event_id, type, product_id, query FROM events WHERE user_id = ? LIMIT ?"
+        )
+
+    def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
+        row = self._session.execute(self._recs, (user_id,)).one()
+        if row is None:
+            return None
+        return StoredRecommendations(
+            row.user_id, row.source or "", list(row.product_ids or []), list(row.scores or []),
+            row.event_id, row.event_ts, row.updated_at,
+        )
+
+    def events(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        rows: Iterable[Any] = self._session.execute(self._events, (user_id, limit))
+        return [
+            {
+                "event_id": r.event_id, "user_id": r.user_id,
+                "ts": datetime_to_ms(r.ts), "type": r.type,
+                "product_id": r.product_id, "query": r.query,
+            }
+            for r in rows
+        ]
+
+    def count(self, table: str) -> int:
+        if table not in ("events", "recommendations", "products"):
+            raise ValueError(table)
+        return int(self._session.execute(f"SELECT COUNT(*) FROM {table}", timeout=120).one()[0])
+
+    def close(self) -> None:
+        self._session.cluster.shutdown()

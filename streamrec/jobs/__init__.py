@@ -1,0 +1,1 @@
+"""The Flink topology (`build_pipeline`) and the job entry point (`main`)."""

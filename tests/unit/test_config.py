@@ -1,0 +1,42 @@
+"""Configuration: defaults from the contract, every field from STREAMREC_* variables."""
+
+import dataclasses
+
+import pytest
+
+from streamrec.config import Config
+
+
+def test_defaults_match_the_local_contract():
+    c = Config()
+    assert (c.kafka_bootstrap, c.cassandra_hosts, c.cassandra_port, c.flink_rest) == (
+        "127.0.0.1:9092", "127.0.0.1", 9042, "127.0.0.1:8081")
+    assert (c.events_topic, c.products_topic, c.dlq_topic, c.keyspace) == (
+        "events", "products", "events-dlq", "streamrec")
+
+
+def test_every_kind_of_field_reads_from_the_environment():
+    c = Config.from_env({
+        "STREAMREC_KAFKA_BOOTSTRAP": "k:1", "STREAMREC_CASSANDRA_PORT": "19042", "STREAMREC_HALF_LIFE_EVENTS": "3.5",
+        "STREAMREC_EXCLUDE_PURCHASED": "false", "STREAMREC_EVENT_WEIGHTS": '{"view": 0.5}',
+    })
+    assert c.kafka_bootstrap == "k:1" and c.cassandra_port == 19042 and c.half_life_events == 3.5
+    assert c.exclude_purchased is False and c.event_weights == {"view": 0.5}
+
+
+def test_explicit_values_win_over_the_environment():
+    assert Config.from_env({"STREAMREC_TOP_K": "5"}, top_k=7).top_k == 7
+
+
+def test_a_bad_value_names_the_variable():
+    with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_PORT"):
+        Config.from_env({"STREAMREC_CASSANDRA_PORT": "lots"})
+    with pytest.raises(ValueError, match="STREAMREC_EXCLUDE_PURCHASED"):
+        Config.from_env({"STREAMREC_EXCLUDE_PURCHASED": "maybe"})
+
+
+def test_config_is_frozen_and_round_trips_through_json():
+    c = Config(top_k=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.top_k = 5  # type: ignore[misc]
+    assert Config.from_json(c.to_json()) == c

@@ -1,0 +1,133 @@
+"""The update rule and the top-k step, checked against brute force on small catalogs."""
+
+import numpy as np
+import pytest
+
+from streamrec.config import DEFAULT_EVENT_WEIGHTS
+from streamrec.udfs.catalog import Catalog
+from streamrec.udfs.events import Event
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    recommend_batch,
+    top_k_batch,
+    update_user,
+    write_timestamp_us,
+)
+
+PARAMS = ModelParams(event_weights=DEFAULT_EVENT_WEIGHTS, half_life_events=2.0, top_k=3)
+
+
+def unit_catalog(n=20, d=6, seed=1, in_stock=None):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, d)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return Catalog(tuple(f"p{i}" for i in range(n)), v, in_stock=in_stock)
+
+
+def event(i, pid, etype="view", ts=None, user="u"):
+    return Event(f"e{i}", user, 1000 + i if ts is None else ts, etype, pid)
+
+
+def test_first_event_sets_the_user_to_the_weighted_product_vector():
+    cat = unit_catalog()
+    s = update_user(UserState(), event(0, "p3", "click"), cat, PARAMS)
+    np.testing.assert_allclose(s.vector, 2.0 * cat.vectors[3], rtol=1e-6)
+
+
+def test_older_events_decay_with_the_half_life():
+    cat = unit_catalog()
+    s = UserState()
+    for i, pid in enumerate(["p1", "p2", "p3"]):
+        update_user(s, event(i, pid), cat, PARAMS)
+    # half-life of 2 events: weights 0.5, 0.707, 1 for p1, p2, p3
+    expected = 0.5 * cat.vectors[1] + 0.5 ** 0.5 * cat.vectors[2] + cat.vectors[3]
+    np.testing.assert_allclose(s.vector, expected, rtol=1e-5)
+
+
+def test_purchases_are_remembered_once_and_searches_leave_the_vector_alone():
+    cat = unit_catalog()
+    s = UserState()
+    update_user(s, event(0, "p1", "purchase"), cat, PARAMS)
+    update_user(s, event(1, "p1", "purchase"), cat, PARAMS)
+    before = s.vector.copy()
+    update_user(s, Event("e2", "u", 1002, "search", None, "lamp"), cat, PARAMS)
+    assert s.purchased == ["p1"]
+    np.testing.assert_array_equal(s.vector, before)
+    assert s.seq == 3
+
+
+def test_unknown_products_count_as_events_but_do_not_move_the_user():
+    s = update_user(UserState(), event(0, "not-in-catalog"), unit_catalog(), PARAMS)
+    assert s.vector is None and s.seq == 1
+
+
+def test_write_timestamps_grow_with_every_event_even_when_event_time_goes_back():
+    cat = unit_catalog()
+    s = UserState()
+    stamps = []
+    for i, ts in enumerate([5000, 5000, 4000, 6000]):
+        update_user(s, event(i, "p1", ts=ts), cat, PARAMS)
+        stamps.append(write_timestamp_us(s))
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
+    assert stamps[0] == 5000 * 1000 + 1
+
+
+def brute_force(u, cat, k, exclude=()):
+    scores = cat.vectors @ (u / np.linalg.norm(u))
+    order = [i for i in np.argsort(-scores, kind="stable") if i not in exclude and cat.in_stock[i]]
+    return order[:k], scores[order[:k]]
+
+
+@pytest.mark.parametrize("k", [1, 3, 20, 50])
+def test_top_k_equals_brute_force(k):
+    cat = unit_catalog(n=20)
+    users = np.random.default_rng(7).normal(size=(5, 6)).astype(np.float32)
+    rows, scores = top_k_batch(users, cat, k)
+    assert rows.shape == (5, min(k, 20))
+    for i in range(5):
+        want_rows, want_scores = brute_force(users[i], cat, k)
+        assert list(rows[i]) == want_rows
+        np.testing.assert_allclose(scores[i], want_scores, rtol=1e-5)
+
+
+def test_top_k_never_returns_excluded_or_out_of_stock_products():
+    stock = np.ones(20, dtype=bool)
+    stock[[0, 1, 2]] = False
+    cat = unit_catalog(in_stock=stock)
+    users = cat.vectors[[0, 5]]  # the first user "is" an out-of-stock product
+    rows, _ = top_k_batch(users, cat, 5, exclude=[[3, 4], [5]])
+    assert not {0, 1, 2, 3, 4} & set(rows[0])
+    assert 5 not in rows[1]
+    want, _ = brute_force(users[0], cat, 5, exclude={3, 4})
+    assert list(rows[0]) == want
+
+
+def test_when_fewer_products_are_eligible_than_k_the_rest_is_padding():
+    cat = unit_catalog(n=4)
+    rows, scores = top_k_batch(cat.vectors[:1], cat, 4, exclude=[[0, 1]])
+    assert sorted(rows[0][:2]) == [2, 3]
+    assert list(rows[0][2:]) == [-1, -1] and np.isnan(scores[0][2:]).all()
+
+
+def test_recommend_batch_excludes_purchases_and_gives_nothing_to_users_without_signal():
+    cat = unit_catalog()
+    s = UserState()
+    update_user(s, event(0, "p4", "purchase"), cat, PARAMS)
+    recs = recommend_batch([s.vector, None], [s.purchased, []], cat, PARAMS)
+    assert len(recs[0].product_ids) == 3 and "p4" not in recs[0].product_ids
+    assert recs[0].source == "personal"
+    assert list(recs[0].scores) == sorted(recs[0].scores, reverse=True)
+    assert recs[1].product_ids == () and recs[1].source == "none"
+    # with the filter off, the purchased product is the best match of itself
+    keep = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3, exclude_purchased=False)
+    assert recommend_batch([s.vector], [s.purchased], cat, keep)[0].product_ids[0] == "p4"
+
+
+def test_catalog_round_trips_through_a_file(tmp_path):
+    cat = unit_catalog()
+    cat.save(tmp_path / "c.npz")
+    back = Catalog.load(tmp_path / "c.npz")
+    assert back.product_ids == cat.product_ids
+    np.testing.assert_array_equal(back.vectors, cat.vectors)
+    assert back.index["p7"] == 7 and "p7" in back and "zz" not in back
