@@ -17,6 +17,7 @@ setup(
         "kafka-python>=2.2,<4",
         "click>=8.1",
         "rich>=13",
+        "pyyaml>=6",
     ],
     extras_require={"dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"]},
     entry_points={"console_scripts": ["streamrec=streamrec.cli:main"]},

@@ -15,9 +15,6 @@ from streamrec.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-STREAMREC_DATA_DIR = Path(__file__).resolve().parent.parent
-
-
 def _err(msg: str) -> None:
     click.echo(msg, err=True)
 
@@ -91,12 +88,12 @@ def recs(user: str, k: int, output: str, **conn: Any) -> None:
     client = QueryClient(_config(**conn))
     try:
         stored = client.recommendations(user)
+        titles = client.titles(stored.product_ids[:k]) if stored is not None and output == "table" else {}
     finally:
         client.close()
-    items = [] if stored is None else [
-        {"product_id": p, "score": round(float(s), 6)} for p, s in zip(stored.product_ids[:k], stored.scores[:k])
-    ]
-    result = {"user_id": user, "source": None if stored is None else stored.source, "items": items}
+    pairs = [] if stored is None else list(zip(stored.product_ids[:k], stored.scores[:k]))
+    items: list[dict[str, Any]] = [{"product_id": p, "score": round(float(s), 6)} for p, s in pairs]
+    result: dict[str, Any] = {"user_id": user, "source": None if stored is None else stored.source, "items": items}
     if stored is not None:
         result["event_id"] = stored.event_id
         result["event_ts"] = None if stored.event_ts is None else stored.event_ts.isoformat() + "Z"
@@ -105,8 +102,8 @@ def recs(user: str, k: int, output: str, **conn: Any) -> None:
     else:
         if stored is None:
             _err(f"no recommendations for user {user!r} yet")
-        _table(f"recommendations for {user} ({result['source'] or 'none'})", ["#", "product_id", "score"],
-               [[i + 1, it["product_id"], f"{it['score']:.4f}"] for i, it in enumerate(items)])
+        _table(f"recommendations for {user} ({result['source'] or 'none'})", ["#", "product_id", "title", "score"],
+               [[i + 1, p, titles.get(p, ""), f"{s:.4f}"] for i, (p, s) in enumerate(pairs)])
     if stored is None:
         sys.exit(1)
 
@@ -124,13 +121,20 @@ def events_cmd(user: str, limit: int, output: str, **conn: Any) -> None:
     client = QueryClient(_config(**conn))
     try:
         rows = client.events(user, limit)
+        titles = client.titles(sorted({r["product_id"] for r in rows if r["product_id"]})) if output == "table" else {}
     finally:
         client.close()
     if output == "json":
         _print_json({"user_id": user, "events": rows})
     else:
-        _table(f"events of {user}", ["ts", "type", "product_id", "query", "event_id"],
-               [[r["ts"], r["type"], r["product_id"], r["query"], r["event_id"]] for r in rows])
+        from datetime import datetime, timezone
+
+        def when(ms: int) -> str:
+            return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+        _table(f"events of {user}", ["time (UTC)", "type", "product_id", "title / query", "event_id"],
+               [[when(r["ts"]), r["type"], r["product_id"], r["query"] or titles.get(r["product_id"] or "", ""),
+                 r["event_id"]] for r in rows])
 
 
 # --- producing --------------------------------------------------------------------------------
@@ -300,6 +304,13 @@ def job_run(parallelism: Optional[int], **conn: Any) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "streamrec.jobs.job"], env)
 
 
+def _flink_jobs(rest: str) -> list[dict[str, Any]]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{rest}/jobs/overview", timeout=5) as resp:
+        return list(json.load(resp)["jobs"])
+
+
 @job.command("submit")
 @click.option("-m", "--jobmanager", envvar="STREAMREC_FLINK_REST", show_envvar=True, default="127.0.0.1:8081",
               show_default=True, help="Flink REST address of the cluster.")
@@ -308,23 +319,38 @@ def job_run(parallelism: Optional[int], **conn: Any) -> None:
               help="Python interpreter on the TaskManagers (with streamrec installed).")
 @click.option("--flink", "flink_bin", envvar="FLINK_BIN", show_envvar=True,
               help="The `flink` launcher (default: the one the apache-flink package ships).")
-@click.option("--attached", is_flag=True, help="Wait for the job to end instead of returning once submitted.")
+@click.option("--force", is_flag=True, help="Submit even if a job named streamrec is already running there.")
+@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for RUNNING.")
 @connection_options
 def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, flink_bin: Optional[str],
-               attached: bool, **conn: Any) -> None:
-    """Submit the job to a Flink cluster with `flink run`."""
+               force: bool, timeout: float, **conn: Any) -> None:
+    """Submit the job to a Flink cluster with `flink run`; return once it is RUNNING."""
     import pyflink
 
+    from streamrec.runner import wait_for
+
+    try:
+        running = [j for j in _flink_jobs(jobmanager) if j["name"] == "streamrec" and j["state"] == "RUNNING"]
+    except OSError as exc:
+        raise click.ClickException(f"no Flink cluster answers at {jobmanager} ({exc})") from exc
+    if running and not force:
+        _err(f"job streamrec is already running on {jobmanager} ({running[0]['jid']}); --force submits another")
+        return
     flink = flink_bin or str(Path(pyflink.__file__).parent / "bin" / "flink")
     job_py = Path(__file__).resolve().parent / "jobs" / "job.py"
-    cmd = [flink, "run", "-m", jobmanager, "-py", str(job_py), "-pyexec", python_exec,
+    cmd = [flink, "run", "-d", "-m", jobmanager, "-py", str(job_py), "-pyexec", python_exec,
            "-pyclientexec", python_exec]
     if parallelism is not None:
         cmd += ["-p", str(parallelism)]
-    if not attached:
-        cmd.append("-d")
     _err("$ " + " ".join(cmd))
-    sys.exit(subprocess.call(cmd, env=_job_env(conn, parallelism)))
+    rc = subprocess.call(cmd, env=_job_env(conn, parallelism), stdout=sys.stderr)
+    if rc != 0:
+        sys.exit(rc)
+    jobs = wait_for(
+        lambda: [j for j in _flink_jobs(jobmanager) if j["name"] == "streamrec" and j["state"] == "RUNNING"],
+        timeout=timeout, what="the job to be RUNNING",
+    )
+    _err(f"job streamrec is RUNNING on {jobmanager} ({jobs[0]['jid']})")
 
 
 if __name__ == "__main__":

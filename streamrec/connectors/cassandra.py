@@ -224,6 +224,7 @@ class QueryClient:
         self._events = self._session.prepare(
             "SELECT user_id, ts, event_id, type, product_id, query FROM events WHERE user_id = ? LIMIT ?"
         )
+        self._titles = self._session.prepare("SELECT product_id, title FROM products WHERE product_id IN ?")
 
     def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
         row = self._session.execute(self._recs, (user_id,)).one()
@@ -244,6 +245,12 @@ class QueryClient:
             }
             for r in rows
         ]
+
+    def titles(self, product_ids: list[str]) -> dict[str, str]:
+        if not product_ids:
+            return {}
+        rows = self._session.execute(self._titles, (list(product_ids),))
+        return {r.product_id: r.title or "" for r in rows}
 
     def count(self, table: str) -> int:
         if table not in ("events", "recommendations", "products"):

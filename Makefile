@@ -1,0 +1,65 @@
+# streamrec: `make demo` runs the pipeline on real data; `make test` runs every test tier.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+UCI ?= $(abspath ../shared/data/uci-online-retail/onlineretail.csv.gz)
+CATALOG := .stack/catalog-uci.npz
+export JAVA_HOME ?= $(firstword $(wildcard /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk*))
+
+.PHONY: setup venv fetch demo demo-down test test-unit test-minicluster test-e2e lint up down status clean
+
+## setup: Python environment in .venv and the Maven artifacts (Kafka, Cassandra, Flink connector)
+setup: venv fetch
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+fetch: venv
+	$(PY) -m streamrec.localstack fetch
+
+## demo: Kafka + Cassandra + the job on a minicluster, real purchases replayed, recommendations printed
+demo: setup
+	$(PY) -m streamrec.demo
+
+demo-down: venv
+	$(PY) -m streamrec.localstack down --profile demo
+
+## test: every tier (unit, minicluster, e2e on real Kafka/Cassandra/Flink)
+test: setup
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest -m unit -q
+
+test-minicluster: venv
+	$(PY) -m pytest -m minicluster
+
+test-e2e: setup
+	$(PY) -m pytest -m e2e
+
+lint: venv
+	$(BIN)/ruff check streamrec tests
+	$(BIN)/mypy streamrec
+
+## up / down: the production-like local stack in the background (dev profile, default ports)
+up: setup
+	$(PY) -m streamrec.localstack up --profile dev --taskmanagers 2
+	$(BIN)/streamrec init
+	test -f $(CATALOG) || $(BIN)/streamrec catalog build --data $(UCI) --format uci -o $(CATALOG)
+	$(BIN)/streamrec catalog load $(CATALOG)
+	$(BIN)/streamrec job submit --python $(abspath $(PY))
+
+down: venv
+	$(PY) -m streamrec.localstack down --profile dev
+
+status: venv
+	$(PY) -m streamrec.localstack status --profile dev
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""The real local stack for the e2e tier: Kafka, Cassandra (and a Flink cluster where asked).
+
+Services start once per test session on the `test` profile's own ports and data folder, so a
+stack the user runs with `make up` (the `dev` profile) is never touched; whatever this session
+started, it stops. Each test gets its own keyspace, topics and consumer group.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from streamrec import localstack
+from streamrec.config import Config
+from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_catalog
+from streamrec.connectors.kafka import ensure_topics
+from streamrec.datasets import read_uci
+from streamrec.embeddings import build_catalog
+from streamrec.udfs.catalog import Catalog
+
+REPO = Path(__file__).resolve().parents[2]
+UCI = REPO.parent / "shared" / "data" / "uci-online-retail" / "onlineretail.csv.gz"
+PROFILE = localstack.PROFILES["test"]
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    return localstack.fetch()
+
+
+@pytest.fixture(scope="session")
+def services(artifacts):
+    """Kafka + Cassandra on the test profile; stopped at the end if this session started them."""
+    running = localstack.is_running(PROFILE)
+    started = []
+    try:
+        if not running["kafka"]:
+            localstack.start_kafka(PROFILE)
+            started.append(localstack.stop_kafka)
+        if not running["cassandra"]:
+            localstack.start_cassandra(PROFILE)
+            started.append(localstack.stop_cassandra)
+        yield PROFILE
+    finally:
+        for stop in reversed(started):
+            stop(PROFILE)
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(services):
+    """A standalone Flink cluster (1 JobManager, 1 TaskManager) started from the wheel's scripts."""
+    started = not localstack.is_running(PROFILE)["flink"]
+    if started:
+        localstack.start_flink(PROFILE, taskmanagers=1)
+    try:
+        yield PROFILE
+    finally:
+        if started:
+            localstack.stop_flink(PROFILE)
+
+
+@pytest.fixture(scope="session")
+def uci_history():
+    if not UCI.exists():
+        pytest.fail(f"real data missing: {UCI} (the e2e tier reads ../shared/data)")
+    return read_uci(UCI)
+
+
+@pytest.fixture(scope="session")
+def uci_catalog(uci_history) -> Catalog:
+    return build_catalog(uci_history, dim=16)
+
+
+@pytest.fixture
+def e2e_config(services, artifacts, uci_catalog):
+    """A fresh keyspace and topic set on the real services, with the UCI catalog loaded."""
+    tag = uuid.uuid4().hex[:8]
+    config = Config(
+        kafka_bootstrap=f"127.0.0.1:{PROFILE.kafka_port}",
+        cassandra_port=PROFILE.cassandra_port,
+        keyspace=f"e2e_{tag}",
+        events_topic=f"events-{tag}",
+        dlq_topic=f"events-dlq-{tag}",
+        products_topic=f"products-{tag}",
+        consumer_group=f"streamrec-{tag}",
+        checkpoint_interval_ms=2000,
+        top_k=5,
+        jars=str(artifacts.kafka_connector_jar),
+    )
+    ensure_topics(config, partitions=2)
+    ensure_schema(config)
+    store_catalog(config, uci_catalog)
+    yield config
+    drop_keyspace(config)

@@ -1,0 +1,80 @@
+"""What the e2e tests produce and how they read the results back."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from streamrec.config import Config
+from streamrec.connectors.cassandra import connect, datetime_to_ms
+from streamrec.connectors.kafka import produce_lines, read_topic
+from streamrec.datasets import History
+from streamrec.udfs.events import Event
+
+# One record of every bad-input class the contract names, with the code it must get.
+MALFORMED = [
+    ("NOT_JSON", "this is not json"),
+    ("MISSING_FIELD", json.dumps({"event_id": "bad-2", "ts": 1, "type": "view", "product_id": "85123A"})),
+    ("WRONG_TYPE", json.dumps({"event_id": "bad-3", "user_id": 17850, "ts": 1, "type": "view",
+                               "product_id": "85123A"})),
+    ("UNKNOWN_TYPE", json.dumps({"event_id": "bad-4", "user_id": "u", "ts": 1, "type": "like",
+                                 "product_id": "85123A"})),
+    ("UNKNOWN_PRODUCT", json.dumps({"event_id": "bad-5", "user_id": "u", "ts": 1, "type": "view",
+                                    "product_id": "NO-SUCH-PRODUCT"})),
+    ("OVERSIZED", json.dumps({"event_id": "bad-6", "user_id": "u", "ts": 1, "type": "view",
+                              "product_id": "85123A", "pad": "x" * 70_000})),
+    ("NON_FINITE", '{"event_id": "bad-7", "user_id": "u", "ts": NaN, "type": "view", "product_id": "85123A"}'),
+]
+
+
+def uci_slice(history: History, users: int, per_user: int) -> list[Event]:
+    """The first `per_user` purchases of the `users` most active customers of December 2010."""
+    december = [e for e in history.events if e.ts < 1293840000000]  # before 2011-01-01
+    top = [u for u, _ in Counter(e.user_id for e in december).most_common(users)]
+    taken: Counter[str] = Counter()
+    out = []
+    for e in december:
+        if e.user_id in top and taken[e.user_id] < per_user:
+            out.append(e)
+            taken[e.user_id] += 1
+    return out
+
+
+def produce(config: Config, events: list[Event], malformed: bool = True) -> int:
+    lines = [e.to_json() for e in events]
+    if malformed:
+        lines[len(lines) // 2:len(lines) // 2] = [raw for _, raw in MALFORMED]
+    report = produce_lines(lines, config, raw=True)
+    assert report.sent == len(lines) and not report.rejected
+    return report.sent
+
+
+@dataclass
+class Stored:
+    events: list[tuple[str, str, int, str, str]]  # (user_id, event_id, ts, type, product_id)
+    recommendations: dict[str, tuple[list[str], list[float], str]]
+
+
+def read_store(config: Config) -> Stored:
+    session = connect(config, config.keyspace)
+    try:
+        events = [(r.user_id, r.event_id, datetime_to_ms(r.ts), r.type, r.product_id)
+                  for r in session.execute("SELECT user_id, event_id, ts, type, product_id FROM events")]
+        recs = {r.user_id: (list(r.product_ids), list(r.scores), r.source)
+                for r in session.execute("SELECT user_id, product_ids, scores, source FROM recommendations")}
+    finally:
+        session.cluster.shutdown()
+    return Stored(events, recs)
+
+
+def dead_letters(config: Config) -> list[dict]:
+    return [json.loads(x) for x in read_topic(config, config.dlq_topic, timeout_ms=3000)]
+
+
+def count_events(config: Config) -> int:
+    session = connect(config, config.keyspace)
+    try:
+        return int(session.execute("SELECT COUNT(*) FROM events").one()[0])
+    finally:
+        session.cluster.shutdown()
