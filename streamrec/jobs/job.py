@@ -24,10 +24,11 @@ from streamrec.jobs.pipeline import build_pipeline
 
 def create_env(config: Config) -> StreamExecutionEnvironment:
     conf = Configuration()
-    # Python operators hand results back to Java per bundle; a bundle of at most 200 ms bounds the added
-    # latency while keeping the per-bundle cost small (ARCHITECTURE.md: bundle size is the knob).
+    # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
+    # arrives). At low input rates a bundle ends on time, so this bounds the latency the Python
+    # steps add to a recommendation; the size limit keeps Flink's default (100k records).
     conf.set_string("python.fn-execution.bundle.time", "200")
-    conf.set_string("python.fn-execution.bundle.size", "1000")
+    # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
     conf.set_string("python.state.cache-size", "10000")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(config.parallelism)
