@@ -99,9 +99,9 @@ def recs(user: str, k: int, output: str, **conn: Any) -> None:
         result["event_ts"] = None if stored.event_ts is None else stored.event_ts.isoformat() + "Z"
     if output == "json":
         _print_json(result)
+    elif stored is None:
+        _err(f"no recommendations for user {user!r} yet")
     else:
-        if stored is None:
-            _err(f"no recommendations for user {user!r} yet")
         _table(f"recommendations for {user} ({result['source'] or 'none'})", ["#", "product_id", "title", "score"],
                [[i + 1, p, titles.get(p, ""), f"{s:.4f}"] for i, (p, s) in enumerate(pairs)])
     if stored is None:

@@ -7,6 +7,8 @@ started, it stops. Each test gets its own keyspace, topics and consumer group.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import uuid
 from pathlib import Path
 
@@ -22,7 +24,20 @@ from streamrec.udfs.catalog import Catalog
 
 REPO = Path(__file__).resolve().parents[2]
 UCI = REPO.parent / "shared" / "data" / "uci-online-retail" / "onlineretail.csv.gz"
-PROFILE = localstack.PROFILES["test"]
+
+
+def _test_profile() -> localstack.Profile:
+    """The `test` profile, or a copy shifted by 100 ports per STREAMREC_TEST_SLOT (1, 2, ...) so
+    that several test sessions can run side by side on one machine."""
+    base = localstack.PROFILES["test"]
+    slot = int(os.environ.get("STREAMREC_TEST_SLOT", "0") or 0)
+    if slot == 0:
+        return base
+    ports = {f.name: getattr(base, f.name) + 100 * slot for f in dataclasses.fields(base) if f.name != "name"}
+    return dataclasses.replace(base, name=f"test{slot}", **ports)
+
+
+PROFILE = _test_profile()
 
 
 @pytest.fixture(scope="session")

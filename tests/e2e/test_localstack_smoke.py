@@ -17,8 +17,6 @@ from streamrec import localstack as ls
 
 pytestmark = pytest.mark.e2e
 
-PROFILE = ls.PROFILES["test"]
-
 
 @pytest.fixture(scope="module")
 def stack(flink_cluster: ls.Profile) -> ls.Profile:
