@@ -137,6 +137,29 @@ def events_cmd(user: str, limit: int, output: str, **conn: Any) -> None:
                  r["event_id"]] for r in rows])
 
 
+@main.command()
+@click.argument("product")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
+@_output_option
+@connection_options
+def similar(product: str, k: int, output: str, **conn: Any) -> None:
+    """Show the in-stock products most similar to PRODUCT (same vectors as the job)."""
+    from streamrec.connectors.cassandra import load_catalog
+    from streamrec.udfs.similar import similar_products
+
+    cat = load_catalog(_config(**conn))
+    try:
+        pairs = similar_products(cat, product, k)
+    except KeyError:
+        raise click.ClickException(f"product {product!r} is not in the catalog") from None
+    if output == "json":
+        _print_json({"product_id": product, "items": [
+            {"product_id": p, "score": round(s, 6), "title": cat.titles[cat.index[p]]} for p, s in pairs]})
+    else:
+        _table(f"similar to {product} ({cat.titles[cat.index[product]]})", ["#", "product_id", "title", "score"],
+               [[i + 1, p, cat.titles[cat.index[p]], f"{s:.4f}"] for i, (p, s) in enumerate(pairs)])
+
+
 # --- producing --------------------------------------------------------------------------------
 
 @main.command()

@@ -61,3 +61,18 @@ def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_
     assert answer["user_id"] == user and answer["source"] == "personal"
     assert [i["product_id"] for i in answer["items"]] == store.recommendations[user][0][:3]
     assert all(isinstance(i["score"], float) for i in answer["items"])
+
+
+def test_similar_products_come_from_the_catalog_in_cassandra(e2e_config, uci_catalog):
+    out = subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", "similar", "85123A", "-k", "5", "-o", "json"],
+        env=config_env(e2e_config), capture_output=True, text=True, timeout=60, check=True,
+    )
+    answer = json.loads(out.stdout)
+    ids = [i["product_id"] for i in answer["items"]]
+    assert len(ids) == 5 and "85123A" not in ids
+    # the same vectors the job uses: the nearest neighbours of the white hanging heart by cosine
+    v = uci_catalog.vectors
+    scores = v @ v[uci_catalog.index["85123A"]]
+    want = [uci_catalog.product_ids[i] for i in scores.argsort()[::-1] if uci_catalog.product_ids[i] != "85123A"][:5]
+    assert ids == want
