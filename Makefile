@@ -8,7 +8,8 @@ UCI ?= $(abspath ../shared/data/uci-online-retail/onlineretail.csv.gz)
 CATALOG := .stack/catalog-uci.npz
 export JAVA_HOME ?= $(firstword $(wildcard /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk*))
 
-.PHONY: setup venv fetch demo demo-down test test-unit test-minicluster test-e2e lint up down status clean
+.PHONY: setup venv fetch demo demo-down test test-unit test-minicluster test-e2e test-faults lint up down status clean \
+	bench bench-micro bench-deps bench-down
 
 ## setup: Python environment in .venv and the Maven artifacts (Kafka, Cassandra, Flink connector)
 setup: venv fetch
@@ -30,7 +31,7 @@ demo: setup
 demo-down: venv
 	$(PY) -m streamrec.localstack down --profile demo
 
-## test: every tier (unit, minicluster, e2e on real Kafka/Cassandra/Flink)
+## test: every tier (unit, minicluster, e2e and faults on real Kafka/Cassandra/Flink; faults ~15 min)
 test: setup
 	$(PY) -m pytest
 
@@ -43,9 +44,31 @@ test-minicluster: venv
 test-e2e: setup
 	$(PY) -m pytest -m e2e
 
+## test-faults: fault injection on the real stack (TaskManager kills, Cassandra outage, savepoints,
+## poison pills, replays), each test ending in `streamrec verify`; prints its figures at the end
+test-faults: setup
+	$(PY) -m pytest -m faults
+
 lint: venv
 	$(BIN)/ruff check streamrec tests
 	$(BIN)/mypy streamrec
+
+## bench: the job vs the naive baseline on Kafka + Cassandra (bench profile), appended to bench/results.jsonl
+## (~5 min; options: BENCH_ARGS="--events 200000 --catalog uci ...", see `streamrec bench --help`)
+bench: setup bench-deps
+	$(BIN)/streamrec bench e2e $(BENCH_ARGS)
+
+## bench-micro: top-k alone (numpy vs faiss flat/IVF/HNSW at 10k/100k/1M products), bench/topk.jsonl
+bench-micro: bench-deps
+	$(BIN)/streamrec bench topk $(BENCH_ARGS)
+
+bench-deps: $(VENV)/.bench-installed
+$(VENV)/.bench-installed: $(VENV)/.installed setup.py
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench-down: venv
+	$(PY) -m streamrec.localstack down --profile bench
 
 ## up / down: the production-like local stack in the background (dev profile, default ports)
 up: setup

@@ -18,7 +18,12 @@ setup(
         "click>=8.1",
         "rich>=13",
         "pyyaml>=6",
+        "matplotlib>=3.7",  # `streamrec evaluate --plot`
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"]},
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"],
+        # `make bench`: top-k with faiss, per-core limits, plots, profiles
+        "bench": ["faiss-cpu>=1.8", "threadpoolctl>=3.1", "matplotlib>=3.7", "py-spy>=0.3.14"],
+    },
     entry_points={"console_scripts": ["streamrec=streamrec.cli:main"]},
 )

@@ -67,7 +67,15 @@ def _valid_user_id(user_id: str) -> str:
     return user_id
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+SECURITY_EPILOG = (
+    "Secrets are read from the environment only, never from options: STREAMREC_CASSANDRA_USERNAME with "
+    "STREAMREC_CASSANDRA_PASSWORD (or STREAMREC_CASSANDRA_PASSWORD_FILE), STREAMREC_CASSANDRA_TLS=true; "
+    "STREAMREC_KAFKA_SECURITY_PROTOCOL (SSL, SASL_SSL, ...), STREAMREC_KAFKA_SASL_MECHANISM, "
+    "STREAMREC_KAFKA_SASL_USERNAME with STREAMREC_KAFKA_SASL_PASSWORD (or ..._FILE). See docs/GUARANTEES.md."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=SECURITY_EPILOG)
 @click.version_option(package_name="streamrec")
 def main() -> None:
     """streamrec: real-time recommendations (Kafka -> PyFlink -> Cassandra)."""
@@ -181,6 +189,62 @@ def produce(file: Any, raw: bool, **conn: Any) -> None:
         sys.exit(1)
 
 
+# --- consistency ------------------------------------------------------------------------------
+
+@main.command("verify")
+@click.option("--wait", type=click.FloatRange(0), default=0, show_default=True,
+              help="Check again until consistent or this many seconds have passed (the job may be catching up).")
+@click.option("--dead-letters/--no-dead-letters", default=True, show_default=True,
+              help="Also check that every bad record of the topic has its dead letter.")
+@_output_option
+@connection_options
+def verify_cmd(wait: float, dead_letters: bool, output: str, **conn: Any) -> None:
+    """Rebuild `events` and `recommendations` from the events topic and compare them with Cassandra.
+
+    Reads the topic from the earliest offset to its current end, runs every record through the
+    job's own functions in the job's order, and reports rows that are missing, extra, doubled,
+    stale or different. Exit status 0: consistent; 1: a difference; 2: could not check. Topics, catalog and model
+    settings come from the STREAMREC_* variables the job uses (STREAMREC_EVENTS_TOPIC,
+    STREAMREC_DLQ_TOPIC, STREAMREC_CATALOG_PATH, STREAMREC_TOP_K, ...).
+    """
+    import logging
+
+    from streamrec.verify import verify
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("streamrec.verify").addHandler(handler)
+    logging.getLogger("streamrec.verify").setLevel(logging.INFO)
+    config = _config(**conn)
+    try:
+        report = verify(config, wait=wait, dead_letters=dead_letters)
+    except Exception as exc:  # could not check at all (no topic, no Cassandra, ...): not "inconsistent"
+        _err(f"error: cannot verify: {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    for warning in report.warnings:
+        _err(f"warning: {warning}")
+    if output == "json":
+        _print_json(report.to_dict())
+    else:
+        rows = []
+        for name, t in (("events", report.events), ("recommendations", report.recommendations)):
+            rows.append([name, t.expected, t.found, t.missing, t.extra, t.doubled, t.stale, t.different])
+        _table(f"{config.keyspace} vs {report.topic}: {report.records} records, {report.valid_events} valid, "
+               f"{report.users} users", ["table", "expected", "found", "missing", "extra", "doubled", "stale",
+                                         "different"], rows)
+        if report.dead_letters is not None:
+            dl = report.dead_letters
+            codes = sorted(set(dl.expected) | set(dl.found))
+            _table("dead letters", ["code", "expected", "found"],
+                   [[c, dl.expected.get(c, 0), dl.found.get(c, 0)] for c in codes]
+                   + [["missing / unexpected / duplicates", "", f"{dl.missing} / {dl.unexpected} / {dl.duplicates}"]])
+        for line in report.examples:
+            click.echo(line)
+        click.echo("consistent" if report.ok else "NOT consistent")
+    if not report.ok:
+        sys.exit(1)
+
+
 # --- data and catalog -------------------------------------------------------------------------
 
 @main.group()
@@ -227,28 +291,76 @@ def catalog() -> None:
     """Build and load the product catalog (ids, titles, prices, embeddings)."""
 
 
+def _embedding_options(fn: F) -> F:
+    """How `catalog build` (and `evaluate`) learn product vectors; defaults in streamrec/embeddings.py."""
+    from streamrec.embeddings import EmbeddingSettings
+
+    d = EmbeddingSettings()
+    options = [
+        click.option("--dim", type=click.IntRange(2, 1024), default=d.dim, show_default=True,
+                     help="Dimensions of the product vectors (the popularity dimension included)."),
+        click.option("--window", type=click.IntRange(0, 100), default=d.window, show_default=True,
+                     help="Products at most this many positions apart in a session co-occur (0: whole session)."),
+        click.option("--title-weight", type=click.FloatRange(0, 1), default=d.title_weight, show_default=True,
+                     help="Share of the title's vector in a product's learned vector."),
+        click.option("--popularity-weight", "popularity", type=click.FloatRange(0, 1), default=d.popularity,
+                     show_default=True, help="Weight of the log-popularity dimension (0: none)."),
+        click.option("--min-count", type=click.IntRange(1), default=d.min_count, show_default=True,
+                     help="Products with fewer events get the vector of their title alone."),
+        click.option("--categories", type=click.IntRange(0, 1000), default=d.categories, show_default=True,
+                     help="Derived categories: clusters of the vectors named by title words (0: none)."),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def _embedding_settings(**kw: Any) -> Any:
+    from streamrec.embeddings import EmbeddingSettings
+
+    return EmbeddingSettings(**kw)
+
+
 @catalog.command("build")
 @click.option("--data", "path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["uci", "otto"]), required=True)
-@click.option("--dim", type=click.IntRange(2, 1024), default=32, show_default=True)
+@_embedding_options
 @click.option("--until", help="Learn only from events before this date (YYYY-MM-DD, UTC).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Catalog file (.npz).")
-def catalog_build(path: str, fmt: str, dim: int, until: Optional[str], out: str) -> None:
-    """Learn product embeddings from an interaction history and write a catalog file."""
+@click.option("--load", "load", is_flag=True, help="Also write the catalog into the Cassandra `products` table.")
+@connection_options
+def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: bool, dim: int, window: int,
+                  title_weight: float, popularity: float, min_count: int, categories: int, **conn: Any) -> None:
+    """Learn product embeddings from an interaction history and write a catalog file.
+
+    Item2vec in matrix form: products that appear next to each other in sessions get close vectors
+    (truncated eigendecomposition of the shifted positive PMI of co-occurrences); products with
+    too little history get the vector of their title; categories are derived by clustering.
+    """
     import dataclasses
+    import time
 
     import pandas as pd
 
     from streamrec.datasets import read_history
     from streamrec.embeddings import build_catalog
 
+    t0 = time.monotonic()
     history = read_history(path, fmt)
     if until:
         hi = int(pd.Timestamp(until, tz="UTC").value // 1_000_000)
         history = dataclasses.replace(history, events=[e for e in history.events if e.ts < hi])
-    cat = build_catalog(history, dim=dim)
+    settings = _embedding_settings(dim=dim, window=window, title_weight=title_weight, popularity=popularity,
+                                   min_count=min_count, categories=categories)
+    cat = build_catalog(history, settings=settings)
     cat.save(out)
-    _err(f"catalog: {len(cat)} products, {cat.dim} dimensions -> {out}")
+    _err(f"catalog: {len(cat)} products, {cat.dim} dimensions, {len(set(cat.categories) - {''})} categories "
+         f"from {len(history.events)} events -> {out} ({time.monotonic() - t0:.1f}s)")
+    if load:
+        from streamrec.connectors.cassandra import store_catalog
+
+        n = store_catalog(_config(**conn), cat)
+        _err(f"loaded {n} products into Cassandra")
 
 
 @catalog.command("load")
@@ -261,6 +373,75 @@ def catalog_load(file: str, **conn: Any) -> None:
 
     n = store_catalog(_config(**conn), Catalog.load(file))
     _err(f"loaded {n} products")
+
+
+# --- offline evaluation -----------------------------------------------------------------------
+
+@main.command("evaluate")
+@click.option("--data", "path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["uci", "otto"]), required=True)
+@click.option("--test-days", type=click.FloatRange(0, min_open=True),
+              help="Hold out the last N days (default: 30 for uci, 7 for otto).")
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+              help="validation: evaluate on the N days before the test window, learn from what came before.")
+@click.option("--model", "models", multiple=True, type=click.Choice(["streamrec", "pop", "item-knn", "session-knn"]),
+              help="Evaluate only these models (repeatable; default: all).")
+@click.option("--tune", is_flag=True, help="Search streamrec's and the baselines' parameters on the validation "
+              "split (never the test window) and print the best; takes minutes.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also draw the table as a PNG bar chart.")
+@_embedding_options
+@_output_option
+def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, models: tuple[str, ...], tune: bool,
+                 plot_path: Optional[str], output: str, **embedding: Any) -> None:
+    """Replay a time-split history through the job's own functions; HR@K, MRR@K, coverage vs baselines.
+
+    Models: streamrec (update_user + recommend_batch, exactly as the job), POP, Item-KNN
+    (co-occurrence cosine), session-KNN. Every purchase (uci) or event (otto) in the held-out
+    window is a case: the model recommends from what it knows just before it. `novel` counts only
+    products the user had not touched before. Model settings come from the STREAMREC_* variables
+    the job uses (STREAMREC_HALF_LIFE_EVENTS, STREAMREC_EVENT_WEIGHTS, STREAMREC_EXCLUDE_PURCHASED, ...).
+    Progress and timings go to stderr.
+    """
+    import dataclasses
+
+    from streamrec import evaluate as ev
+    from streamrec.datasets import read_history
+    from streamrec.udfs.model import ModelParams
+
+    params = ModelParams.from_config(Config.from_env())
+    defaults = ev.EvalSettings()
+    gap = ev.SESSION_GAP_MS[fmt]
+    settings = ev.EvalSettings(
+        test_days=test_days if test_days is not None else ev.DEFAULT_TEST_DAYS[fmt],
+        validation=split == "validation",
+        target_types=ev.TARGET_TYPES[fmt],
+        models=tuple(models) or ev.MODEL_NAMES,
+        item_knn=dataclasses.replace(defaults.item_knn, gap_ms=gap),
+        session_knn=dataclasses.replace(defaults.session_knn, gap_ms=gap),
+    )
+    emb = _embedding_settings(**embedding)
+    _err(f"reading {path} ({fmt})")
+    history = read_history(path, fmt)
+    if tune:
+        result = ev.tune(history, params, settings, emb, log=_err)
+        result.pop("trials")
+        _print_json(result)
+        return
+    report = ev.evaluate(history, params, settings, emb, progress=True, log=_err)
+    _err(f"{report['protocol']['cases']} cases ({report['protocol']['novel_cases']} novel) in "
+         f"{report['protocol']['window'][0]} .. {report['protocol']['window'][1]}; {report['seconds']['total']}s")
+    if plot_path:
+        ev.plot(report, plot_path, title=f"{Path(path).name}: {report['protocol']['split']} window "
+                f"{report['protocol']['window'][0][:10]} .. {report['protocol']['window'][1][:10]}")
+        _err(f"plot -> {plot_path}")
+    if output == "json":
+        _print_json(report)
+        return
+    metrics = [f"hr@{k}" for k in report["k"]] + [f"mrr@{k}" for k in report["k"]] + ["coverage"]
+    for label, table in (("all next items", report["models"]), ("novel next items", report["novel"]["models"]),
+                         ("first item of a new visit", report["new_visit"]["models"])):
+        _table(f"{label} ({report['protocol']['split']} split)", ["model", *metrics],
+               [[name, *[f"{m[x]:.4f}" for x in metrics]] for name, m in table.items()])
 
 
 # --- setup ------------------------------------------------------------------------------------
@@ -374,6 +555,17 @@ def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, fl
         timeout=timeout, what="the job to be RUNNING",
     )
     _err(f"job streamrec is RUNNING on {jobmanager} ({jobs[0]['jid']})")
+
+
+# --- benchmarks (streamrec/bench; `make bench`) --------------------------------------------------
+
+def _add_bench() -> None:
+    from streamrec.bench.cli import bench
+
+    main.add_command(bench)
+
+
+_add_bench()
 
 
 if __name__ == "__main__":

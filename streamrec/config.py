@@ -15,17 +15,25 @@ from typing import Any, Mapping
 
 ENV_PREFIX = "STREAMREC_"
 
-# The event types the job understands and how strongly each one moves a user's embedding.
-# Ordered as the literature orders intent (TencentRec: view 1 / click 2 / buy 5); a removal from
-# the cart pulls the user away from the product with half the add-to-cart weight.
+# Fields that hold secrets: hidden from repr and to_json; also read from STREAMREC_<FIELD>_FILE.
+SECRET_FIELDS = ("cassandra_password", "kafka_sasl_password")
+
+# The event types the job understands and how strongly each one moves a user's embedding
+# (docs/EVALUATION.md says why): ordered as the literature orders intent, TencentRec's
+# view 1 / click 2 / buy 5, with add-to-cart where OTTO's metric puts carts (0.3, between clicks
+# 0.1 and orders 0.6); a removal from the cart undoes the add (minus the add-to-cart weight); a
+# search counts like a click (its query is embedded from the words of product titles).
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
     "view": 1.0,
     "click": 2.0,
-    "search": 0.0,
+    "search": 2.0,
     "add_to_cart": 3.0,
-    "remove_from_cart": -1.5,
+    "remove_from_cart": -3.0,
     "purchase": 5.0,
 }
+# Chosen on a validation split of UCI Online Retail (docs/EVALUATION.md), never on the test split.
+DEFAULT_HALF_LIFE_EVENTS = 0.5
+DEFAULT_HALF_LIFE_DAYS = 0.0
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,11 @@ class Config:
 
     # --- the model ---------------------------------------------------------------------------
     top_k: int = 10
-    # Half-life of a user's past interest, counted in events that name a product: after this many
-    # newer events an old one counts half as much.
-    half_life_events: float = 20.0
+    # Half-life of a user's past interest, counted in events that move the user (product events
+    # and searches): after this many newer events an old one counts half as much.
+    half_life_events: float = DEFAULT_HALF_LIFE_EVENTS
+    # Half-life in days of event time between a user's events (0: no time decay); multiplies.
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     exclude_purchased: bool = True
     # Where the job reads the catalog from: a catalog file (.npz, see udfs.catalog) or, when
@@ -64,6 +74,37 @@ class Config:
     start_from_earliest: bool = True
     # Comma-separated jar paths/URLs the job needs (the Kafka connector); filled in by the setup.
     jars: str = ""
+    # Where the job writes checkpoints (a URI or path). Empty: the cluster's setting
+    # (flink-conf/config.yaml), or the JobManager's memory on a local minicluster.
+    checkpoint_dir: str = ""
+    # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).
+    # 0: a free port, logged by Flink.
+    minicluster_rest_port: int = 0
+    # The Cassandra writer retries a failed write this many times (exponential back-off from
+    # 0.5 s, at most 8 s apart) before it fails the task and Flink's restart strategy takes over.
+    cassandra_write_retries: int = 4
+
+    # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,
+    # STREAMREC_<FIELD>_FILE (a file holding the secret); they never appear in repr, logs or --help.
+    cassandra_username: str = ""
+    cassandra_password: str = field(default="", repr=False)
+    cassandra_tls: bool = False
+    cassandra_tls_ca_file: str = ""  # PEM bundle to verify the server; empty: the system's CAs
+    cassandra_tls_cert_file: str = ""  # client certificate chain (PEM) for mutual TLS
+    cassandra_tls_key_file: str = ""  # its private key (PEM)
+    cassandra_tls_check_hostname: bool = True
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (Kafka's security.protocol)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_tls_ca_file: str = ""  # PEM bundle to verify the brokers; empty: the system's CAs
+    kafka_tls_client_pem: str = ""  # client certificate chain + unencrypted key in one PEM (mutual TLS)
+
+    # --- fault injection (tests only) ----------------------------------------------------------
+    # > 0: subtask 0 of update-embeddings raises once (attempt 0 only), at its first record after
+    # it has processed this many records AND a checkpoint has completed in checkpoint_dir.
+    fault_fail_once_after: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -73,6 +114,10 @@ class Config:
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, f.type, raw)
+        for name in SECRET_FIELDS:
+            path = env.get(ENV_PREFIX + name.upper() + "_FILE")
+            if path and name not in values:
+                values[name] = _read_secret_file(ENV_PREFIX + name.upper() + "_FILE", path)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -80,8 +125,12 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
+        """Every setting as JSON, secrets masked (``***``): safe to log, not a way to pass secrets."""
         d = dataclasses.asdict(self)
         d["event_weights"] = dict(self.event_weights)
+        for name in SECRET_FIELDS:
+            if d[name]:
+                d[name] = "***"
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -95,6 +144,15 @@ class Config:
     @property
     def jar_list(self) -> list[str]:
         return [j.strip() for j in self.jars.split(",") if j.strip()]
+
+
+def _read_secret_file(var: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except OSError as exc:
+        # the path is not secret; the content is never part of a message
+        raise ValueError(f"{var}: cannot read the secret file {path!r} ({exc.strerror})") from None
 
 
 def _parse(name: str, typ: Any, raw: str) -> Any:

@@ -3,7 +3,10 @@
 - UCI Online Retail (CSV, optionally gzipped): purchases only. Kept: lines with a CustomerID,
   Quantity > 0, UnitPrice > 0, not a cancellation (InvoiceNo "C..."), and a StockCode that is a
   product (five digits plus optional letters: POST, DOT, M, BANK CHARGES, ... are fees, not goods).
-  One event per (invoice, stock code); InvoiceDate is taken as UTC.
+  One event per (invoice, stock code); InvoiceDate is taken as UTC. Events are in time order and,
+  within an invoice, in the order of its lines in the file: the order the items went into the
+  cart (neighbouring lines are related: three colours of one alarm clock, then lunch boxes), which
+  is the order a live shop would have sent them.
 - OTTO (JSONL, one session per line): session = user; clicks -> click, carts -> add_to_cart,
   orders -> purchase. Any file in that format works, at any size (read as a stream).
 """
@@ -26,7 +29,7 @@ UCI_PRODUCT_CODE = r"^\d{5}[A-Za-z]{0,2}$"
 
 @dataclass(frozen=True)
 class History:
-    events: list[Event]  # sorted by (ts, event_id)
+    events: list[Event]  # in time order (ties: the order the data gives them)
     titles: dict[str, str]  # product_id -> title (where the data has one)
     prices: dict[str, float]  # product_id -> typical unit price (where the data has one)
 
@@ -43,6 +46,7 @@ def read_uci(path: Union[str, Path]) -> History:
         dtype=dtypes,
         encoding="latin-1",
     )
+    df["line"] = range(len(df))  # the position in the file: the order of an invoice's lines
     df = df[
         df["CustomerID"].notna()
         & (df["Quantity"] > 0)
@@ -60,7 +64,9 @@ def read_uci(path: Union[str, Path]) -> History:
         .to_dict()
     )
     prices = df.groupby("StockCode")["UnitPrice"].median().to_dict()
-    lines = df.drop_duplicates(subset=["InvoiceNo", "StockCode"]).sort_values(["ts", "InvoiceNo", "StockCode"])
+    lines = df.drop_duplicates(subset=["InvoiceNo", "StockCode"]).sort_values(
+        ["ts", "InvoiceNo", "line"], kind="stable"
+    )
     events = [
         Event(f"uci-{inv}-{code}", user, int(ts), "purchase", code)
         for inv, code, user, ts in zip(lines["InvoiceNo"], lines["StockCode"], lines["user_id"], lines["ts"])
@@ -83,7 +89,7 @@ def iter_otto(path: Union[str, Path]) -> Iterator[Event]:
 
 
 def read_otto(path: Union[str, Path]) -> History:
-    events = sorted(iter_otto(path), key=lambda e: (e.ts, e.event_id))
+    events = sorted(iter_otto(path), key=lambda e: e.ts)  # stable: ties keep the file's order
     return History(events, {}, {})
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Optional
@@ -12,6 +14,8 @@ import numpy as np
 from streamrec.config import Config
 from streamrec.udfs.catalog import Catalog
 
+log = logging.getLogger(__name__)
+
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
@@ -20,6 +24,27 @@ def _check_ident(name: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"invalid Cassandra keyspace name {name!r}")
     return name
+
+
+def security_options(config: Config) -> dict[str, Any]:
+    """``Cluster(...)`` arguments for username/password and TLS (empty when neither is configured)."""
+    options: dict[str, Any] = {}
+    if config.cassandra_username:
+        from cassandra.auth import PlainTextAuthProvider
+
+        options["auth_provider"] = PlainTextAuthProvider(config.cassandra_username, config.cassandra_password)
+    elif config.cassandra_password:
+        raise ValueError("STREAMREC_CASSANDRA_PASSWORD is set but STREAMREC_CASSANDRA_USERNAME is not")
+    if config.cassandra_tls:
+        import ssl
+
+        context = ssl.create_default_context(cafile=config.cassandra_tls_ca_file or None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = config.cassandra_tls_check_hostname
+        if config.cassandra_tls_cert_file:
+            context.load_cert_chain(config.cassandra_tls_cert_file, config.cassandra_tls_key_file or None)
+        options["ssl_context"] = context
+    return options
 
 
 def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: float = 10.0) -> Any:
@@ -33,6 +58,7 @@ def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: flo
         load_balancing_policy=DCAwareRoundRobinPolicy(),
         protocol_version=5,
         connect_timeout=connect_timeout,
+        **security_options(config),
     )
     return cluster.connect(keyspace)
 
@@ -120,6 +146,23 @@ class RecommendationWriter:
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:
+        """Write one row; a failed write is retried (the statements are idempotent) with back-off,
+        then re-raised so that the task fails and Flink restarts it from the last checkpoint."""
+        attempt = 0
+        while True:
+            try:
+                self._write_once(row)
+                return
+            except Exception as exc:
+                if attempt >= self._config.cassandra_write_retries:
+                    raise
+                delay = min(8.0, 0.5 * 2**attempt)
+                attempt += 1
+                log.warning("Cassandra write failed (%s: %s); retry %d/%d in %.1f s", type(exc).__name__, exc,
+                            attempt, self._config.cassandra_write_retries, delay)
+                time.sleep(delay)
+
+    def _write_once(self, row: Any) -> None:
         ts = _ms_to_datetime(row.ts)
         futures = [
             self._session.execute_async(

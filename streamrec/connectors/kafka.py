@@ -8,24 +8,108 @@ from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from streamrec.config import Config
 
+# --- security ---------------------------------------------------------------------------------
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# The Flink Kafka connector jar shades the Kafka client: its login modules live under this prefix.
+_SHADED = "org.apache.flink.kafka.shaded."
+
+
+def _check_security(config: Config) -> tuple[bool, bool]:
+    """(uses TLS, uses SASL) for the configured protocol; raises on a setting Kafka would reject."""
+    protocol = config.kafka_security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(f"STREAMREC_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                         f"got {config.kafka_security_protocol!r}")
+    sasl = protocol.startswith("SASL_")
+    if sasl and config.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:
+        raise ValueError(f"STREAMREC_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+                         f"got {config.kafka_sasl_mechanism!r}")
+    if sasl and not (config.kafka_sasl_username and config.kafka_sasl_password):
+        raise ValueError(f"{protocol} needs STREAMREC_KAFKA_SASL_USERNAME and STREAMREC_KAFKA_SASL_PASSWORD "
+                         "(or STREAMREC_KAFKA_SASL_PASSWORD_FILE)")
+    return protocol.endswith("SSL"), sasl
+
+
+def client_options(config: Config) -> dict[str, Any]:
+    """Security arguments for the kafka-python clients (producer, consumer, admin)."""
+    tls, sasl = _check_security(config)
+    options: dict[str, Any] = {"security_protocol": config.kafka_security_protocol.upper()}
+    if sasl:
+        options.update(sasl_mechanism=config.kafka_sasl_mechanism.upper(),
+                       sasl_plain_username=config.kafka_sasl_username,
+                       sasl_plain_password=config.kafka_sasl_password)
+    if tls:
+        if config.kafka_tls_ca_file:
+            options["ssl_cafile"] = config.kafka_tls_ca_file
+        if config.kafka_tls_client_pem:
+            options["ssl_certfile"] = config.kafka_tls_client_pem
+    return options
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def java_properties(config: Config) -> dict[str, str]:
+    """The same settings as Kafka client properties for the job's KafkaSource/KafkaSink.
+
+    The password ends up in ``sasl.jaas.config``, which Kafka's clients print as ``[hidden]``.
+    """
+    tls, sasl = _check_security(config)
+    props = {"security.protocol": config.kafka_security_protocol.upper()}
+    if sasl:
+        mechanism = config.kafka_sasl_mechanism.upper()
+        module = ("common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
+                  else "common.security.scram.ScramLoginModule")
+        props["sasl.mechanism"] = mechanism
+        props["sasl.jaas.config"] = (
+            f"{_SHADED}org.apache.kafka.{module} required username={_jaas_quote(config.kafka_sasl_username)} "
+            f"password={_jaas_quote(config.kafka_sasl_password)};"
+        )
+    if tls:
+        if config.kafka_tls_ca_file:
+            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": config.kafka_tls_ca_file})
+        if config.kafka_tls_client_pem:
+            props.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": config.kafka_tls_client_pem})
+    return props
+
+
 # --- inside the Flink job ---------------------------------------------------------------------
 
 def events_source(config: Config) -> Any:
-    """KafkaSource over the events topic: values as strings, offsets committed on checkpoints."""
-    from pyflink.common.serialization import SimpleStringSchema
+    """KafkaSource over the events topic: values as strings, offsets committed on checkpoints.
+
+    Values go through ``NullSafeStringSchema`` (see :mod:`streamrec.connectors.javasupport`): a
+    record without a value becomes "" (a NOT_JSON dead letter) instead of failing the source on
+    every restart. Its jar must be among the job's jars (``create_env`` adds it).
+    """
+    from pyflink.common.serialization import DeserializationSchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
+    from pyflink.java_gateway import get_gateway
+
+    from streamrec.connectors.javasupport import CLASS_NAME
+
+    # resolved through the context class loader that env.add_jars extended, as PyFlink's own connectors are
+    java_class = get_gateway().jvm
+    for part in CLASS_NAME.split("."):
+        java_class = getattr(java_class, part)
+    value_schema = DeserializationSchema(java_class())
 
     reset = KafkaOffsetResetStrategy.EARLIEST if config.start_from_earliest else KafkaOffsetResetStrategy.LATEST
-    return (
+    builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(config.kafka_bootstrap)
         .set_topics(config.events_topic)
         .set_group_id(config.consumer_group)
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
-        .set_value_only_deserializer(SimpleStringSchema())
+        .set_value_only_deserializer(value_schema)
         .set_property("partition.discovery.interval.ms", "60000")
-        .build()
     )
+    for key, value in java_properties(config).items():
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def dead_letter_sink(config: Config) -> Any:
@@ -33,8 +117,11 @@ def dead_letter_sink(config: Config) -> Any:
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
 
+    builder = KafkaSink.builder()
+    for key, value in java_properties(config).items():
+        builder = builder.set_property(key, value)
     return (
-        KafkaSink.builder()
+        builder
         .set_bootstrap_servers(config.kafka_bootstrap)
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
@@ -54,7 +141,8 @@ def ensure_topics(config: Config, partitions: int = 2) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-admin")
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-admin",
+                             **client_options(config))
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -108,6 +196,7 @@ def produce_lines(
     path is the judge). The producer uses acks=all and idempotence: a retry never doubles a record.
     """
     from kafka import KafkaProducer
+    from kafka.errors import KafkaError
 
     own = producer is None
     if own:
@@ -117,8 +206,10 @@ def produce_lines(
             enable_idempotence=True,
             linger_ms=20,
             max_request_size=max(1024 * 1024, config.max_record_bytes * 4),
+            **client_options(config),
         )
     report = ProduceReport()
+    pending: list[tuple[int, Any]] = []
     try:
         for lineno, line in enumerate(lines, start=1):
             line = line.rstrip("\r\n")
@@ -128,17 +219,42 @@ def produce_lines(
             if why is not None and not raw:
                 report.rejected.append((lineno, why))
                 continue
-            producer.send(
-                config.events_topic,
-                key=key.encode("utf-8") if key else None,
-                value=line.encode("utf-8"),
-            )
-            report.sent += 1
-        producer.flush()
+            try:
+                future = producer.send(
+                    config.events_topic,
+                    key=key.encode("utf-8") if key else None,
+                    value=line.encode("utf-8"),
+                )
+            except KafkaError as exc:  # e.g. larger than the producer's max_request_size (--raw)
+                report.rejected.append((lineno, f"not sent ({type(exc).__name__}: {exc})"))
+                continue
+            pending.append((lineno, future))
+            if len(pending) >= _CONFIRM_EVERY:
+                _confirm(producer, pending, report)
+        _confirm(producer, pending, report)
     finally:
         if own:
             producer.close()
+    report.rejected.sort()
     return report
+
+
+# Records in flight before produce_lines waits for the broker's answers (bounds the memory the
+# futures take on a large file; the producer still batches within each chunk).
+_CONFIRM_EVERY = 5000
+
+
+def _confirm(producer: Any, pending: list[tuple[int, Any]], report: ProduceReport) -> None:
+    """Wait for every pending record: a record the broker refused (or that timed out) is reported
+    with its line number and never counted as sent."""
+    producer.flush()
+    for lineno, future in pending:
+        try:
+            future.get(timeout=60)
+            report.sent += 1
+        except Exception as exc:
+            report.rejected.append((lineno, f"failed to send ({type(exc).__name__}: {exc})"))
+    pending.clear()
 
 
 def read_lines(stream: TextIO) -> Iterator[str]:
@@ -156,6 +272,7 @@ def read_topic(config: Config, topic: str, timeout_ms: int = 5000) -> list[str]:
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=timeout_ms,
+        **client_options(config),
     )
     try:
         return [m.value.decode("utf-8", errors="replace") for m in consumer]

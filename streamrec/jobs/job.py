@@ -9,6 +9,7 @@ TaskManagers need none of them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Optional
 
@@ -18,8 +19,22 @@ from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.connectors.flink import attach_cassandra
+from streamrec.connectors.javasupport import support_jar
 from streamrec.connectors.kafka import dead_letter_sink, events_source
 from streamrec.jobs.pipeline import build_pipeline
+
+MAX_PARALLELISM = 128
+
+RESTART_STRATEGY = {
+    "restart-strategy.type": "exponential-delay",
+    "restart-strategy.exponential-delay.initial-backoff": "1 s",
+    "restart-strategy.exponential-delay.max-backoff": "30 s",
+    "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+    "restart-strategy.exponential-delay.reset-backoff-threshold": "1 h",
+    "restart-strategy.exponential-delay.jitter-factor": "0.1",
+    # unbounded (Flink's default, spelled out): the job keeps retrying until the outage ends
+    "restart-strategy.exponential-delay.attempts-before-reset-backoff": "2147483647",
+}
 
 
 def create_env(config: Config) -> StreamExecutionEnvironment:
@@ -30,13 +45,29 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     conf.set_string("python.fn-execution.bundle.time", "200")
     # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
     conf.set_string("python.state.cache-size", "10000")
+    # Never give up: a lost TaskManager or a Cassandra outage must end in recovery, not a FAILED
+    # job (reliability targets 5, 6). Without this, a local minicluster (`streamrec job run`) only
+    # restarts while checkpointing is on (Flink's fallback); set per job, it also wins over a
+    # cluster's default. Same values as flink-conf/config.yaml.
+    for key, value in RESTART_STRATEGY.items():
+        conf.set_string(key, value)
+    if config.checkpoint_dir:
+        conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
+    if config.minicluster_rest_port and "PYFLINK_GATEWAY_PORT" not in os.environ:
+        # Only for a local minicluster: under `flink run` (which sets PYFLINK_GATEWAY_PORT) rest.port
+        # names the cluster the client submits to and must stay as the client set it.
+        conf.set_string("rest.port", str(config.minicluster_rest_port))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(config.parallelism)
+    # Keyed state is split into max-parallelism key groups; a savepoint only restores into the same
+    # number. Flink derives it from the parallelism (128 up to parallelism 85, more above), so fix
+    # it: a savepoint taken at any parallelism resumes at any other up to 128.
+    env.set_max_parallelism(MAX_PARALLELISM)
     if config.checkpoint_interval_ms > 0:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     jars = [j if "://" in j else f"file://{j}" for j in config.jar_list]
-    if jars:
-        env.add_jars(*jars)
+    jars.append(support_jar().as_uri())  # the null-safe value deserializer of the events source
+    env.add_jars(*jars)
     return env
 
 

@@ -8,6 +8,7 @@ it knows nothing about Kafka or Cassandra, so tests drive it with collection sou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
@@ -23,6 +24,7 @@ from streamrec.udfs.operators import (
     RECS_TYPE,
     UPDATE_ROW,
     CatalogLoader,
+    FailOnce,
     ParseEvents,
     TopK,
     UpdateUserEmbedding,
@@ -43,12 +45,16 @@ class PipelineStreams:
 
 
 def model_params(config: Config) -> ModelParams:
-    return ModelParams(
-        event_weights=dict(config.event_weights),
-        half_life_events=config.half_life_events,
-        top_k=config.top_k,
-        exclude_purchased=config.exclude_purchased,
-    )
+    return ModelParams.from_config(config)
+
+
+def fail_once(config: Config) -> Optional[FailOnce]:
+    """The test-only fault injection hook, or None (the default)."""
+    if config.fault_fail_once_after <= 0:
+        return None
+    if not config.checkpoint_dir:
+        raise ValueError("fault_fail_once_after needs checkpoint_dir (it fails after a completed checkpoint)")
+    return FailOnce(config.fault_fail_once_after, config.checkpoint_dir)
 
 
 def build_pipeline(
@@ -68,7 +74,7 @@ def build_pipeline(
     # Row(UPDATE_FIELDS): the event + the user's embedding and exclusions after it
     updates = (
         events.key_by(lambda e: e.user_id, key_type=Types.STRING())
-        .process(UpdateUserEmbedding(catalog_loader, params), output_type=UPDATE_ROW)
+        .process(UpdateUserEmbedding(catalog_loader, params, fail_once(config)), output_type=UPDATE_ROW)
         .name("update-embeddings")
         .uid("update-embeddings")
     )

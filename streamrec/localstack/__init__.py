@@ -112,6 +112,8 @@ PROFILES: dict[str, Profile] = {
     # Linux ephemeral range (32768+) so an outgoing connection never grabs one of them.
     "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123),
     "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123),
+    # `make bench` / `streamrec bench`: measurements never share a broker or a node with a test run.
+    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123),
 }
 
 

@@ -1,8 +1,10 @@
 """The recommendation model: how an event moves a user's embedding, and top-k over the catalog.
 
-A user is a decayed, weighted sum of the vectors of the products they touched. Each event that
-names a product multiplies the past by ``decay`` and adds ``weight(type) * v(product)``; the
-user's direction (the sum normalised) is compared with every product by cosine similarity.
+A user is a decayed, weighted sum of the vectors of the products they touched and the queries
+they searched. Each such event multiplies the past by ``decay`` (per event, and per elapsed event
+time when ``half_life_days`` is set) and adds ``weight(type) * v``, where ``v`` is the product's
+vector or the query's (:mod:`streamrec.udfs.text`: from the words of product titles). The user's
+direction (the sum normalised) is compared with every product by cosine similarity.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from streamrec.config import DEFAULT_HALF_LIFE_DAYS, DEFAULT_HALF_LIFE_EVENTS, Config
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import Event
+from streamrec.udfs.text import embed_query
+
+DAY_MS = 86_400_000
 
 # Bound the per-user state: a wholesaler with thousands of purchases must not grow it forever.
 MAX_REMEMBERED_PURCHASES = 1000
@@ -23,13 +29,30 @@ MAX_REMEMBERED_PURCHASES = 1000
 @dataclass(frozen=True)
 class ModelParams:
     event_weights: Mapping[str, float]
-    half_life_events: float = 20.0
+    half_life_events: float = DEFAULT_HALF_LIFE_EVENTS
     top_k: int = 10
     exclude_purchased: bool = True
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS  # 0: no decay by event time
+
+    @classmethod
+    def from_config(cls, config: Config) -> ModelParams:
+        return cls(
+            event_weights=dict(config.event_weights),
+            half_life_events=config.half_life_events,
+            top_k=config.top_k,
+            exclude_purchased=config.exclude_purchased,
+            half_life_days=config.half_life_days,
+        )
 
     @property
     def decay(self) -> float:
         return 0.5 ** (1.0 / self.half_life_events) if self.half_life_events > 0 else 0.0
+
+    def time_decay(self, elapsed_ms: int) -> float:
+        """How much of the past is left after ``elapsed_ms`` of event time (1: no time decay)."""
+        if self.half_life_days <= 0 or elapsed_ms <= 0:
+            return 1.0
+        return 0.5 ** (elapsed_ms / (self.half_life_days * DAY_MS))
 
 
 @dataclass
@@ -40,22 +63,37 @@ class UserState:
     purchased: list[str] = field(default_factory=list)  # most recent last, bounded
     seq: int = 0  # events seen for this user (every valid event counts)
     max_ts: int = 0  # newest event time seen, epoch ms
+    vector_ts: int = 0  # newest event time that moved the vector (for time decay), epoch ms
 
 
 def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelParams) -> UserState:
-    """Apply one event to a user's state, in place, and return it."""
+    """Apply one event to a user's state, in place, and return it.
+
+    Product events move the user toward the product's vector, searches toward the query's
+    (nothing happens for a query with no word the catalog's titles know), each with the weight of
+    its type; a negative weight (remove_from_cart) moves the user away. Only events that move the
+    user decay the past.
+    """
     state.seq += 1
     state.max_ts = max(state.max_ts, event.ts)
-    if event.product_id is None:
-        return state
-    row = catalog.index.get(event.product_id)
     weight = params.event_weights.get(event.type, 0.0)
-    if row is not None and weight != 0.0:
-        contribution = np.float32(weight) * catalog.vectors[row]
+    direction: Optional[np.ndarray] = None
+    if weight != 0.0:
+        if event.product_id is not None:
+            row = catalog.index.get(event.product_id)
+            direction = None if row is None else catalog.vectors[row]
+        elif event.type == "search" and event.query:
+            direction = embed_query(catalog, event.query)
+    if direction is not None:
+        contribution = np.float32(weight) * direction
         if state.vector is None:
             state.vector = contribution.astype(np.float32, copy=True)
         else:
-            state.vector = (np.float32(params.decay) * state.vector + contribution).astype(np.float32)
+            factor = np.float32(params.decay * params.time_decay(event.ts - state.vector_ts))
+            state.vector = (factor * state.vector + contribution).astype(np.float32)
+        state.vector_ts = max(state.vector_ts, event.ts)
+    if event.product_id is None:
+        return state
     if event.type == "purchase" and event.product_id not in state.purchased:
         state.purchased.append(event.product_id)
         if len(state.purchased) > MAX_REMEMBERED_PURCHASES:

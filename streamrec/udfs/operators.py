@@ -8,6 +8,8 @@ this module needs pyflink but starts no JVM.
 from __future__ import annotations
 
 import pickle
+import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -75,22 +77,65 @@ class ParseEvents(ProcessFunction):
             yield event_to_row(parsed)
 
 
+class FailOnce:
+    """Fault injection for the tests (reliability target 3), off unless ``after_records`` > 0.
+
+    Subtask 0 raises once, on its first attempt only, at the first record after it has processed
+    ``after_records`` records and a checkpoint of the job has completed (a ``chk-N/_metadata``
+    file exists under ``checkpoint_dir``). Flink then restarts the job from that checkpoint.
+    """
+
+    def __init__(self, after_records: int, checkpoint_dir: str) -> None:
+        self._after = after_records
+        self._dir = checkpoint_dir[len("file://"):] if checkpoint_dir.startswith("file://") else checkpoint_dir
+        self._armed = False
+        self._seen = 0
+        self._next_look = 0.0
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._armed = (self._after > 0 and runtime_context.get_attempt_number() == 0
+                       and runtime_context.get_index_of_this_subtask() == 0)
+        self._seen = 0
+
+    def checkpoint_completed(self) -> bool:
+        return any(Path(self._dir).glob("*/chk-*/_metadata"))
+
+    def record(self) -> None:
+        if not self._armed:
+            return
+        self._seen += 1
+        now = time.monotonic()
+        if self._seen < self._after or now < self._next_look:
+            return
+        self._next_look = now + 0.2  # a directory listing at most five times a second
+        if self.checkpoint_completed():
+            self._armed = False
+            raise RuntimeError(f"injected failure (fault_fail_once_after={self._after}): {self._seen} records "
+                               "processed and a checkpoint completed; attempt 0 only")
+
+
 class UpdateUserEmbedding(KeyedProcessFunction):
     """Keyed by user: moves the user's embedding (Flink keyed state) with every event."""
 
-    def __init__(self, catalog_loader: CatalogLoader, params: ModelParams) -> None:
+    def __init__(self, catalog_loader: CatalogLoader, params: ModelParams,
+                 fail_once: Optional[FailOnce] = None) -> None:
         self._load = catalog_loader
         self._params = params
         self._catalog: Optional[Catalog] = None
+        self._fail_once = fail_once
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._catalog = self._load()
+        if self._fail_once is not None:
+            self._fail_once.open(runtime_context)
         # One pickled value per user: a single state access per event is what keeps PyFlink fast
         # (see ARCHITECTURE.md), and PICKLED_BYTE_ARRAY avoids the primitive-array state bugs.
         self._state = runtime_context.get_state(ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
         assert self._catalog is not None
+        if self._fail_once is not None:
+            self._fail_once.record()
         raw = self._state.value()
         state: UserState = pickle.loads(raw) if raw is not None else UserState()
         update_user(state, row_to_event(value), self._catalog, self._params)

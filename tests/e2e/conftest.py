@@ -85,7 +85,8 @@ def uci_history():
 
 @pytest.fixture(scope="session")
 def uci_catalog(uci_history) -> Catalog:
-    return build_catalog(uci_history, dim=16)
+    # 64 dimensions: enough for title words to carry a search (16 blurs "lantern" into candles)
+    return build_catalog(uci_history, dim=64)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from streamrec.runner import BackgroundJob, config_env, wait_for
+from streamrec.udfs.events import Event
 
 from .helpers import MALFORMED, count_events, dead_letters, produce, read_store, uci_slice
 
@@ -22,9 +23,14 @@ from .helpers import MALFORMED, count_events, dead_letters, produce, read_store,
 @pytest.fixture
 def replayed(e2e_config, uci_history, tmp_path):
     events = uci_slice(uci_history, users=12, per_user=30)
+    # two shoppers look at the same product; only the second then searches for "lantern"
+    ts = events[-1].ts + 1000
+    searchers = [Event("s-1", "shopper-a", ts, "view", "85123A"), Event("s-2", "shopper-b", ts, "view", "85123A"),
+                 Event("s-3", "shopper-b", ts + 1000, "search", None, "lantern")]
     with BackgroundJob(e2e_config, tmp_path / "job.log") as job:
         produce(e2e_config, events)
-        wait_for(lambda: count_events(e2e_config) >= len(events), timeout=240,
+        produce(e2e_config, searchers, malformed=False)
+        wait_for(lambda: count_events(e2e_config) >= len(events) + len(searchers), timeout=240,
                  what=f"{len(events)} events in Cassandra", interval=2,
                  on_timeout=job.log_tail)
         wait_for(lambda: len(dead_letters(e2e_config)) >= len(MALFORMED), timeout=60,
@@ -33,11 +39,23 @@ def replayed(e2e_config, uci_history, tmp_path):
     return events, read_store(e2e_config), dead_letters(e2e_config)
 
 
-def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_topic(replayed, e2e_config):
+def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_topic(
+    replayed, e2e_config, uci_catalog
+):
+    # one job run serves several checks (a Flink job start costs 5-20 s here)
     events, store, dlq = replayed
+
+    # a search moves the user toward the searched products
+    def lanterns(user: str) -> int:
+        items = store.recommendations[user][0]
+        return sum("LANTERN" in uci_catalog.titles[uci_catalog.index[p]] for p in items)
+
+    assert lanterns("shopper-b") >= 3, "searching 'lantern' should bring lanterns into the recommendations"
+    assert lanterns("shopper-b") > lanterns("shopper-a")
+
     assert len(events) >= 300
     produced = Counter((e.user_id, e.event_id, e.ts, e.type, e.product_id) for e in events)
-    stored = Counter(store.events)
+    stored = Counter(ev for ev in store.events if not ev[0].startswith("shopper-"))
     assert stored == produced  # nothing missing, nothing extra, nothing doubled
     assert Counter(d["error"] for d in dlq) == Counter(code for code, _ in MALFORMED)
     assert not any(e[1].startswith("bad-") for e in store.events)
@@ -45,8 +63,10 @@ def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_
     bought = defaultdict(set)
     for e in events:
         bought[e.user_id].add(e.product_id)
-    assert set(store.recommendations) == set(bought)
+    assert set(store.recommendations) == set(bought) | {"shopper-a", "shopper-b"}
     for user, (items, scores, source) in store.recommendations.items():
+        if user.startswith("shopper-"):
+            continue
         assert len(items) == e2e_config.top_k and source == "personal"
         assert not set(items) & bought[user], f"user {user} was recommended something they bought"
         assert scores == sorted(scores, reverse=True)

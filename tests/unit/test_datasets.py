@@ -24,17 +24,17 @@ C536379,71053,WHITE METAL LANTERN,-1,12/1/2010 9:41,3.39,14527.0,United Kingdom
 """
 
 
-def test_uci_keeps_one_purchase_per_invoice_line_of_a_known_customer(tmp_path):
+def test_uci_keeps_one_purchase_per_invoice_line_of_a_known_customer_in_cart_order(tmp_path):
     path = tmp_path / "retail.csv.gz"
     with gzip.open(path, "wt") as f:
         f.write(UCI_CSV)
     h = read_uci(path)
     assert [(e.event_id, e.user_id, e.product_id, e.type) for e in h.events] == [
+        ("uci-536365-85123A", "17850", "85123A", "purchase"),  # the invoice's lines keep their order
         ("uci-536365-71053", "17850", "71053", "purchase"),
-        ("uci-536365-85123A", "17850", "85123A", "purchase"),
         ("uci-536382-22728", "13047", "22728", "purchase"),
     ]
-    assert h.events[0].ts == 1291191960000  # 2010-12-01 08:26 taken as UTC
+    assert h.events[1].ts == 1291191960000  # 2010-12-01 08:26 taken as UTC
     assert h.titles["71053"] == "WHITE METAL LANTERN" and h.prices["85123A"] == 2.55
 
 
@@ -63,6 +63,7 @@ def test_the_real_otto_sample_reads_completely():
 
 def test_products_bought_together_end_up_closer_than_unrelated_ones(tmp_path):
     from streamrec.datasets import History
+    from streamrec.embeddings import EmbeddingSettings
     from streamrec.udfs.events import Event
 
     events = []
@@ -71,8 +72,14 @@ def test_products_bought_together_end_up_closer_than_unrelated_ones(tmp_path):
         group = ["a1", "a2", "a3"] if u % 2 else ["b1", "b2", "b3"]
         for j, p in enumerate(group):
             events.append(Event(f"e{u}-{j}", f"u{u}", u * 10 + j, "purchase", p))
-    cat = build_catalog(History(events, {}, {}), dim=4)
-    v = {p: cat.vectors[cat.index[p]] for p in cat.product_ids}
+    history = History(events, {}, {})
+    plain = build_catalog(history, settings=EmbeddingSettings(dim=4, popularity=0.0))
+    v = {p: plain.vectors[plain.index[p]] for p in plain.product_ids}
     assert float(v["a1"] @ v["a2"]) > 0.9
     assert float(v["a1"] @ v["b1"]) < 0.1
-    np.testing.assert_allclose(np.linalg.norm(cat.vectors, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(plain.vectors, axis=1), 1.0, rtol=1e-5)
+    # with the popularity dimension (the default) equally popular products share only that one
+    cat = build_catalog(history, dim=4)
+    w = {p: cat.vectors[cat.index[p]] for p in cat.product_ids}
+    pop = float(w["a1"][-1] * w["b1"][-1])
+    assert float(w["a1"] @ w["a2"]) > 0.9 and float(w["a1"] @ w["b1"]) == pytest.approx(pop, abs=1e-5)

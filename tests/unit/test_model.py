@@ -45,7 +45,7 @@ def test_older_events_decay_with_the_half_life():
     np.testing.assert_allclose(s.vector, expected, rtol=1e-5)
 
 
-def test_purchases_are_remembered_once_and_searches_leave_the_vector_alone():
+def test_purchases_are_remembered_once_and_a_search_of_unknown_words_leaves_the_vector_alone():
     cat = unit_catalog()
     s = UserState()
     update_user(s, event(0, "p1", "purchase"), cat, PARAMS)
@@ -131,3 +131,86 @@ def test_catalog_round_trips_through_a_file(tmp_path):
     assert back.product_ids == cat.product_ids
     np.testing.assert_array_equal(back.vectors, cat.vectors)
     assert back.index["p7"] == 7 and "p7" in back and "zz" not in back
+
+
+# --- search, event weights, time decay ---------------------------------------------------------
+
+def titled_catalog():
+    """Lanterns along axis 0, mugs along axis 1, a clock on axis 2; titles say which is which."""
+    titles = ("WHITE METAL LANTERN", "ZINC LANTERN", "SAVE THE PLANET MUG", "RETRO MUG", "ALARM CLOCK")
+    v = np.zeros((5, 3), dtype=np.float32)
+    v[[0, 1], 0] = 1.0
+    v[[2, 3], 1] = 1.0
+    v[4, 2] = 1.0
+    return Catalog(tuple(f"p{i}" for i in range(5)), v, titles=titles)
+
+
+def test_a_search_moves_the_user_toward_the_products_its_words_name():
+    cat = titled_catalog()
+    s = update_user(UserState(), event(0, "p2", "view"), cat, PARAMS)  # a mug fan
+    before = recommend_batch([s.vector], [[]], cat, PARAMS)[0].product_ids
+    assert before[0] in ("p2", "p3")
+    update_user(s, Event("e1", "u", 1001, "search", None, "lanterns"), cat, PARAMS)
+    after = recommend_batch([s.vector], [[]], cat, PARAMS)[0].product_ids
+    assert set(after[:2]) == {"p0", "p1"}
+    assert s.seq == 2
+
+
+def test_a_search_with_a_zero_weight_does_nothing():
+    cat = titled_catalog()
+    quiet = ModelParams({**DEFAULT_EVENT_WEIGHTS, "search": 0.0}, half_life_events=2.0, top_k=3)
+    s = update_user(UserState(), Event("e0", "u", 1000, "search", None, "lantern"), cat, quiet)
+    assert s.vector is None and s.seq == 1
+
+
+def test_each_event_type_moves_the_user_by_its_weight():
+    cat = titled_catalog()
+    for etype in ("view", "click", "search", "add_to_cart", "purchase"):
+        s = update_user(UserState(), event(0, "p4", etype) if etype != "search" else
+                        Event("e0", "u", 1000, "search", None, "alarm clock"), cat, PARAMS)
+        np.testing.assert_allclose(s.vector, DEFAULT_EVENT_WEIGHTS[etype] * cat.vectors[4], rtol=1e-6)
+    w = DEFAULT_EVENT_WEIGHTS
+    assert w["view"] < w["click"] < w["add_to_cart"] < w["purchase"]
+
+
+def test_remove_from_cart_undoes_add_to_cart():
+    cat = titled_catalog()
+    no_decay = ModelParams(DEFAULT_EVENT_WEIGHTS, half_life_events=float("inf"), top_k=3)
+    s = update_user(UserState(), event(0, "p0", "view"), cat, no_decay)
+    before = s.vector.copy()
+    update_user(s, event(1, "p2", "add_to_cart"), cat, no_decay)
+    update_user(s, event(2, "p2", "remove_from_cart"), cat, no_decay)
+    np.testing.assert_allclose(s.vector, before, atol=1e-6)
+    # with decay, the removal still leaves the user further from the product than before the add
+    t = update_user(UserState(), event(0, "p0", "view"), cat, PARAMS)
+    update_user(t, event(1, "p2", "add_to_cart"), cat, PARAMS)
+    update_user(t, event(2, "p2", "remove_from_cart"), cat, PARAMS)
+    assert float(t.vector @ cat.vectors[2]) <= 0.0
+
+
+def test_time_decay_halves_the_past_every_half_life_of_event_time():
+    cat = titled_catalog()
+    day = 86_400_000
+    timed = ModelParams(DEFAULT_EVENT_WEIGHTS, half_life_events=float("inf"), top_k=3, half_life_days=1.0)
+    s = UserState()
+    update_user(s, event(0, "p0", "view", ts=0), cat, timed)
+    update_user(s, event(1, "p2", "view", ts=2 * day), cat, timed)
+    np.testing.assert_allclose(s.vector, 0.25 * cat.vectors[0] + cat.vectors[2], rtol=1e-6)
+    # an event older than the newest one seen does not decay anything
+    update_user(s, event(2, "p4", "view", ts=day), cat, timed)
+    np.testing.assert_allclose(s.vector, 0.25 * cat.vectors[0] + cat.vectors[2] + cat.vectors[4], rtol=1e-6)
+    # the clock runs from the last event that moved the user: an unknown product does not reset it
+    before = s.vector.copy()
+    update_user(s, event(3, "not-in-catalog", "view", ts=3 * day), cat, timed)
+    update_user(s, event(4, "p4", "view", ts=4 * day), cat, timed)
+    np.testing.assert_allclose(s.vector, 0.25 * before + cat.vectors[4], rtol=1e-6)
+
+
+def test_model_params_come_from_the_config_with_the_same_defaults():
+    from streamrec.config import Config
+
+    assert ModelParams.from_config(Config()) == ModelParams(dict(DEFAULT_EVENT_WEIGHTS))
+    env = Config.from_env({"STREAMREC_HALF_LIFE_EVENTS": "3", "STREAMREC_HALF_LIFE_DAYS": "7",
+                           "STREAMREC_TOP_K": "4", "STREAMREC_EXCLUDE_PURCHASED": "false"})
+    p = ModelParams.from_config(env)
+    assert (p.half_life_events, p.half_life_days, p.top_k, p.exclude_purchased) == (3.0, 7.0, 4, False)

@@ -1,0 +1,512 @@
+"""Consistency check: rebuild what Cassandra must hold from the events topic and compare.
+
+The events topic is the source of truth. :func:`verify` reads it from the earliest offset up to
+the end offsets it finds when it starts (a bounded read), runs every record through the same
+functions the job runs (``parse_event``, ``update_user``, ``write_timestamp_us``,
+``recommend_batch``) in the same order (the topic is keyed by user, so a user's events are in one
+partition and the job sees them in offset order), and compares the result with the ``events`` and
+``recommendations`` tables and the dead-letter topic:
+
+- ``missing``: a row the topic implies that Cassandra lacks (a lost write);
+- ``extra``: a row Cassandra has that no record of the topic implies;
+- ``doubled``: one event stored under more than one primary key (e.g. a replay with another ts);
+- ``stale``: a user's recommendations reflect an older event than the newest one of the topic
+  (an older write won over a newer one, or the newest write is missing);
+- ``different``: the right row with other values (another model, catalog or configuration).
+
+Scores are compared with a tolerance and equal scores may come in either order: a batch matrix
+product and a one-user product may round the last bit differently (see :func:`same_top_k`).
+What it cannot see: events deleted from the topic by retention before the job read them, a
+catalog that changed while the job ran, a job started with ``start_from_earliest=false``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+
+from streamrec.config import Config
+from streamrec.udfs.catalog import Catalog
+from streamrec.udfs.events import BadRecord, Event, parse_event
+from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user, write_timestamp_us
+
+log = logging.getLogger("streamrec.verify")
+
+SCORE_TOLERANCE = 1e-5
+MAX_EXAMPLES = 20
+
+
+# --------------------------------------------------------------------------------------------
+# the expected store, rebuilt from the topic
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExpectedRecs:
+    product_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    source: str
+    event_id: str
+    event_ts: int  # epoch ms of the event the row reflects
+    updated_at: int  # epoch ms: the newest event time seen for the user (write timestamp // 1000)
+
+
+@dataclass
+class _User:
+    state: UserState = field(default_factory=UserState)
+    events: list[Event] = field(default_factory=list)  # in processing order
+    partitions: set[int] = field(default_factory=set)
+    recs: Optional[ExpectedRecs] = None  # cached; None = to compute
+
+
+EventKey = tuple[str, int, str]  # the primary key of `events`: (user_id, ts ms, event_id)
+EventValue = tuple[str, Optional[str], Optional[str]]  # (type, product_id, query)
+
+
+class Expectation:
+    """What the job must have written after processing the records fed so far, in that order."""
+
+    def __init__(self, catalog: Catalog, params: ModelParams, max_record_bytes: int = 64 * 1024,
+                 max_query_chars: int = 1024) -> None:
+        self.catalog = catalog
+        self.params = params
+        self._known = frozenset(catalog.product_ids)
+        self._max_record_bytes = max_record_bytes
+        self._max_query_chars = max_query_chars
+        self.users: dict[str, _User] = {}
+        self.events: dict[EventKey, EventValue] = {}
+        self.dead_letters: Counter[tuple[str, str]] = Counter()  # (code, payload)
+        self.records = 0
+        self.valid = 0
+        self.conflicts: list[str] = []  # one primary key, two different events in the topic
+
+    def feed(self, value: Union[str, bytes, None], partition: int = 0) -> None:
+        """One record value of the events topic, as the job's source hands it over."""
+        self.records += 1
+        # A record without a value (a tombstone) reaches the parser as "" (NullSafeStringSchema).
+        text = "" if value is None else value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+        parsed = parse_event(text, self._known, self._max_record_bytes, self._max_query_chars)
+        if isinstance(parsed, BadRecord):
+            self.dead_letters[(parsed.code, parsed.payload)] += 1
+            return
+        self.valid += 1
+        e = parsed
+        key = (e.user_id, e.ts, e.event_id)
+        value_ = (e.type, e.product_id, e.query)
+        old = self.events.get(key)
+        if old is not None and old != value_ and len(self.conflicts) < MAX_EXAMPLES:
+            # Cassandra keeps one of them (the later write, same timestamp: the larger value)
+            self.conflicts.append(f"event {e.event_id!r} of user {e.user_id!r} at ts {e.ts} occurs twice "
+                                  f"with different content: {old} and {value_}")
+        self.events[key] = value_
+        user = self.users.get(e.user_id)
+        if user is None:
+            user = self.users[e.user_id] = _User()
+        update_user(user.state, e, self.catalog, self.params)
+        user.events.append(e)
+        user.partitions.add(partition)
+        user.recs = None
+
+    def dead_letter_codes(self) -> Counter[str]:
+        codes: Counter[str] = Counter()
+        for (code, _), n in self.dead_letters.items():
+            codes[code] += n
+        return codes
+
+    def recommendations(self) -> dict[str, ExpectedRecs]:
+        """Per user, the row the last write of the job leaves in `recommendations` (users whose
+        every event left them without recommendations get no row: the job writes none)."""
+        todo = [u for u, s in self.users.items() if s.recs is None]
+        for start in range(0, len(todo), 512):
+            chunk = todo[start:start + 512]
+            states = [self.users[u].state for u in chunk]
+            recs = recommend_batch([s.vector for s in states], [s.purchased for s in states], self.catalog,
+                                   self.params)
+            for user_id, state, rec in zip(chunk, states, recs):
+                user = self.users[user_id]
+                last = user.events[-1]
+                if rec.product_ids:
+                    user.recs = ExpectedRecs(rec.product_ids, rec.scores, rec.source, last.event_id, last.ts,
+                                             write_timestamp_us(state) // 1000)
+                else:
+                    user.recs = self._last_written(user)
+        return {u: s.recs for u, s in self.users.items() if s.recs is not None and s.recs.product_ids}
+
+    def _last_written(self, user: _User) -> ExpectedRecs:
+        """The slow path for a user whose final state gives no recommendations: replay the user's
+        events and keep the last state that did (the job skips the write when the list is empty)."""
+        state = UserState()
+        found = ExpectedRecs((), (), "none", "", 0, 0)
+        for e in user.events:
+            update_user(state, e, self.catalog, self.params)
+            rec = recommend_batch([state.vector], [state.purchased], self.catalog, self.params)[0]
+            if rec.product_ids:
+                found = ExpectedRecs(rec.product_ids, rec.scores, rec.source, e.event_id, e.ts,
+                                     write_timestamp_us(state) // 1000)
+        return found
+
+    def user_state(self, user_id: str) -> Optional[UserState]:
+        user = self.users.get(user_id)
+        return None if user is None else user.state
+
+    def split_users(self) -> list[str]:
+        """Users whose events are in more than one partition: their order is not defined."""
+        return sorted(u for u, s in self.users.items() if len(s.partitions) > 1)
+
+
+def same_top_k(want: ExpectedRecs, got_ids: list[str], got_scores: list[float], catalog: Catalog,
+               state: Optional[UserState], params: ModelParams, tol: float = SCORE_TOLERANCE) -> bool:
+    """The stored list is a correct top-k for the user: the same ids and scores, or - where the
+    expected scores tie within ``tol`` - another order or choice among the tied products."""
+    if list(want.product_ids) == got_ids and len(got_scores) == len(want.scores) and all(
+            math.isclose(a, b, rel_tol=tol, abs_tol=tol) for a, b in zip(want.scores, got_scores)):
+        return True
+    if state is None or state.vector is None or len(got_ids) != len(want.product_ids):
+        return False
+    if len(got_scores) != len(got_ids) or not all(
+            math.isclose(a, b, rel_tol=tol, abs_tol=tol) for a, b in zip(want.scores, got_scores)):
+        return False
+    # every stored product must be eligible and really have the stored score for this user
+    u = np.asarray(state.vector, dtype=np.float32)
+    norm = float(np.linalg.norm(u))
+    if norm == 0:
+        return False
+    excluded = set(state.purchased) if params.exclude_purchased else set()
+    if len(set(got_ids)) != len(got_ids):
+        return False
+    for pid, score in zip(got_ids, got_scores):
+        row = catalog.index.get(pid)
+        if row is None or not catalog.in_stock[row] or pid in excluded:
+            return False
+        true = float(catalog.vectors[row] @ (u / norm))
+        if not math.isclose(true, score, rel_tol=10 * tol, abs_tol=10 * tol):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# reading the topic and the store
+# --------------------------------------------------------------------------------------------
+
+class TopicReader:
+    """Bounded reads of one topic from the earliest offset, in partition order.
+
+    Each :meth:`read` returns what was appended since the previous one, up to (at least) the end
+    offsets it found when it started; no consumer group, nothing committed.
+    """
+
+    def __init__(self, config: Config, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        from streamrec.connectors.kafka import client_options
+
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=config.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max(1024 * 1024, config.max_record_bytes * 4),
+            **client_options(config),
+        )
+        self._assigned: list[Any] = []
+
+    def _assign(self) -> list[Any]:
+        from kafka import TopicPartition
+
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise RuntimeError(f"topic {self.topic!r} does not exist (or has no partitions)")
+        wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        if wanted != self._assigned:
+            new = [tp for tp in wanted if tp not in self._assigned]
+            self._consumer.assign(wanted)
+            self._consumer.seek_to_beginning(*new)
+            self._assigned = wanted
+        return wanted
+
+    def read(self, timeout: float = 120.0) -> list[tuple[int, int, Optional[bytes]]]:
+        """(partition, offset, value) of every new record, each partition in offset order."""
+        tps = self._assign()
+        end = self._consumer.end_offsets(tps)
+        out: list[tuple[int, int, Optional[bytes]]] = []
+        deadline = time.monotonic() + timeout
+        while any(self._consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {self.topic!r} up to offsets {end} took over {timeout:.0f} s")
+            for tp, records in self._consumer.poll(timeout_ms=1000).items():
+                out.extend((tp.partition, r.offset, r.value) for r in records)
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@dataclass(frozen=True)
+class StoredRecs:
+    product_ids: list[str]
+    scores: list[float]
+    source: str
+    event_id: Optional[str]
+    event_ts: Optional[int]
+    updated_at: Optional[int]
+
+
+def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[str, StoredRecs]]:
+    """Every row of `events` and `recommendations` (prepared statements, paged)."""
+    from streamrec.connectors.cassandra import connect, datetime_to_ms
+
+    session = connect(config, config.keyspace)
+    try:
+        ev = session.prepare("SELECT user_id, ts, event_id, type, product_id, query FROM events")
+        ev.fetch_size = 5000
+        rc = session.prepare(
+            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at FROM recommendations")
+        rc.fetch_size = 5000
+        events = [((r.user_id, datetime_to_ms(r.ts), r.event_id), (r.type, r.product_id, r.query))
+                  for r in session.execute(ev, timeout=120)]
+        recs = {
+            r.user_id: StoredRecs(
+                list(r.product_ids or []), [float(x) for x in (r.scores or [])], r.source or "", r.event_id,
+                None if r.event_ts is None else datetime_to_ms(r.event_ts),
+                None if r.updated_at is None else datetime_to_ms(r.updated_at),
+            )
+            for r in session.execute(rc, timeout=120)
+        }
+    finally:
+        session.cluster.shutdown()
+    return events, recs
+
+
+# --------------------------------------------------------------------------------------------
+# the comparison
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class TableCheck:
+    expected: int = 0
+    found: int = 0
+    missing: int = 0
+    extra: int = 0
+    doubled: int = 0
+    stale: int = 0
+    different: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.doubled or self.stale or self.different)
+
+
+@dataclass
+class DeadLetterCheck:
+    expected: dict[str, int] = field(default_factory=dict)  # per error code
+    found: dict[str, int] = field(default_factory=dict)
+    missing: int = 0  # a bad record of the topic without its dead letter
+    unexpected: int = 0  # a dead letter no record of the topic explains
+    duplicates: int = 0  # the same dead letter more than once (allowed: the DLQ is at-least-once)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected)
+
+
+@dataclass
+class Report:
+    topic: str
+    partitions: int = 0
+    records: int = 0
+    valid_events: int = 0
+    users: int = 0
+    events: TableCheck = field(default_factory=TableCheck)
+    recommendations: TableCheck = field(default_factory=TableCheck)
+    dead_letters: Optional[DeadLetterCheck] = None
+    warnings: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    attempts: int = 1
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.events.ok and self.recommendations.ok and (self.dead_letters is None or self.dead_letters.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def _example(self, text: str) -> None:
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(text)
+
+
+def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventValue]],
+            stored_recs: dict[str, StoredRecs], report: Report,
+            dead_letters: Optional[Iterable[Optional[bytes]]] = None) -> Report:
+    """Fill ``report`` with the differences between what the topic implies and what is stored."""
+    report.records, report.valid_events, report.users = expect.records, expect.valid, len(expect.users)
+    report.warnings.extend(expect.conflicts)
+    split = expect.split_users()
+    if split:
+        report.warnings.append(f"{len(split)} user(s) have events in several partitions (keyed by something "
+                               f"else than user_id?); their order is not defined, e.g. {split[:3]}")
+
+    # --- events: a set of primary keys; one event id under two keys is doubled
+    ev = report.events
+    ev.expected = len(expect.events)
+    stored: dict[EventKey, EventValue] = {}
+    by_event: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for key, value in stored_events:
+        stored[key] = value
+        by_event[(key[0], key[2])] += 1
+    ev.found = len(stored)
+    want_by_event: Counter[tuple[str, str]] = Counter((k[0], k[2]) for k in expect.events)
+    for (user, event_id), n in by_event.items():
+        if n > max(1, want_by_event.get((user, event_id), 0)):
+            ev.doubled += 1
+            report._example(f"events: event {event_id!r} of user {user!r} is stored {n} times")
+    for key, value in expect.events.items():
+        got = stored.get(key)
+        if got is None:
+            ev.missing += 1
+            report._example(f"events: missing {key[2]!r} of user {key[0]!r} at ts {key[1]}")
+        elif got != value:
+            ev.different += 1
+            report._example(f"events: {key[2]!r} of user {key[0]!r}: stored {got}, expected {value}")
+    for key in stored.keys() - expect.events.keys():
+        if by_event[(key[0], key[2])] > 1 and (key[0], key[2]) in want_by_event:
+            continue  # counted as doubled
+        ev.extra += 1
+        report._example(f"events: extra {key[2]!r} of user {key[0]!r} at ts {key[1]}")
+
+    # --- recommendations: one row per user, reflecting the user's newest event
+    rc = report.recommendations
+    want = expect.recommendations()
+    rc.expected, rc.found = len(want), len(stored_recs)
+    for user, w in want.items():
+        got_r = stored_recs.get(user)
+        if got_r is None:
+            rc.missing += 1
+            report._example(f"recommendations: missing for user {user!r} (newest event {w.event_id!r})")
+            continue
+        if got_r.event_id != w.event_id or got_r.event_ts != w.event_ts or got_r.updated_at != w.updated_at:
+            older = (got_r.updated_at or 0, got_r.event_ts or 0) < (w.updated_at, w.event_ts)
+            if older:
+                rc.stale += 1
+                report._example(f"recommendations: stale for user {user!r}: reflects {got_r.event_id!r} "
+                                f"(updated_at {got_r.updated_at}), newest is {w.event_id!r} ({w.updated_at})")
+            else:
+                rc.different += 1
+                report._example(f"recommendations: user {user!r} reflects {got_r.event_id!r} at "
+                                f"{got_r.event_ts}/{got_r.updated_at}, expected {w.event_id!r} at "
+                                f"{w.event_ts}/{w.updated_at}")
+            continue
+        if got_r.source != w.source or not same_top_k(w, got_r.product_ids, got_r.scores, expect.catalog,
+                                                      expect.user_state(user), expect.params):
+            rc.different += 1
+            report._example(f"recommendations: user {user!r}: stored {got_r.product_ids[:5]}... "
+                            f"({got_r.source}), expected {list(w.product_ids[:5])}... ({w.source})")
+    for user in stored_recs.keys() - want.keys():
+        rc.extra += 1
+        report._example(f"recommendations: extra row for user {user!r}")
+
+    # --- dead letters: every bad record of the topic has one (duplicates allowed)
+    if dead_letters is not None:
+        dl = report.dead_letters = DeadLetterCheck()
+        found: Counter[tuple[str, str]] = Counter()
+        for raw in dead_letters:
+            try:
+                letter = json.loads(raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw or "")
+                found[(str(letter["error"]), str(letter["payload"]))] += 1
+            except (ValueError, KeyError, TypeError):
+                found[("<unreadable>", str(raw)[:200])] += 1
+        dl.expected = dict(sorted(expect.dead_letter_codes().items()))
+        codes: Counter[str] = Counter()
+        for (code, _), n in found.items():
+            codes[code] += n
+        dl.found = dict(sorted(codes.items()))
+        for letter, n in expect.dead_letters.items():
+            have = found.get(letter, 0)
+            if have < n:
+                dl.missing += n - have
+                report._example(f"dead letters: missing {n - have} x {letter[0]} for payload {letter[1][:80]!r}")
+            elif have > n:
+                dl.duplicates += have - n
+        for letter, n in found.items():
+            if letter not in expect.dead_letters:
+                dl.unexpected += n
+                report._example(f"dead letters: unexpected {letter[0]} for payload {letter[1][:80]!r}")
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# the whole check
+# --------------------------------------------------------------------------------------------
+
+class Verifier:
+    """Keeps the topic readers and the rebuilt state between attempts (``--wait`` re-checks
+    incrementally: only what was appended to the topic since the last attempt is read)."""
+
+    def __init__(self, config: Config, catalog: Optional[Catalog] = None, dead_letters: bool = True) -> None:
+        from streamrec.connectors.catalog import CatalogFromConfig
+        from streamrec.jobs.pipeline import model_params  # the job's own parameters (imports pyflink, no JVM)
+
+        self.config = config
+        self.catalog = catalog if catalog is not None else CatalogFromConfig(config)()
+        self.expect = Expectation(self.catalog, model_params(config), config.max_record_bytes,
+                                  config.max_query_chars)
+        self._events = TopicReader(config, config.events_topic)
+        self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
+        self._letters: list[Optional[bytes]] = []
+        self._partitions: set[int] = set()
+
+    def check(self) -> Report:
+        started = time.monotonic()
+        new = self._events.read()
+        for partition, _offset, value in new:
+            self._partitions.add(partition)
+            self.expect.feed(value, partition)
+        log.info("read %d new record(s) of %s (%d in all)", len(new), self.config.events_topic, self.expect.records)
+        if self._dlq is not None:
+            self._letters.extend(v for _, _, v in self._dlq.read())
+        stored_events, stored_recs = read_store(self.config)
+        log.info("read %d event row(s) and %d recommendation row(s) from %s", len(stored_events), len(stored_recs),
+                 self.config.keyspace)
+        report = Report(topic=self.config.events_topic, partitions=len(self._partitions))
+        compare(self.expect, stored_events, stored_recs, report,
+                self._letters if self._dlq is not None else None)
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+
+    def close(self) -> None:
+        self._events.close()
+        if self._dlq is not None:
+            self._dlq.close()
+
+
+def verify(config: Config, wait: float = 0.0, dead_letters: bool = True, catalog: Optional[Catalog] = None,
+           interval: float = 3.0) -> Report:
+    """Compare once, or - with ``wait`` > 0 - until the store is consistent or ``wait`` seconds
+    have passed (the job may still be catching up); returns the last report."""
+    started = time.monotonic()
+    verifier = Verifier(config, catalog, dead_letters)
+    try:
+        attempts = 0
+        while True:
+            attempts += 1
+            report = verifier.check()
+            report.attempts = attempts
+            if report.ok or time.monotonic() - started >= wait:
+                report.seconds = round(time.monotonic() - started, 3)
+                return report
+            log.info("not consistent yet (events: %d missing; recommendations: %d missing, %d stale); "
+                     "checking again", report.events.missing, report.recommendations.missing,
+                     report.recommendations.stale)
+            time.sleep(interval)
+    finally:
+        verifier.close()

@@ -1,0 +1,362 @@
+"""Tools of the fault tier: the Flink REST API, `flink run/stop`, a paced producer, hard kills of a
+TaskManager, and the figures each test reports (events produced / found / in the DLQ, restarts,
+recovery time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from streamrec import localstack
+from streamrec.config import Config
+from streamrec.connectors.cassandra import connect
+from streamrec.connectors.kafka import produce_lines
+from streamrec.runner import config_env, wait_for
+
+JOB_PY = Path(__file__).resolve().parents[2] / "streamrec" / "jobs" / "job.py"
+
+# Figures of every fault test of the session, printed at the end (see conftest.py).
+FIGURES: list[dict[str, Any]] = []
+
+
+# --------------------------------------------------------------------------------------------
+# Flink
+
+
+class FlinkRest:
+    def __init__(self, address: str) -> None:
+        self.base = f"http://{address}"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=10) as resp:
+            return json.load(resp)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self.get("/jobs/overview")["jobs"])
+
+    def running_jobs(self) -> list[str]:
+        return [j["jid"] for j in self.jobs() if j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+
+    def restarts(self, jid: str) -> int:
+        """How often the job restarted: Flink's numRestarts metric (a job-level gauge)."""
+        values = self.get(f"/jobs/{jid}/metrics?get=numRestarts")
+        if values:
+            return int(float(values[0]["value"]))
+        # the metric is reported with a delay right after the start: 0 restarts until then, unless
+        # the exception history already knows of one
+        return len(self.exceptions(jid))
+
+    def exceptions(self, jid: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/jobs/{jid}/exceptions").get("exceptionHistory", {}).get("entries", []))
+
+    def all_running(self, jid: str) -> bool:
+        """The job and every one of its subtasks are RUNNING (after a restart: recovered)."""
+        job = self.get(f"/jobs/{jid}")
+        if job["state"] != "RUNNING":
+            return False
+        return all(v["status"] == "RUNNING" and v["tasks"].get("RUNNING", 0) == v["parallelism"]
+                   for v in job["vertices"])
+
+    def state(self, jid: str) -> str:
+        return str(self.get(f"/jobs/{jid}")["state"])
+
+    def cancel(self, jid: str) -> None:
+        req = urllib.request.Request(f"{self.base}/jobs/{jid}?mode=cancel", method="PATCH")
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def cancel_all(self) -> None:
+        for jid in self.running_jobs():
+            try:
+                self.cancel(jid)
+            except OSError:
+                pass
+        wait_for(lambda: not self.running_jobs(), timeout=120, what="jobs to be cancelled")
+
+    def taskmanagers(self) -> list[dict[str, Any]]:
+        return list(self.get("/taskmanagers")["taskmanagers"])
+
+
+def flink_run(profile: localstack.Profile, config: Config, parallelism: int, savepoint: Optional[str] = None,
+              timeout: float = 400) -> str:
+    """`flink run -d` of the job on the profile's cluster; returns the job id. (The job sets its
+    parallelism from the config, as `streamrec job submit -p` does: `-p` alone would not win.)"""
+    config = config.replace(parallelism=parallelism)
+    cmd = [str(localstack.flink_bin("flink")), "run", "-d", "-m", profile.flink_rest, "-p", str(parallelism)]
+    if savepoint:
+        cmd += ["-s", savepoint]  # and no --allowNonRestoredState: every piece of state must map
+    cmd += ["-py", str(JOB_PY)]
+    env = config_env(config, base=localstack.flink_env(profile))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    text = out.stdout + out.stderr
+    match = re.search(r"JobID ([0-9a-f]{32})", text)
+    assert out.returncode == 0 and match, f"flink run failed ({out.returncode}):\n{text[-4000:]}"
+    return match.group(1)
+
+
+def flink_stop_with_savepoint(profile: localstack.Profile, jid: str, directory: Path, timeout: float = 300) -> str:
+    cmd = [str(localstack.flink_bin("flink")), "stop", "-m", profile.flink_rest, "--savepointPath",
+           directory.as_uri(), jid]
+    out = subprocess.run(cmd, env=localstack.flink_env(profile), capture_output=True, text=True, timeout=timeout)
+    text = out.stdout + out.stderr
+    match = re.search(r"Savepoint completed\. Path: (\S+)", text)
+    assert out.returncode == 0 and match, f"flink stop failed ({out.returncode}):\n{text[-4000:]}"
+    return match.group(1)
+
+
+def wait_progress(config: Config, above: int, timeout: float, what: str) -> int:
+    """Wait until `events` holds more than ``above`` rows (the job is making progress)."""
+    return wait_for(lambda: (lambda n: n if n > above else 0)(count_events(config)), timeout=timeout,
+                    what=what, interval=1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def taskmanager_pids(profile: localstack.Profile) -> list[int]:
+    """This profile's TaskManager JVMs (command line names the profile's folder and the runner)."""
+    marker = str(localstack.run_dir(profile) / "flink") + os.sep
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd and "TaskManagerRunner" in cmd:
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def pid_listening_on(port: int, candidates: list[int]) -> Optional[int]:
+    inodes = _listening_inodes(port)
+    for pid in candidates:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            return pid
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> int:
+    """kill -9 a TaskManager that runs tasks of the job, and its Python workers (a crashed machine
+    takes both); returns the TaskManager's pid."""
+    tms = [t for t in rest.taskmanagers() if t["freeSlots"] < t["slotsNumber"]]
+    assert tms, "no TaskManager runs a task"
+    pids = taskmanager_pids(profile)
+    pid = pid_listening_on(int(tms[0]["dataPort"]), pids)
+    assert pid is not None, f"no TaskManager of {profile.name} listens on {tms[0]['dataPort']} (pids {pids})"
+    workers = descendants(pid)
+    os.kill(pid, signal.SIGKILL)
+    for child in workers:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+class PacedProducer(threading.Thread):
+    """Sends lines to the events topic in small chunks at a steady rate (events keep flowing while
+    a fault is injected); ``hurry()`` sends the rest at once. Uses the project's producer path
+    (keyed by user, acks=all, idempotent)."""
+
+    def __init__(self, config: Config, lines: list[str], per_second: float, chunk: int = 10) -> None:
+        super().__init__(daemon=True)
+        self.config, self.lines, self.chunk = config, lines, chunk
+        self.delay = chunk / per_second
+        self.sent = 0
+        self.error: Optional[BaseException] = None
+        self._hurry = threading.Event()
+
+    def hurry(self) -> None:
+        self._hurry.set()
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        from streamrec.connectors.kafka import client_options
+
+        producer = KafkaProducer(bootstrap_servers=self.config.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                 linger_ms=5, max_request_size=1024 * 1024, **client_options(self.config))
+        try:
+            for start in range(0, len(self.lines), self.chunk):
+                report = produce_lines(self.lines[start:start + self.chunk], self.config, raw=True, producer=producer)
+                assert not report.rejected, report.rejected
+                self.sent += report.sent
+                if not self._hurry.is_set():
+                    self._hurry.wait(self.delay)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            producer.close()
+
+    def finish(self, timeout: float = 300) -> int:
+        self.hurry()
+        self.join(timeout)
+        assert not self.is_alive(), "the producer did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+
+def count_events(config: Config) -> int:
+    session = connect(config, config.keyspace)
+    try:
+        return int(session.execute(session.prepare("SELECT COUNT(*) FROM events"), timeout=60).one()[0])
+    finally:
+        session.cluster.shutdown()
+
+
+def store_snapshot(config: Config) -> dict[str, Any]:
+    """Every stored cell with its write timestamp: a replay must leave all of them as they were."""
+    session = connect(config, config.keyspace)
+    try:
+        events = sorted(
+            (r.user_id, str(r.ts), r.event_id, r.type, r.product_id, r.query, r.wt)
+            for r in session.execute(session.prepare(
+                "SELECT user_id, ts, event_id, type, product_id, query, writetime(type) AS wt FROM events"),
+                timeout=60))
+        recs = sorted(
+            (r.user_id, tuple(r.product_ids), tuple(r.scores), r.source, r.event_id, str(r.event_ts),
+             str(r.updated_at), r.wt)
+            for r in session.execute(session.prepare(
+                "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, "
+                "writetime(product_ids) AS wt FROM recommendations"), timeout=60))
+    finally:
+        session.cluster.shutdown()
+    return {"events": events, "recommendations": recs}
+
+
+def snapshot_diff(a: dict[str, Any], b: dict[str, Any], limit: int = 5) -> list[str]:
+    """The rows that differ between two store snapshots (empty: identical).
+
+    Everything must be identical - values and write timestamps - except that a score may differ
+    in its last bits (1e-6 relative): the top-k's batched matrix product rounds differently for
+    another batch composition, and a replay batches differently. See docs/GUARANTEES.md.
+    """
+    import math
+
+    out = []
+    left, right = set(a["events"]), set(b["events"])
+    out += [f"events before: {row}" for row in sorted(left - right)[:limit]]
+    out += [f"events after:  {row}" for row in sorted(right - left)[:limit]]
+    recs_a = {r[0]: r for r in a["recommendations"]}
+    recs_b = {r[0]: r for r in b["recommendations"]}
+    for user in sorted(recs_a.keys() | recs_b.keys()):
+        ra, rb = recs_a.get(user), recs_b.get(user)
+        same = ra is not None and rb is not None and ra[:2] == rb[:2] and ra[3:] == rb[3:] and all(
+            math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-7) for x, y in zip(ra[2], rb[2]))
+        if not same and len(out) < 4 * limit:
+            out.append(f"recommendations before: {ra}\nrecommendations after:  {rb}")
+    return out
+
+
+def committed_offsets_reached(config: Config, group: str) -> bool:
+    """The job's consumer group has committed (on a completed checkpoint) the end of every partition:
+    everything before it is processed and written."""
+    from kafka import KafkaAdminClient, KafkaConsumer
+
+    from streamrec.connectors.kafka import client_options
+
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **client_options(config))
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, **client_options(config))
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        committed = {tp: m.offset for tp, m in offsets.items() if tp.topic == config.events_topic}
+        if not committed:
+            return False
+        end = consumer.end_offsets(list(committed))
+        return all(committed[tp] >= end[tp] for tp in committed)
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def verify_cli(config: Config, wait: float = 300, dead_letters: bool = True) -> dict[str, Any]:
+    """`streamrec verify -o json` as a user runs it; returns the report (asserts nothing)."""
+    cmd = [sys.executable, "-m", "streamrec.cli", "verify", "-o", "json", "--wait", str(wait)]
+    if not dead_letters:
+        cmd.append("--no-dead-letters")
+    out = subprocess.run(cmd, env=config_env(config), capture_output=True, text=True, timeout=wait + 300)
+    assert out.returncode in (0, 1), f"verify crashed ({out.returncode}):\n{out.stderr[-4000:]}"
+    report = json.loads(out.stdout)
+    report["exit_code"] = out.returncode
+    if out.returncode != 0:
+        report["stderr_tail"] = out.stderr[-2000:]
+    return report
+
+
+@dataclass
+class Figures:
+    test: str
+    produced: int = 0  # records sent to the events topic (valid and bad)
+    valid: int = 0
+    found: int = 0  # rows in `events`
+    dead_letters: int = 0  # records in events-dlq
+    restarts: int = 0
+    recovery_s: list[float] = field(default_factory=list)
+    notes: str = ""
+    seconds: float = 0.0
+
+    def record(self, report: dict[str, Any]) -> None:
+        self.produced = report["records"]
+        self.valid = report["valid_events"]
+        self.found = report["events"]["found"]
+        if report.get("dead_letters"):
+            self.dead_letters = sum(report["dead_letters"]["found"].values())
+        FIGURES.append(dict(self.__dict__, recovery_s=[round(x, 1) for x in self.recovery_s],
+                            seconds=round(self.seconds, 1)))
