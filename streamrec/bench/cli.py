@@ -1,0 +1,214 @@
+"""``streamrec bench``: the end-to-end benchmark (default), ``topk`` micro-benchmarks, ``plot``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Optional
+
+import click
+
+_E2E_OPTIONS = [
+    click.option("--systems", default="streamrec,baseline", show_default=True,
+                 help="Comma-separated: streamrec, baseline (naive, per event), baseline-batched."),
+    click.option("--catalog", type=click.Choice(["synthetic", "uci"]), default="synthetic", show_default=True,
+                 help="synthetic: random 64-d unit vectors; uci: embeddings learned from UCI Online Retail."),
+    click.option("--catalog-size", type=click.IntRange(10), default=10_000, show_default=True,
+                 help="Products of the synthetic catalog."),
+    click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True),
+    click.option("--events", type=click.IntRange(100), default=30_000, show_default=True,
+                 help="Events pre-loaded into each system's topic (the throughput phase)."),
+    click.option("--users", type=click.IntRange(1), default=3_000, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--partitions", type=click.IntRange(1), default=2, show_default=True),
+    click.option("--parallelism", type=click.IntRange(1, 64), default=1, show_default=True,
+                 help="Parallelism of the streamrec job."),
+    click.option("--checkpoint-interval-ms", type=click.IntRange(0), default=10_000, show_default=True),
+    click.option("--fresh-rate", type=float, default=0.0,
+                 help="Events/s of the freshness phase (default: --fresh-fraction x the measured rate)."),
+    click.option("--fresh-fraction", type=float, default=0.8, show_default=True),
+    click.option("--fresh-seconds", type=float, default=15.0, show_default=True),
+    click.option("--fresh-low-rate", type=float, default=100.0, show_default=True,
+                 help="A second freshness phase at this fixed, modest rate (0: skip)."),
+    click.option("--probe-rate", type=float, default=5.0, show_default=True, help="Probe events per second."),
+    click.option("--blas-threads", type=click.IntRange(0), default=1, show_default=True,
+                 help="OPENBLAS/OMP/MKL_NUM_THREADS for both systems (0: leave unset)."),
+    click.option("--python-worker-mode", type=click.Choice(["loopback", "process"]), default=None,
+                 help="Where the minicluster runs the job's Python operators: loopback (PyFlink's default "
+                      "for a local job: inside the client process) or process (own worker, as on a cluster)."),
+    click.option("--profile", "profile", is_flag=True,
+                 help="py-spy record the Python workers during the throughput phase (bench/profiles/)."),
+    click.option("--profile-seconds", type=float, default=20.0, show_default=True),
+    click.option("--uci", "uci_path", type=click.Path(dir_okay=False), default=None,
+                 help="UCI Online Retail CSV (for --catalog uci)."),
+    click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
+                 help="JSON lines file to append to (default bench/results.jsonl)."),
+    click.option("--keep-services", is_flag=True, help="Leave Kafka and Cassandra (bench profile) running."),
+    click.option("--keep-data", is_flag=True, help="Keep the bench keyspaces and topics."),
+    click.option("--note", default="", help="Free text stored with the results."),
+    click.option("--plot/--no-plot", default=True, show_default=True, help="Redraw bench/*.png afterwards."),
+    click.option("-v", "--verbose", is_flag=True),
+]
+
+
+def _e2e_options(fn: Any) -> Any:
+    for opt in reversed(_E2E_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not verbose:
+        for name in ("kafka", "cassandra"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _run_e2e(systems: str, uci_path: Optional[str], plot: bool, verbose: bool, **kw: Any) -> None:
+    from streamrec.bench.e2e import BenchOptions, run
+
+    _logging(verbose)
+    kw["python_worker_mode"] = kw.get("python_worker_mode") or ""
+    opts = BenchOptions(systems=tuple(s.strip() for s in systems.split(",") if s.strip()), **kw)
+    if uci_path:
+        opts.uci_path = uci_path
+    records = run(opts)
+    for r in records:
+        click.echo(
+            f"{r['name']:>17}: {r['events_per_s']:8.0f} events/s on {r['cores_used']:.2f} cores = "
+            f"{r['events_per_s_per_core']:8.0f} events/s per core; freshness p50/p95/p99 "
+            f"{r['freshness_ms']['p50']}/{r['freshness_ms']['p95']}/{r['freshness_ms']['p99']} ms; "
+            f"kept up: {r['kept_up']}"
+        )
+    by = {r["name"]: r for r in records}
+    if "streamrec" in by:
+        for base in ("baseline", "baseline-batched"):
+            if base in by:
+                ratio = by["streamrec"]["events_per_s_per_core"] / max(by[base]["events_per_s_per_core"], 1e-9)
+                click.echo(f"streamrec / {base} per core: {ratio:.2f}x")
+    if plot:
+        _plot()
+
+
+def _plot() -> None:
+    try:
+        from streamrec.bench.plot import plot_all
+    except ImportError as exc:  # matplotlib is in the bench extra
+        click.echo(f"no plot ({exc}); pip install -e '.[bench]'", err=True)
+        return
+    for path in plot_all():
+        click.echo(f"wrote {path}", err=True)
+
+
+@click.group(invoke_without_command=True)
+@_e2e_options
+@click.pass_context
+def bench(ctx: click.Context, **kw: Any) -> None:
+    """Benchmarks. Without a subcommand: the end-to-end run (same as `streamrec bench e2e`).
+
+    Starts Kafka and Cassandra on the `bench` profile (ports 39092 / 39042) unless they run, runs the
+    streamrec job (local minicluster) and the naive baseline on the same events one after the
+    other, and appends one JSON line per system to bench/results.jsonl.
+    """
+    if ctx.invoked_subcommand is None:
+        _run_e2e(**kw)
+
+
+@bench.command("e2e")
+@_e2e_options
+def e2e_cmd(**kw: Any) -> None:
+    """Throughput, CPU and freshness of the job and the baseline on the real Kafka + Cassandra."""
+    _run_e2e(**kw)
+
+
+@bench.command("topk")
+@click.option("--sizes", default="10000,100000,1000000", show_default=True, help="Catalog sizes.")
+@click.option("--methods", default="numpy,flat,ivf,hnsw", show_default=True)
+@click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=256, show_default=True, help="Users per top-k call.")
+@click.option("--queries", type=click.IntRange(1), default=4096, show_default=True,
+              help="Queries timed per method (fewer at 1M products, see --max-scan).")
+@click.option("--datasets", default="random,uci", show_default=True,
+              help="random: uniform unit vectors; uci: the UCI catalog and real user vectors (plus "
+                   "jittered copies of it at the larger sizes).")
+@click.option("--recall-floor", type=float, default=0.95, show_default=True)
+@click.option("--hnsw-m", type=click.IntRange(4, 128), default=32, show_default=True)
+@click.option("--hnsw-ef-construction", type=click.IntRange(8, 1024), default=64, show_default=True)
+@click.option("--hnsw-max-size", type=click.IntRange(1), default=10_000_000, show_default=True,
+              help="Skip HNSW for larger catalogs (building the graph is the slow part).")
+@click.option("--uci", "uci_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
+              help="JSON lines file to append to (default bench/topk.jsonl).")
+@click.option("--plot/--no-plot", default=True, show_default=True)
+def topk_cmd(sizes: str, methods: str, dim: int, batch: int, queries: int, datasets: str, recall_floor: float,
+             hnsw_m: int, hnsw_ef_construction: int, hnsw_max_size: int, uci_path: Optional[str],
+             results_path: str, plot: bool) -> None:
+    """Top-k micro-benchmarks: numpy exact vs faiss exact/IVF/HNSW, one thread, events/s and recall@10."""
+    from streamrec.bench.topk import TopkOptions, run
+
+    _logging(False)
+    opts = TopkOptions(
+        sizes=tuple(int(s) for s in sizes.split(",") if s.strip()),
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
+        dim=dim, batch=batch, queries=queries, recall_floor=recall_floor, results_path=results_path,
+        hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction, hnsw_max_size=hnsw_max_size,
+    )
+    if uci_path:
+        opts.uci_path = uci_path
+    run(opts)
+    if plot:
+        _plot()
+
+
+@bench.command("plot")
+def plot_cmd() -> None:
+    """Redraw bench/*.png from bench/results.jsonl and bench/topk.jsonl."""
+    _plot()
+
+
+@bench.command("baseline")
+@click.option("--mode", type=click.Choice(["naive", "batched"]), default="naive", show_default=True)
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default="",
+              help="Catalog file (.npz); default STREAMREC_CATALOG_PATH, else the Cassandra products table.")
+def baseline_cmd(mode: str, catalog_path: str) -> None:
+    """Run the baseline consumer service in the foreground (settings from STREAMREC_*)."""
+    from streamrec.bench.baseline import main as baseline_main
+
+    baseline_main(["--mode", mode, *(["--catalog", catalog_path] if catalog_path else [])])
+
+
+@bench.command("profile")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("-n", "top", type=int, default=15, show_default=True, help="Top functions to list.")
+def profile_cmd(files: tuple[str, ...], top: int) -> None:
+    """Summarise recordings from `streamrec bench --profile`: py-spy (.txt) and JFR (.jfr) files."""
+    from pathlib import Path
+
+    from streamrec.bench.profile import summarize, summarize_jfr
+
+    for f in files:
+        if f.endswith(".jfr"):
+            from streamrec.localstack import java_home
+
+            click.echo(summarize_jfr(Path(f), str(java_home() / "bin" / "jfr"), top))
+        else:
+            click.echo(summarize(Path(f), top))
+
+
+@bench.command("report")
+@click.option("--recall-floor", type=float, default=0.95, show_default=True)
+def report_cmd(recall_floor: float) -> None:
+    """Markdown tables of bench/results.jsonl and bench/topk.jsonl (medians of runs; for BENCHMARKS.md)."""
+    from streamrec.bench import results
+    from streamrec.bench.report import e2e_table, machine_line
+    from streamrec.bench.topk import summary_table
+
+    e2e = results.read(results.bench_dir() / "results.jsonl")
+    topk = results.read(results.bench_dir() / "topk.jsonl")
+    if e2e:
+        click.echo(f"Machine: {machine_line(e2e)}\n")
+        click.echo("\n".join(e2e_table(e2e)))
+    if topk:
+        click.echo("\n" + "\n".join(summary_table(topk, recall_floor)))

@@ -1,0 +1,791 @@
+"""`make bench` / `streamrec bench`: the job and the naive baseline side by side on the real stack.
+
+1. Kafka and Cassandra on the `bench` profile (reused if running; whatever this run starts, it stops,
+   also on Ctrl-C); a catalog (synthetic unit vectors, or the UCI catalog) written to a file both read.
+2. The generator's events (Zipf products and users, views >> clicks > carts > purchases) pre-loaded
+   into one topic per system, so each reads the same events from its own topic, keyspace and group.
+3. One system at a time (never both: 2 cores): start it, note when the first recommendation row is
+   readable and when every user's row names the user's last event; sustained events/s is the event
+   count over that window (the start-up is outside it). CPU over the same window from /proc: the
+   system's process tree (PyFlink client + JVM + Python workers, or the baseline process), Kafka,
+   Cassandra, this harness and the whole machine (to show how much the other users took).
+4. Freshness: events at a steady rate (by default 80% of the rate just measured) plus a few probe
+   events for fresh users; a poller reads each probe user's row until it names the probe:
+   produce -> readable, p50/p95/p99.
+5. One JSON line per system in ``bench/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from streamrec import localstack
+from streamrec.bench import results
+from streamrec.bench.baseline import model_params
+from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
+from streamrec.bench.procstat import MACHINE, CpuSampler, Group, descendants, process_table, thread_cpu
+from streamrec.config import Config
+from streamrec.runner import BackgroundJob, config_env
+from streamrec.udfs.catalog import Catalog
+
+log = logging.getLogger("streamrec.bench")
+
+SYSTEMS = ("streamrec", "baseline", "baseline-batched")
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+WORKER_MODE_ENV = "_python_worker_execution_mode"  # read by PyFlink's client (loopback | process)
+DEFAULT_UCI = localstack.repo_root().parent / "shared" / "data" / "uci-online-retail" / "onlineretail.csv.gz"
+
+
+@dataclass
+class BenchOptions:
+    systems: tuple[str, ...] = ("streamrec", "baseline")
+    catalog: str = "synthetic"  # or "uci"
+    catalog_size: int = 10_000  # synthetic only; the UCI catalog has what the data has
+    dim: int = 64
+    events: int = 30_000
+    users: int = 3_000
+    seed: int = 0
+    partitions: int = 2
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 10_000
+    fresh_rate: float = 0.0  # events/s of the freshness phase; 0: fresh_fraction x the measured rate
+    fresh_fraction: float = 0.8
+    fresh_seconds: float = 15.0
+    probe_rate: float = 5.0  # probe events per second during the freshness phase
+    fresh_low_rate: float = 100.0  # a second freshness phase at this fixed, modest rate (0: skip)
+    profile: bool = False  # py-spy record the Python processes during the throughput phase
+    profile_seconds: float = 20.0
+    uci_path: str = str(DEFAULT_UCI)
+    results_path: str = ""
+    keep_services: bool = False
+    keep_data: bool = False
+    note: str = ""
+    timeout: float = 900.0  # give up on a system that makes no progress for this long (s)
+    # BLAS threads of every process the systems start (OPENBLAS/OMP/MKL_NUM_THREADS); 0 leaves them alone.
+    # On a busy 2-core machine a multi-threaded OpenBLAS turns a 40 us (1 x 64) @ (64 x 10k) product into
+    # milliseconds (threads spinning against each other), so the default pins both systems to 1.
+    blas_threads: int = 1
+    # PyFlink runs a minicluster job's Python operators in "loopback" mode (inside the client process)
+    # unless told otherwise; "process" gives them their own worker process as on a cluster.
+    python_worker_mode: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _restore_env(key: str, value: Optional[str]) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _say(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------------------------------------
+# The systems under test
+# --------------------------------------------------------------------------------------------
+
+
+class _Job(BackgroundJob):
+    @property
+    def pid(self) -> Optional[int]:
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+
+class System:
+    """The streamrec job (minicluster, the real job code) or the baseline, as one process tree."""
+
+    def __init__(self, name: str, config: Config, log_path: Path, worker_mode: str = "") -> None:
+        self.name = name
+        self.worker_mode = worker_mode
+        self.config = config
+        self.log_path = log_path
+        self._job: Optional[_Job] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._log: Any = None
+        self.flink_log_dir = log_path.with_suffix(".flink-log")
+
+    def start(self) -> System:
+        if self.name == "streamrec":
+            # The minicluster's own log (where it says its REST port) in a folder of this run: by
+            # default it goes to the venv's pyflink/log, shared by every job started from the venv.
+            self.flink_log_dir.mkdir(parents=True, exist_ok=True)
+            old = os.environ.get("FLINK_LOG_DIR")
+            os.environ["FLINK_LOG_DIR"] = str(self.flink_log_dir)
+            if self.worker_mode:
+                old_mode = os.environ.get(WORKER_MODE_ENV)
+                os.environ[WORKER_MODE_ENV] = self.worker_mode
+            try:
+                self._job = _Job(self.config, self.log_path)
+                self._job.start()
+            finally:
+                _restore_env("FLINK_LOG_DIR", old)
+                if self.worker_mode:
+                    _restore_env(WORKER_MODE_ENV, old_mode)
+        else:
+            mode = "batched" if self.name == "baseline-batched" else "naive"
+            self._log = open(self.log_path, "wb")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "streamrec.bench.baseline", "--mode", mode],
+                env=config_env(self.config), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> Optional[int]:
+        if self._job is not None:
+            return self._job.pid
+        return None if self._proc is None else self._proc.pid
+
+    def pids(self) -> list[int]:
+        pid = self.pid
+        return [] if pid is None else [pid]
+
+    def tree(self) -> list[int]:
+        return sorted(descendants(process_table(), self.pids()))
+
+    def alive(self) -> bool:
+        if self._job is not None:
+            return self._job.alive()
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._job is not None:
+            self._job.stop()
+            self._job = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                try:
+                    os.killpg(self._proc.pid, signal.SIGTERM)
+                    self._proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                    self._proc.wait(10)
+                except ProcessLookupError:
+                    pass
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+# --------------------------------------------------------------------------------------------
+# Producing
+# --------------------------------------------------------------------------------------------
+
+
+def _producer(config: Config, linger_ms: int) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=linger_ms, acks=1,
+                         batch_size=256 * 1024)
+
+
+def preload(configs: list[Config], events: list[GenEvent]) -> float:
+    """Write ``events`` to the events topic of every config (keyed by user); return seconds spent."""
+    started = time.monotonic()
+    payloads = [(e.user_id.encode(), e.to_json().encode()) for e in events]
+    producer = _producer(configs[0], linger_ms=50)
+    try:
+        for config in configs:
+            for key, value in payloads:
+                producer.send(config.events_topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    return time.monotonic() - started
+
+
+def _delete_topics(config: Config) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-bench")
+    try:
+        admin.delete_topics([config.events_topic, config.dlq_topic, config.products_topic])
+    except Exception as exc:  # leftovers are harmless: the next run uses new names
+        log.warning("could not delete topics of %s: %s", config.events_topic, exc)
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Watching Cassandra
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Throughput:
+    t_start: float  # system started (time.time())
+    t_first: float  # first recommendation row readable
+    t_last: float  # every user's row names the user's last event
+    timeline: list[tuple[float, int]]  # (time, highest event sequence number seen in a row)
+
+    @property
+    def seconds(self) -> float:
+        return self.t_last - self.t_first
+
+
+def _event_seq(event_id: str) -> int:
+    digits = event_id.lstrip("abcdefghijklmnopqrstuvwxyz")
+    return int(digits) if digits.isdigit() else -1
+
+
+def watch_throughput(session: Any, system: System, expected: dict[str, str], t_start: float, timeout: float,
+                     on_tick: Optional[Callable[[], None]] = None) -> Throughput:
+    """Poll until every user in ``expected`` has a row naming their final event."""
+    first_q = session.prepare("SELECT user_id FROM recommendations LIMIT 1")
+    one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
+    t_first: Optional[float] = None
+    while t_first is None:
+        t0 = time.time()
+        if session.execute(first_q).one() is not None:
+            t_first = (t0 + time.time()) / 2
+            break
+        if not system.alive():
+            raise RuntimeError(f"{system.name} stopped before writing anything:\n{system.log_tail()}")
+        if time.time() - t_start > timeout:
+            raise TimeoutError(f"{system.name} wrote nothing in {timeout:.0f} s:\n{system.log_tail()}")
+        time.sleep(0.05)
+    _say(f"{system.name}: first row after {t_first - t_start:.1f} s (start-up)")
+    pending = dict(expected)
+    timeline: list[tuple[float, int]] = []
+    last_progress = time.time()
+    last_report = 0.0
+    while pending:
+        t0 = time.time()
+        before = len(pending)
+        best = -1
+        if len(pending) > 300:
+            for row in session.execute("SELECT user_id, event_id FROM recommendations", timeout=60):
+                best = max(best, _event_seq(row.event_id or ""))
+                if pending.get(row.user_id) == row.event_id:
+                    del pending[row.user_id]
+            interval = 1.0
+        else:
+            futures = [(u, session.execute_async(one_q, (u,))) for u in pending]
+            for u, f in futures:
+                row = f.result().one()
+                if row is not None:
+                    best = max(best, _event_seq(row.event_id or ""))
+                    if row.event_id == pending[u]:
+                        del pending[u]
+            interval = 0.1
+        now = time.time()
+        if best >= 0:
+            timeline.append((now, best))
+        if len(pending) < before:
+            last_progress = now
+        if now - last_report > 5:
+            _say(f"{system.name}: {len(expected) - len(pending)}/{len(expected)} users complete, "
+                 f"event #{best} seen, {now - t_first:.0f} s")
+            last_report = now
+        if on_tick is not None:
+            on_tick()
+        if not pending:
+            return Throughput(t_start, t_first, now, timeline)
+        if not system.alive():
+            raise RuntimeError(f"{system.name} stopped with {len(pending)} users incomplete:\n{system.log_tail()}")
+        if now - last_progress > timeout:
+            raise TimeoutError(f"{system.name}: no progress for {timeout:.0f} s, {len(pending)} users incomplete")
+        time.sleep(max(0.0, interval - (time.time() - t0)))
+    raise AssertionError("unreachable")
+
+
+def steady_rate(timeline: list[tuple[float, int]], lo: float = 0.2, hi: float = 0.8) -> Optional[float]:
+    """Events/s between the times the stream's sequence numbers crossed ``lo`` and ``hi`` of the maximum."""
+    if len(timeline) < 3:
+        return None
+    top = timeline[-1][1]
+    a = next(((t, s) for t, s in timeline if s >= lo * top), None)
+    b = next(((t, s) for t, s in timeline if s >= hi * top), None)
+    if a is None or b is None or b[0] <= a[0]:
+        return None
+    return (b[1] - a[1]) / (b[0] - a[0])
+
+
+@dataclass
+class Freshness:
+    target_rate: float
+    sent: int
+    seconds: float
+    latencies_ms: list[float]
+    probes: int
+    missing: int
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def kept_up(self) -> bool:
+        """Every probe seen, and latency did not grow across the phase (it would if the input piled up)."""
+        lat = self.latencies_ms
+        if self.missing or len(lat) < 8:
+            return False
+        q = max(1, len(lat) // 4)
+        first, last = statistics.median(lat[:q]), statistics.median(lat[-q:])
+        return last <= max(1000.0, 2.0 * first)
+
+
+def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,
+                      probe_rate: float, tag: str, poll_interval: float = 0.02, settle: float = 15.0) -> Freshness:
+    """Produce ``rate`` events/s for ``seconds`` plus probes; time each probe until its row is readable."""
+    one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
+    pending: dict[str, tuple[str, float]] = {}  # user -> (event id, produce time)
+    order: list[str] = []
+    seen: dict[str, float] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set() or pending:
+            t0 = time.time()
+            with lock:
+                todo = list(pending.items())
+            futures = [(u, eid, sent, session.execute_async(one_q, (u,))) for u, (eid, sent) in todo]
+            for u, eid, sent, f in futures:
+                try:
+                    row = f.result().one()
+                except Exception:
+                    continue
+                if row is not None and row.event_id == eid:
+                    done = time.time()
+                    with lock:
+                        pending.pop(u, None)
+                        seen[u] = (done - sent) * 1000.0
+            if stop.is_set() and time.time() - stop_time[0] > settle:
+                return
+            time.sleep(max(0.0, poll_interval - (time.time() - t0)))
+
+    stop_time = [0.0]
+    poller = threading.Thread(target=poll, name="freshness-poller", daemon=True)
+    poller.start()
+    producer = _producer(config, linger_ms=2)
+    probe_products = gen.popular_products(max(1, int(probe_rate * seconds) + 1))
+    sent = 0
+    probes = 0
+    started = time.time()
+    try:
+        buffer: list[GenEvent] = []
+        next_probe = started
+        while True:
+            now = time.time()
+            elapsed = now - started
+            if elapsed >= seconds:
+                break
+            due = int(rate * elapsed) - sent
+            while due > 0:
+                if not buffer:
+                    buffer = gen.batch(1024)[::-1]
+                e = buffer.pop()
+                producer.send(config.events_topic, key=e.user_id.encode(),
+                              value=e.to_json(ts=int(time.time() * 1000)).encode())
+                sent += 1
+                due -= 1
+            if now >= next_probe and probes < len(probe_products):
+                user = f"probe-{tag}-{probes}"
+                eid = f"probe-{tag}-{probes}"
+                t_send = time.time()
+                probe = GenEvent(eid, user, int(t_send * 1000), "view", probe_products[probes])
+                with lock:
+                    pending[user] = (eid, t_send)
+                    order.append(user)
+                producer.send(config.events_topic, key=user.encode(), value=probe.to_json().encode())
+                probes += 1
+                next_probe += 1.0 / probe_rate
+            time.sleep(0.005)
+        producer.flush()
+    finally:
+        producer.close()
+        stop_time[0] = time.time()
+        stop.set()
+        poller.join(settle + 30)
+    duration = stop_time[0] - started
+    latencies = [seen[u] for u in order if u in seen]
+    return Freshness(rate, sent, duration, latencies, probes, probes - len(latencies))
+
+
+# --------------------------------------------------------------------------------------------
+# Profiling
+# --------------------------------------------------------------------------------------------
+
+
+def process_kind(pid: int) -> str:
+    """A short name for a process of a system's tree (what its CPU is reported under)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    exe = cmd.split(" ", 1)[0]
+    if exe.endswith("java"):
+        return "jvm"
+    if "beam_boot" in cmd or "fn_execution" in cmd:
+        return "python-worker"
+    if "streamrec.jobs.job" in cmd:
+        return "pyflink-client"  # also the Python worker: local jobs run their operators in loopback mode
+    if "streamrec.bench.baseline" in cmd:
+        return "baseline"
+    if exe.endswith("sh"):
+        return "shell"
+    return "other"
+
+
+def python_workers(system: System) -> list[int]:
+    """The Python processes of the system's tree that do the work (PyFlink workers, or the baseline)."""
+    pids = system.tree()
+    if system.name != "streamrec":
+        return pids[:1]
+    # On a local minicluster PyFlink runs the Python operators in "loopback" mode: inside the client
+    # process that submitted the job, so that process is profiled too.
+    return [pid for pid in pids if process_kind(pid) in ("python-worker", "pyflink-client")]
+
+
+def start_profiles(system: System, seconds: float, out_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` per worker: collapsed stacks per thread, waits included (wall-clock time);
+    ``--nonblocking``: the process is never paused.
+
+    ``streamrec bench profile FILE`` summarises a recording; ``flamegraph.pl`` or speedscope draw it.
+    """
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        _say("py-spy not installed (pip install py-spy): no profile")
+        return []
+    procs = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    jcmd = localstack.java_home() / "bin" / "jcmd"
+    for pid in system.tree():
+        if process_kind(pid) == "jvm" and jcmd.exists():
+            # Java Flight Recorder (built into the JDK): sampled Java stacks of the minicluster's JVM.
+            jfr = out_dir / f"jfr-{system.name}-{stamp}-{pid}.jfr"
+            _say(f"{system.name}: JFR recording of JVM pid {pid} for {seconds:.0f} s -> {jfr}")
+            try:
+                done = subprocess.run([str(jcmd), str(pid), "JFR.start", "name=streamrec-bench", "settings=profile",
+                                       f"duration={int(seconds)}s", f"filename={jfr}"],
+                                      capture_output=True, text=True, timeout=60, check=False)
+                if done.returncode != 0 or "Started recording" not in done.stdout:
+                    _say(f"JFR did not start: {(done.stdout + done.stderr).strip()[-300:]}")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                _say(f"JFR did not start: {exc}")
+    for pid in python_workers(system):
+        out = out_dir / f"pyspy-{system.name}-{stamp}-{pid}.txt"
+        _say(f"{system.name}: py-spy record of pid {pid} for {seconds:.0f} s -> {out}")
+        procs.append(subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
+             "--nonblocking", "--threads", "--idle", "--format", "raw", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+class _Observer:
+    """What the throughput watcher does on every poll: names the system's processes, samples Flink's
+    REST metrics (minicluster only), starts py-spy once the system is writing."""
+
+    def __init__(self, system: System, opts: BenchOptions) -> None:
+        self.system = system
+        self.opts = opts
+        self.labels: dict[int, str] = {}
+        self.flink: Any = None
+        self.profiles: list[subprocess.Popen[bytes]] = []
+        self._last_flink = 0.0
+        self._threads_t0 = self._threads_t1 = 0.0
+        self._threads_before: dict[int, dict[int, float]] = {}
+        self._threads_after: dict[int, dict[int, float]] = {}
+
+    def tick(self) -> None:
+        system = self.system
+        now = time.time()
+        for pid in system.tree():
+            if pid not in self.labels:
+                self.labels[pid] = process_kind(pid)
+        if system.name == "streamrec" and now - self._last_flink > 3:
+            self._last_flink = now
+            try:
+                if self.flink is None:
+                    from streamrec.bench.flinkrest import FlinkMetrics, find_rest
+
+                    rest = find_rest(system.flink_log_dir)
+                    self.flink = FlinkMetrics(rest) if rest else None
+                if self.flink is not None:
+                    self.flink.sample()
+            except Exception as exc:
+                log.debug("flink metrics: %s", exc)
+        if self.opts.profile and not self.profiles:
+            self.profiles = start_profiles(system, self.opts.profile_seconds, results.bench_dir() / "profiles")
+            self._threads_t0 = time.time()
+            self._threads_before = {pid: thread_cpu(pid) for pid in python_workers(system)}
+        elif self.profiles and not self._threads_after and time.time() - self._threads_t0 >= self.opts.profile_seconds:
+            self._threads_t1 = time.time()
+            self._threads_after = {pid: thread_cpu(pid) for pid in self._threads_before}
+
+    def wait_profiles(self, timeout: float) -> None:
+        for p in self.profiles:
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if self._threads_after:
+            # CPU per thread over the recording: joins the py-spy thread ids (`streamrec bench profile`).
+            seconds = self._threads_t1 - self._threads_t0
+            for pid, before in self._threads_before.items():
+                after = self._threads_after.get(pid, {})
+                cores = {str(tid): round((after[tid] - before.get(tid, 0.0)) / seconds, 4)
+                         for tid in after if after[tid] - before.get(tid, 0.0) > 0}
+                out = results.bench_dir() / "profiles" / f"threads-{self.system.name}-{pid}.json"
+                out.write_text(json.dumps({"pid": pid, "seconds": round(seconds, 1), "cores_by_tid": cores},
+                                          indent=1))
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def _catalog(opts: BenchOptions, workdir: Path) -> tuple[Catalog, Path]:
+    if opts.catalog == "uci":
+        from streamrec.datasets import read_uci
+        from streamrec.embeddings import build_catalog
+
+        if not Path(opts.uci_path).exists():
+            raise FileNotFoundError(f"UCI Online Retail not found at {opts.uci_path}")
+        catalog = build_catalog(read_uci(opts.uci_path), dim=opts.dim)
+        name = f"catalog-uci-{opts.dim}.npz"
+    elif opts.catalog == "synthetic":
+        from streamrec.bench.generator import synthetic_catalog
+
+        catalog = synthetic_catalog(opts.catalog_size, opts.dim, seed=opts.seed)
+        name = f"catalog-synthetic-{opts.catalog_size}x{opts.dim}-{opts.seed}.npz"
+    else:
+        raise ValueError(f"unknown catalog {opts.catalog!r}: synthetic or uci")
+    path = workdir / name
+    catalog.save(path)
+    return catalog, path
+
+
+def run(opts: BenchOptions) -> list[dict[str, Any]]:
+    """The whole benchmark; returns the records it appended to the results file."""
+    from streamrec.connectors.cassandra import connect, drop_keyspace, ensure_schema
+    from streamrec.connectors.kafka import ensure_topics
+
+    unknown = [s for s in opts.systems if s not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system(s) {unknown}; expected some of {SYSTEMS}")
+    old_term = signal.signal(signal.SIGTERM, _sigterm)
+    old_env = {k: os.environ.get(k) for k in BLAS_ENV}
+    if opts.blas_threads > 0:
+        os.environ.update({k: str(opts.blas_threads) for k in BLAS_ENV})
+    profile = localstack.PROFILES["bench"]
+    results_path = Path(opts.results_path) if opts.results_path else results.bench_dir() / "results.jsonl"
+    workdir = localstack.run_dir(profile) / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    machine = results.machine()
+    artifacts = localstack.fetch()
+    stops: list[Callable[[], None]] = []
+    records: list[dict[str, Any]] = []
+    system: Optional[System] = None
+    try:
+        running = localstack.is_running(profile)
+        if not running["kafka"]:
+            _say(f"starting Kafka on {profile.kafka_bootstrap} (bench profile)")
+            localstack.start_kafka(profile)
+            stops.append(lambda: localstack.stop_kafka(profile))
+        if not running["cassandra"]:
+            _say(f"starting Cassandra on 127.0.0.1:{profile.cassandra_port} (bench profile)")
+            localstack.start_cassandra(profile)
+            stops.append(lambda: localstack.stop_cassandra(profile))
+        status = localstack.status(profile)
+        kafka_pids, cassandra_pids = status["kafka"].pids, status["cassandra"].pids
+
+        catalog, catalog_path = _catalog(opts, workdir)
+        _say(f"catalog: {len(catalog)} products x {catalog.dim} ({opts.catalog}) -> {catalog_path}")
+        start_ts = int(time.time() * 1000) - opts.events - 3_600_000  # all in the past of the paced phase
+        gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed, start_ts=start_ts)
+        events = gen.batch(opts.events)
+        base = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
+                      jars=str(artifacts.kafka_connector_jar), catalog_path=str(catalog_path),
+                      parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms)
+        expected = final_recommendation_events(events, catalog, model_params(base))
+        tag = uuid.uuid4().hex[:6]
+        configs = {}
+        for name in opts.systems:
+            short = name.replace("-", "_")
+            configs[name] = base.replace(
+                keyspace=f"bench_{short}_{tag}", events_topic=f"bench-{tag}-{name}-events",
+                dlq_topic=f"bench-{tag}-{name}-dlq", products_topic=f"bench-{tag}-{name}-products",
+                consumer_group=f"bench-{tag}-{name}")
+            ensure_topics(configs[name], partitions=opts.partitions)
+            ensure_schema(configs[name])
+        secs = preload(list(configs.values()), events)
+        _say(f"{len(events)} events of {opts.users} users ({len(expected)} with recommendations) pre-loaded "
+             f"into {len(configs)} topic(s) in {secs:.1f} s; mix "
+             f"{ {k: round(v, 3) for k, v in mix_of(events).items()} }")
+
+        for name in opts.systems:
+            config = configs[name]
+            system = System(name, config, workdir / f"{name}-{tag}.log", opts.python_worker_mode)
+            session = connect(config, config.keyspace)
+            sampler = CpuSampler([
+                Group(name, system.pids),
+                Group("kafka", lambda: kafka_pids),
+                Group("cassandra", lambda: cassandra_pids),
+                Group("harness", lambda: [os.getpid()], tree=False),
+            ]).start()
+            observer = _Observer(system, opts)
+            try:
+                _say(f"{name}: starting")
+                t_start = time.time()
+                system.start()
+                tp = watch_throughput(session, system, expected, t_start, opts.timeout, on_tick=observer.tick)
+                observer.wait_profiles(opts.profile_seconds + 30)
+                flink = observer.flink
+                eps = len(events) / tp.seconds
+                cores = {g: round(sampler.cores(g, tp.t_first, tp.t_last), 3)
+                         for g in (name, "kafka", "cassandra", "harness", MACHINE)}
+                by_kind: dict[str, float] = {}
+                for pid, c in sampler.cores_by_pid(name, tp.t_first, tp.t_last).items():
+                    kind = observer.labels.get(pid, "other")
+                    by_kind[kind] = round(by_kind.get(kind, 0.0) + c, 3)
+                cores["others"] = round(cores[MACHINE] - sum(cores[g] for g in (name, "kafka", "cassandra",
+                                                                                    "harness")), 3)
+                _say(f"{name}: {len(events)} events in {tp.seconds:.1f} s = {eps:.0f} events/s on "
+                     f"{cores[name]:.2f} cores ({eps / max(cores[name], 1e-9):.0f} events/s per core); cores {cores}")
+                checkpoints = flink.checkpoints() if flink is not None else {}
+
+                rate = opts.fresh_rate or opts.fresh_fraction * eps
+                _say(f"{name}: freshness at {rate:.0f} events/s for {opts.fresh_seconds:.0f} s "
+                     f"({opts.probe_rate:g} probes/s)")
+                fresh_gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 1, id_prefix="f")
+                t_fresh = time.time()
+                fr = measure_freshness(session, config, fresh_gen, rate, opts.fresh_seconds, opts.probe_rate,
+                                       f"{tag}-{name}")
+                fresh_cores = round(sampler.cores(name, t_fresh, t_fresh + fr.seconds), 3)
+                low: Optional[Freshness] = None
+                if opts.fresh_low_rate > 0:
+                    _say(f"{name}: freshness at a fixed {opts.fresh_low_rate:.0f} events/s for "
+                         f"{opts.fresh_seconds:.0f} s")
+                    low = measure_freshness(session, config, fresh_gen, opts.fresh_low_rate, opts.fresh_seconds,
+                                            opts.probe_rate, f"{tag}-{name}-low")
+                    _say(f"{name}: freshness at {opts.fresh_low_rate:.0f} events/s: "
+                         f"{results.percentiles(low.latencies_ms)} ms")
+                want = len(events) + fr.sent + fr.probes + (low.sent + low.probes if low else 0)
+                stored = _stored_events(session, want, system)
+                fresh_pct = results.percentiles(fr.latencies_ms)
+                _say(f"{name}: freshness {fresh_pct} ms over {len(fr.latencies_ms)}/{fr.probes} probes at "
+                     f"{fr.achieved_rate:.0f} events/s; kept up: {fr.kept_up()}")
+                record = {
+                    "name": name,
+                    "date": results.today(),
+                    "time": results.now_iso(),
+                    "catalog": opts.catalog,
+                    "catalog_size": len(catalog),
+                    "dim": catalog.dim,
+                    "events": len(events),
+                    "users": opts.users,
+                    "partitions": opts.partitions,
+                    "parallelism": opts.parallelism if name == "streamrec" else 1,
+                    "checkpoint_interval_ms": opts.checkpoint_interval_ms if name == "streamrec" else None,
+                    "startup_s": round(tp.t_first - tp.t_start, 1),
+                    "seconds": round(tp.seconds, 2),
+                    "events_per_s": round(eps, 1),
+                    "events_per_s_steady": _round(steady_rate(tp.timeline)),
+                    "cores_used": cores[name],
+                    "cores": cores,
+                    "cores_by_process": by_kind,
+                    "events_per_s_per_core": round(eps / max(cores[name], 1e-9), 1),
+                    "events_per_s_per_core_with_stores": round(
+                        eps / max(cores[name] + cores["kafka"] + cores["cassandra"], 1e-9), 1),
+                    "freshness_ms": fresh_pct,
+                    "freshness": {
+                        "rate_target": round(rate, 1), "rate_achieved": round(fr.achieved_rate, 1),
+                        "seconds": round(fr.seconds, 1), "probes": fr.probes, "missing": fr.missing,
+                        "max_ms": round(max(fr.latencies_ms), 1) if fr.latencies_ms else None,
+                        "cores_used": fresh_cores,
+                    },
+                    "kept_up": fr.kept_up(),
+                    "stored_events": stored,
+                    "stored_events_expected": want,
+                    "profiled": opts.profile,
+                    "blas_threads": opts.blas_threads or None,
+                    "python_worker_mode": (opts.python_worker_mode or "loopback") if name == "streamrec" else None,
+                    "machine": machine,
+                    "note": opts.note,
+                }
+                if low is not None:
+                    record["freshness_low_ms"] = results.percentiles(low.latencies_ms)
+                    record["freshness_low"] = {
+                        "rate_target": low.target_rate, "rate_achieved": round(low.achieved_rate, 1),
+                        "probes": low.probes, "missing": low.missing, "kept_up": low.kept_up(),
+                        "max_ms": round(max(low.latencies_ms), 1) if low.latencies_ms else None,
+                    }
+                if flink is not None:
+                    record["flink"] = {"vertices": flink.summary(), "checkpoints": checkpoints}
+                record.update(opts.extra)
+                results.append(results_path, record)
+                records.append(record)
+            finally:
+                sampler.stop()
+                system.stop()
+                system = None
+                session.cluster.shutdown()
+                if not opts.keep_data:
+                    try:
+                        drop_keyspace(config)
+                        _delete_topics(config)
+                    except Exception as exc:
+                        log.warning("cleanup of %s failed: %s", name, exc)
+        _say(f"results appended to {results_path}")
+        return records
+    except KeyboardInterrupt:
+        _say("interrupted: cleaning up")
+        raise SystemExit(130) from None
+    finally:
+        if system is not None:
+            system.stop()
+        if opts.keep_services:
+            stops.clear()
+        for stop in reversed(stops):
+            stop()
+        signal.signal(signal.SIGTERM, old_term)
+        for k, v in old_env.items():
+            _restore_env(k, v)
+
+
+def _stored_events(session: Any, want: int, system: System, timeout: float = 60.0) -> int:
+    """Rows in `events` once the system has stored everything produced (or after ``timeout``)."""
+    deadline = time.time() + timeout
+    while True:
+        n = int(session.execute("SELECT COUNT(*) FROM events", timeout=120).one()[0])
+        if n >= want or time.time() > deadline or not system.alive():
+            return n
+        time.sleep(2)
+
+
+def _round(x: Optional[float]) -> Optional[float]:
+    return None if x is None else round(x, 1)
+
+
+def options_dict(opts: BenchOptions) -> dict[str, Any]:
+    return asdict(opts)

@@ -1,0 +1,258 @@
+"""The benchmark's logic: generator, baseline model, CPU accounting, result handling (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamrec.bench import results
+from streamrec.bench.baseline import BaselineModel, model_params
+from streamrec.bench.e2e import Freshness, _event_seq, steady_rate
+from streamrec.bench.flinkrest import find_rest
+from streamrec.bench.generator import (
+    DEFAULT_MIX,
+    EventGenerator,
+    GenEvent,
+    final_recommendation_events,
+    mix_of,
+    synthetic_catalog,
+    to_event,
+    zipf_weights,
+)
+from streamrec.bench.procstat import CpuSampler, Group, descendants, interpolate, parse_stat
+from streamrec.bench.profile import bundle_thread, categorize, read_raw, summarize, top_functions
+from streamrec.config import Config
+from streamrec.udfs.catalog import Catalog
+from streamrec.udfs.events import Event, parse_event
+from streamrec.udfs.model import UserState, recommend_batch, update_user
+
+# --- catalog and generator -----------------------------------------------------------------------
+
+
+def test_synthetic_catalog_has_unit_vectors_and_stable_ids():
+    cat = synthetic_catalog(500, 16, seed=3)
+    assert len(cat) == 500 and cat.dim == 16
+    assert np.allclose(np.linalg.norm(cat.vectors, axis=1), 1.0, atol=1e-5)
+    assert cat.product_ids[0] == "p0000000" and cat.product_ids[-1] == "p0000499"
+    again = synthetic_catalog(500, 16, seed=3)
+    assert np.array_equal(cat.vectors, again.vectors)
+    clustered = synthetic_catalog(500, 16, seed=3, clusters=5)
+    assert np.allclose(np.linalg.norm(clustered.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_zipf_weights_sum_to_one_and_decrease():
+    w = zipf_weights(100, 1.0)
+    assert w.sum() == pytest.approx(1.0)
+    assert np.all(np.diff(w) < 0)
+
+
+def _events(n=20_000, users=300, seed=1):
+    cat = synthetic_catalog(2_000, 8, seed=0)
+    return cat, EventGenerator(cat.product_ids, users, seed=seed).batch(n)
+
+
+def test_generator_is_deterministic_and_ids_are_unique_and_time_ordered():
+    _, a = _events(5_000)
+    _, b = _events(5_000)
+    assert a == b
+    assert len({e.event_id for e in a}) == len(a)
+    assert all(x.ts < y.ts for x, y in zip(a, a[1:]))
+    _, c = _events(5_000, seed=2)
+    assert a != c
+
+
+def test_event_mix_is_views_then_clicks_then_carts_then_purchases():
+    _, events = _events()
+    mix = mix_of(events)
+    assert mix["view"] > mix["click"] > mix["add_to_cart"] > mix["purchase"]
+    for etype, share in DEFAULT_MIX.items():
+        assert mix.get(etype, 0.0) == pytest.approx(share, abs=0.02)
+
+
+def test_products_and_users_are_zipf_popular():
+    cat, events = _events()
+    products = Counter(e.product_id for e in events if e.product_id)
+    users = Counter(e.user_id for e in events)
+    top_share = sum(c for _, c in products.most_common(len(cat) // 100)) / sum(products.values())
+    assert top_share > 0.2  # the top 1% of products get a large share of the events
+    assert users.most_common(1)[0][1] > 5 * (len(events) / 300)  # the most active user is far above average
+
+
+def test_funnel_is_coherent_removals_only_of_carted_products():
+    _, events = _events()
+    cart: dict[str, Counter] = {}
+    for e in events:
+        c = cart.setdefault(e.user_id, Counter())
+        if e.type == "add_to_cart":
+            c[e.product_id] += 1
+        elif e.type == "remove_from_cart":
+            assert c[e.product_id] > 0, "removed something that was not in the cart"
+            c[e.product_id] -= 1
+        elif e.type == "purchase" and c[e.product_id] > 0:
+            c[e.product_id] -= 1
+
+
+def test_generated_events_are_valid_contract_events():
+    cat, events = _events(2_000)
+    known = frozenset(cat.product_ids)
+    for e in events:
+        parsed = parse_event(e.to_json(), known)
+        assert isinstance(parsed, Event), parsed
+        assert parsed == to_event(e)
+    stamped = json.loads(events[0].to_json(ts=123))
+    assert stamped["ts"] == 123
+    assert ("query" in stamped) == (events[0].type == "search")
+
+
+def test_final_recommendation_events_follow_the_model():
+    cat = Catalog(product_ids=("a", "b"), vectors=np.eye(2, dtype=np.float32))
+    params = model_params(Config())
+    events = [
+        GenEvent("e0", "u1", 1, "search", None, "zzz-no-such-word"),  # no vector yet: no row
+        GenEvent("e1", "u2", 2, "view", "a"),
+        GenEvent("e2", "u1", 3, "view", "b"),
+        GenEvent("e3", "u2", 4, "search", None, "zzz-no-such-word"),  # the user has a vector: a row
+        GenEvent("e4", "u3", 5, "search", None, "zzz-no-such-word"),  # never a vector: never a row
+    ]
+    assert final_recommendation_events(events, cat, params) == {"u1": "e2", "u2": "e3"}
+
+
+# --- the baseline's model ------------------------------------------------------------------------
+
+
+def test_baseline_rows_equal_the_shared_model_functions_one_by_one_and_batched():
+    cat, events = _events(600, users=40)
+    params = model_params(Config(top_k=5))
+    parsed = [to_event(e) for e in events]
+
+    naive = BaselineModel(cat, params)
+    rows_naive = [row for e in parsed for row in naive.process([e])]
+    batched = BaselineModel(cat, params)
+    rows_batched = batched.process(parsed[:300]) + batched.process(parsed[300:])
+    # Same rows; scores only up to float rounding: a (1 x d) and a (b x d) matrix product round differently.
+    assert len(rows_naive) == len(rows_batched)
+    for a, b in zip(rows_naive, rows_batched):
+        assert (a.event_id, a.user_id, a.write_ts, a.product_ids, a.source) == \
+            (b.event_id, b.user_id, b.write_ts, b.product_ids, b.source)
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+
+    states: dict[str, UserState] = {}
+    for e, row in zip(parsed, rows_naive):
+        st = states.setdefault(e.user_id, UserState())
+        update_user(st, e, cat, params)
+        (rec,) = recommend_batch([st.vector], [list(st.purchased)], cat, params)
+        assert (row.event_id, row.user_id, row.ts, row.type, row.product_id) == \
+            (e.event_id, e.user_id, e.ts, e.type, e.product_id)
+        assert row.product_ids == rec.product_ids and row.scores == rec.scores and row.source == rec.source
+        assert len(row.product_ids) in (0, 5)
+        assert not set(row.product_ids) & set(st.purchased)
+
+
+def test_baseline_parse_rejects_bad_records_like_the_job():
+    cat, _ = _events(10)
+    model = BaselineModel(cat, model_params(Config()))
+    assert not isinstance(model.parse(b"not json"), Event)
+    bad = model.parse(b'{"event_id":"x","user_id":"u","ts":1,"type":"view","product_id":"nope"}')
+    assert getattr(bad, "code", None) == "UNKNOWN_PRODUCT"
+
+
+# --- CPU accounting ------------------------------------------------------------------------------
+
+
+def test_parse_stat_handles_command_names_with_spaces_and_parens():
+    fields = ["S", "42"] + ["0"] * 9 + ["250", "50"] + ["0"] * 30
+    ppid, cpu = parse_stat("123 (weird ) name) " + " ".join(fields))
+    assert ppid == 42
+    assert cpu == pytest.approx(300 / os.sysconf("SC_CLK_TCK"))
+
+
+def test_descendants_walks_the_tree():
+    table = {1: (0, 0.0), 2: (1, 0.0), 3: (2, 0.0), 4: (1, 0.0), 5: (99, 0.0)}
+    assert descendants(table, [2]) == {2, 3}
+    assert descendants(table, [1]) == {1, 2, 3, 4}
+    assert descendants(table, [7]) == set()
+
+
+def test_interpolate_is_linear_and_clamped():
+    assert interpolate([0.0, 10.0], [0.0, 5.0], 4.0) == pytest.approx(2.0)
+    assert interpolate([0.0, 10.0], [0.0, 5.0], -1.0) == 0.0
+    assert interpolate([0.0, 10.0], [0.0, 5.0], 11.0) == 5.0
+    assert interpolate([], [], 1.0) == 0.0
+
+
+def test_cpu_sampler_counts_this_process():
+    sampler = CpuSampler([Group("me", lambda: [os.getpid()], tree=False)], interval=0.05).start()
+    t0 = time.time()
+    while time.time() - t0 < 0.3:
+        sum(i * i for i in range(10_000))
+    t1 = time.time()
+    sampler.stop()
+    assert 0.0 < sampler.cores("me", t0, t1) <= (os.cpu_count() or 1) + 0.5
+    assert set(sampler.cores_by_pid("me", t0, t1)) == {os.getpid()}
+
+
+# --- results, throughput and freshness bookkeeping ----------------------------------------------
+
+
+def test_percentiles_and_jsonl_roundtrip(tmp_path: Path):
+    assert results.percentiles([]) == {"p50": None, "p95": None, "p99": None}
+    p = results.percentiles(list(range(1, 101)))
+    assert p["p50"] == pytest.approx(50.5) and p["p99"] == pytest.approx(99.0, abs=0.1)
+    path = tmp_path / "r.jsonl"
+    results.append(path, {"name": "a", "x": 1})
+    results.append(path, {"name": "b", "x": 2})
+    assert [r["name"] for r in results.read(path)] == ["a", "b"]
+    assert results.read(tmp_path / "missing.jsonl") == []
+
+
+def test_steady_rate_uses_the_middle_of_the_timeline():
+    timeline = [(float(t), 1000 * t) for t in range(11)]  # 1000 events/s
+    assert steady_rate(timeline) == pytest.approx(1000.0)
+    assert steady_rate(timeline[:2]) is None
+    assert _event_seq("e123") == 123 and _event_seq("f7") == 7 and _event_seq("probe-x") == -1
+
+
+def test_freshness_kept_up_needs_every_probe_and_no_growing_latency():
+    flat = Freshness(100, 1000, 10, [100.0] * 40, 40, 0)
+    assert flat.kept_up()
+    growing = Freshness(100, 1000, 10, [100.0 * i for i in range(1, 41)], 40, 0)
+    assert not growing.kept_up()
+    missing = Freshness(100, 1000, 10, [100.0] * 39, 40, 1)
+    assert not missing.kept_up()
+    assert flat.achieved_rate == pytest.approx(100.0)
+
+
+def test_find_rest_reads_the_minicluster_log(tmp_path: Path):
+    assert find_rest(tmp_path) is None
+    (tmp_path / "flink-root-python-host.log").write_text(
+        "x\n2026-11-24 INFO  DispatcherRestEndpoint [] - Rest endpoint listening at localhost:37989\n")
+    assert find_rest(tmp_path) == "127.0.0.1:37989"
+
+
+# --- profiles ------------------------------------------------------------------------------------
+
+
+def test_profile_summary_categorises_innermost_frames(tmp_path: Path):
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "thread (1): worker;process_bundle (b.py:1);process (operators.py:3);top_k_batch (model.py:9) 6\n"
+        "thread (1): worker;process_bundle (b.py:1);write (cassandra.py:2);Event.wait (threading.py:5) 3\n"
+        "thread (1): worker;process_bundle (b.py:1);idle (x.py:1) 1\n"
+        "thread (2): other;Condition.wait (threading.py:1) 50\n"
+    )
+    stacks = read_raw(raw)
+    assert sum(c for _, c in stacks) == 60
+    name, mine = bundle_thread(stacks)
+    assert name.startswith("thread (1)")
+    cats = categorize(mine)
+    assert cats["top-k (numpy)"] == pytest.approx(0.6)
+    assert cats["wait: Cassandra writes"] == pytest.approx(0.3)
+    top = top_functions(mine, 2, skip_waits=True)
+    assert top[0][0] == "top_k_batch (model.py)" and top[0][1] == pytest.approx(6 / 7)
+    assert "wait: Cassandra writes" in summarize(raw)
