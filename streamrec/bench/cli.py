@@ -45,7 +45,8 @@ _E2E_OPTIONS = [
                  help="JSON lines file to append to (default bench/results.jsonl)."),
     click.option("--keep-services", is_flag=True, help="Leave Kafka and Cassandra (bench profile) running."),
     click.option("--keep-data", is_flag=True, help="Keep the bench keyspaces and topics."),
-    click.option("--note", default="", help="Free text stored with the results."),
+    click.option("--note", default="default", show_default=True,
+                 help="Free text stored with the results; runs with the same note and sizes are one group."),
     click.option("--plot/--no-plot", default=True, show_default=True, help="Redraw bench/*.png afterwards."),
     click.option("-v", "--verbose", is_flag=True),
 ]
@@ -212,3 +213,33 @@ def report_cmd(recall_floor: float) -> None:
         click.echo("\n".join(e2e_table(e2e)))
     if topk:
         click.echo("\n" + "\n".join(summary_table(topk, recall_floor)))
+
+
+@bench.command("pieces")
+@click.option("--products", type=click.IntRange(10), default=10_000, show_default=True)
+@click.option("--writes/--no-writes", default=True, show_default=True,
+              help="Also the Cassandra write forms, on the bench profile's Cassandra (if it runs).")
+def pieces_cmd(products: int, writes: bool) -> None:
+    """CPU per event of each piece (parse, update, top-k batch sizes, writes), one thread."""
+    from streamrec.bench.pieces import model_pieces, write_pieces
+
+    _logging(False)
+    click.echo("| piece | CPU us per event |\n| --- | ---: |")
+    for name, us in model_pieces(products):
+        click.echo(f"| {name} | {us:,.1f} |")
+    if not writes:
+        return
+    from streamrec import localstack
+    from streamrec.config import Config
+
+    profile = localstack.PROFILES["bench"]
+    if not localstack.is_running(profile)["cassandra"]:
+        click.echo("(Cassandra of the bench profile is not running: no write figures; "
+                   "`streamrec bench --keep-services` leaves it up)", err=True)
+        return
+    pids = localstack.status(profile)["cassandra"].pids
+    config = Config(cassandra_port=profile.cassandra_port)
+    click.echo("\n| write form (events insert + recommendations upsert) | client CPU us/event | "
+               "Cassandra CPU us/event |\n| --- | ---: | ---: |")
+    for name, client, node in write_pieces(config, pids[0] if pids else None):
+        click.echo(f"| {name} | {client:,.0f} | {node:,.0f} |")

@@ -9,6 +9,10 @@ from typing import Any, Optional, Sequence
 from streamrec.bench import results
 
 SYSTEM_ORDER = ("streamrec", "baseline", "baseline-batched")
+DATASET_TITLES = {
+    "random": "uniform random 64-d unit vectors (no structure), model user vectors as queries",
+    "uci": "UCI Online Retail catalog (real at its size, + jittered copies above), real users as queries",
+}
 COLORS = {"streamrec": "#1f77b4", "baseline": "#d62728", "baseline-batched": "#ff7f0e"}
 
 
@@ -117,7 +121,7 @@ def plot_topk(records: Sequence[dict[str, Any]], out: Path, floor: float = 0.95)
         ax.set_yscale("log")
         ax.set_xlabel("recall@10 against exact")
         ax.set_ylabel("top-k queries (events) per second, 1 thread")
-        ax.set_title(f"{dataset}: {rs[0].get('dataset_label', dataset).split(' (')[0]}", fontsize=9)
+        ax.set_title(f"{dataset}: {DATASET_TITLES.get(dataset, dataset)}", fontsize=9)
         ax.legend(fontsize=6, ncol=2)
     fig.suptitle("Top-10 per core: numpy exact vs faiss flat / IVF (nprobe sweep) / HNSW (efSearch sweep)",
                  fontsize=10)

@@ -59,3 +59,12 @@ def test_best_per_method_picks_the_fastest_setting_above_the_floor():
     assert best["hnsw"]["recall"] == 0.80  # none reaches the floor: the best recall, marked in the table
     table = "\n".join(summary_table(recs, 0.95))
     assert "below floor" in table and "nprobe 4" in table
+
+
+def test_model_pieces_measures_every_piece():
+    from streamrec.bench.pieces import model_pieces
+
+    pieces = dict(model_pieces(products=200, dim=8, events=1_200, users=50))
+    assert "parse_event" in pieces and "update_user + pickled state" in pieces
+    assert any(name.startswith("top-k once per user") for name in pieces)
+    assert all(us >= 0 for us in pieces.values())
