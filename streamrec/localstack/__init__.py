@@ -438,8 +438,8 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _port_owner(port: int) -> str:
-    """Best effort 'pid N: cmdline' of the listener on ``port`` (via /proc/net/tcp inodes)."""
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes of the listeners on ``port`` (from /proc/net/tcp and tcp6)."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -450,6 +450,12 @@ def _port_owner(port: int) -> str:
             fields = line.split()
             if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
                 inodes.add(fields[9])
+    return inodes
+
+
+def _port_owner(port: int) -> str:
+    """Best effort 'pid N: cmdline' of the listener on ``port`` (via /proc/net/tcp inodes)."""
+    inodes = listening_inodes(port)
     for pid in _all_pids():
         fd_dir = Path(f"/proc/{pid}/fd")
         try:

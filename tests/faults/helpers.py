@@ -123,20 +123,6 @@ def wait_progress(config: Config, above: int, timeout: float, what: str) -> int:
 # processes
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f[9])
-    return inodes
-
-
 def taskmanager_pids(profile: localstack.Profile) -> list[int]:
     """This profile's TaskManager JVMs (command line names the profile's folder and the runner)."""
     marker = str(localstack.run_dir(profile) / "flink") + os.sep
@@ -153,7 +139,7 @@ def taskmanager_pids(profile: localstack.Profile) -> list[int]:
 
 
 def pid_listening_on(port: int, candidates: list[int]) -> Optional[int]:
-    inodes = _listening_inodes(port)
+    inodes = localstack.listening_inodes(port)
     for pid in candidates:
         try:
             links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
