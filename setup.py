@@ -18,6 +18,7 @@ setup(
         "click>=8.1",
         "rich>=13",
         "pyyaml>=6",
+        "threadpoolctl>=3.1",  # BLAS pinned to one thread per Python worker (and in `bench pieces`)
         "matplotlib>=3.7",  # `streamrec evaluate --plot`
     ],
     extras_require={
