@@ -85,33 +85,67 @@ def main() -> None:
 
 @main.command()
 @click.argument("user")
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="How many items.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="How many items (fewer when fewer candidates pass the filters).")
+@click.option("--exclude", "exclude", multiple=True, metavar="P1,P2",
+              help="Never show these products (repeatable or comma-separated).")
+@click.option("--category", "categories", multiple=True, metavar="C",
+              help="Show only products of this category (repeatable: any of them).")
+@click.option("--exclude-category", "exclude_categories", multiple=True, metavar="C",
+              help="Never show products of this category (repeatable).")
 @_output_option
 @connection_options
-def recs(user: str, k: int, output: str, **conn: Any) -> None:
-    """Show the current recommendations of USER."""
-    from streamrec.connectors.cassandra import QueryClient
+def recs(user: str, k: int, exclude: tuple[str, ...], categories: tuple[str, ...],
+         exclude_categories: tuple[str, ...], output: str, **conn: Any) -> None:
+    """Show the current recommendations of USER.
+
+    The job stores more candidates than it shows (STREAMREC_TOP_K x STREAMREC_QUERY_OVERFETCH);
+    the filters drop candidates in their stored order and the first k that pass are shown.
+    Categories are those of the `products` table; a product without one matches no --category.
+    """
+    from streamrec.connectors.cassandra import ProductInfo, QueryClient
+    from streamrec.query import filter_candidates, split_ids
 
     user = _valid_user_id(user)
+    by_category = bool(categories or exclude_categories)
     client = QueryClient(_config(**conn))
     try:
         stored = client.recommendations(user)
-        titles = client.titles(stored.product_ids[:k]) if stored is not None and output == "table" else {}
+        info: dict[str, ProductInfo] = {}
+        if stored is not None and by_category:
+            info = client.products(stored.product_ids)
+        pairs = [] if stored is None else filter_candidates(
+            stored.product_ids, stored.scores, k, exclude=split_ids(exclude),
+            categories={p: i.category for p, i in info.items()} if by_category else None,
+            include_categories=categories, exclude_categories=exclude_categories)
+        if pairs and output == "table" and not by_category:
+            info = client.products(p for p, _ in pairs)
     finally:
         client.close()
-    pairs = [] if stored is None else list(zip(stored.product_ids[:k], stored.scores[:k]))
     items: list[dict[str, Any]] = [{"product_id": p, "score": round(float(s), 6)} for p, s in pairs]
     result: dict[str, Any] = {"user_id": user, "source": None if stored is None else stored.source, "items": items}
     if stored is not None:
         result["event_id"] = stored.event_id
         result["event_ts"] = None if stored.event_ts is None else stored.event_ts.isoformat() + "Z"
+        if stored.variant:
+            result["variant"] = stored.variant
     if output == "json":
         _print_json(result)
     elif stored is None:
         _err(f"no recommendations for user {user!r} yet")
+    elif not pairs:
+        _err(f"no recommendations for user {user!r} pass the filters ({len(stored.product_ids)} candidates stored)")
     else:
-        _table(f"recommendations for {user} ({result['source'] or 'none'})", ["#", "product_id", "title", "score"],
-               [[i + 1, p, titles.get(p, ""), f"{s:.4f}"] for i, (p, s) in enumerate(pairs)])
+        variant = f", variant {stored.variant}" if stored.variant else ""
+        columns = ["#", "product_id", "title", *(["category"] if by_category else []), "score"]
+        rows: list[list[Any]] = []
+        for i, (p, s) in enumerate(pairs):
+            known = info.get(p)
+            row: list[Any] = [i + 1, p, known.title if known else ""]
+            if by_category:
+                row.append(known.category if known else "")
+            rows.append([*row, f"{s:.4f}"])
+        _table(f"recommendations for {user} ({result['source'] or 'none'}{variant})", columns, rows)
     if stored is None:
         sys.exit(1)
 
@@ -373,6 +407,107 @@ def catalog_load(file: str, **conn: Any) -> None:
 
     n = store_catalog(_config(**conn), Catalog.load(file))
     _err(f"loaded {n} products")
+
+
+@catalog.command("publish")
+@click.argument("file", type=click.File("r", encoding="utf-8"), required=False)
+@click.option("--product-id", help="Publish one update of this product, built from the options below, "
+              "instead of reading FILE.")
+@click.option("--title", help="New title (with --product-id).")
+@click.option("--category", help="New category (with --product-id).")
+@click.option("--price", type=float, help="New price (with --product-id).")
+@click.option("--in-stock/--out-of-stock", "in_stock", default=None, help="Put on sale / take off sale "
+              "(with --product-id).")
+@_output_option
+@connection_options
+def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], category: Optional[str],
+                    price: Optional[float], in_stock: Optional[bool], output: str, **conn: Any) -> None:
+    """Change products live: write updates to the `products` table, then to the products topic.
+
+    FILE (default stdin, or -) holds one JSON update per line: {"product_id": "<string>", "title": ...,
+    "category": ..., "price": ..., "in_stock": true|false, "embedding": [floats]}; only product_id is
+    required and absent fields keep their value. Each line is checked as the job checks it (an
+    embedding must have the catalog's dimension); bad lines are reported with their line number
+    and not sent, and the exit status is then 1. Valid updates set only the fields they name in
+    Cassandra (what the job loads on restart) and go to the products topic keyed by product_id
+    (what the running job applies), in that order.
+    """
+    from streamrec.connectors.cassandra import ProductStore
+    from streamrec.connectors.kafka import send_keyed
+    from streamrec.query import parse_update_lines
+
+    given: dict[str, Any] = {"title": title, "category": category, "price": price, "in_stock": in_stock}
+    if product_id is not None:
+        if file is not None:
+            raise click.UsageError("give either FILE or --product-id, not both")
+        lines: Any = [json.dumps({"product_id": product_id, **{k: v for k, v in given.items() if v is not None}})]
+    elif any(v is not None for v in given.values()):
+        raise click.UsageError("--title, --category, --price and --in-stock/--out-of-stock need --product-id")
+    else:
+        lines = file if file is not None else sys.stdin
+    config = _config(**conn)
+    store = ProductStore(config)
+    try:
+        parsed = parse_update_lines(lines, dim=store.embedding_dim())
+        errors = store.upsert(u for _, u in parsed.updates)
+    finally:
+        store.close()
+    failed = [(n, why) for (n, _), why in zip(parsed.updates, errors) if why is not None]
+    written = [(n, u) for (n, u), why in zip(parsed.updates, errors) if why is None]
+    # a product-update record can be as large as the parser accepts (embeddings)
+    report = send_keyed(((n, u.product_id, u.to_json()) for n, u in written), config.products_topic, config,
+                        max_record_bytes=1024 * 1024)
+    failed += report.rejected
+    failed.sort()
+    for lineno, why in parsed.bad:
+        _err(f"line {lineno}: bad update, not published: {why}")
+    for lineno, why in failed:
+        _err(f"line {lineno}: not published: {why}")
+    summary = {"published": report.sent, "bad": len(parsed.bad), "failed": len(failed),
+               "table": f"{config.keyspace}.products", "topic": config.products_topic,
+               "errors": [{"line": n, "error": why} for n, why in sorted(parsed.bad + failed)]}
+    if output == "json":
+        _print_json(summary)
+    _err(f"published {report.sent} update(s) to {config.keyspace}.products and {config.products_topic}, "
+         f"bad {len(parsed.bad)}" + (f", failed {len(failed)}" if failed else ""))
+    if parsed.bad or failed:
+        sys.exit(1)
+
+
+# --- A/B variants -----------------------------------------------------------------------------
+
+@main.group()
+def ab() -> None:
+    """A/B variants of the model (STREAMREC_VARIANTS) and how each one does."""
+
+
+@ab.command("report")
+@_output_option
+@connection_options
+def ab_report(output: str, **conn: Any) -> None:
+    """Per variant: users, impressions, hits and hit rate, from the `recommendations` table.
+
+    An impression is a recommendation list shown to a user and followed by another event of
+    theirs; a hit is such an event on a product of that list (view, click, cart or purchase).
+    Rows written without a variant count as "default". Reads the whole table, page by page.
+    """
+    from streamrec.connectors.cassandra import QueryClient
+    from streamrec.query import aggregate_variants
+
+    client = QueryClient(_config(**conn))
+    try:
+        stats = aggregate_variants(client.variant_counters())
+    finally:
+        client.close()
+    if output == "json":
+        _print_json({"variants": [s.to_dict() for s in stats]})
+        return
+    if not stats:
+        _err("no recommendations stored yet")
+        return
+    _table("A/B variants", ["variant", "users", "impressions", "hits", "hit rate"],
+           [[s.variant, s.users, s.impressions, s.hits, "-" if s.hit_rate is None else f"{s.hit_rate:.4f}"]
+            for s in stats])
 
 
 # --- offline evaluation -----------------------------------------------------------------------

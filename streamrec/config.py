@@ -59,6 +59,33 @@ class Config:
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     exclude_purchased: bool = True
+    # What stays in a user's cart (added, not removed or bought) is not recommended either.
+    exclude_cart: bool = True
+    # Category filters applied inside the top-k step (comma-separated category names; empty: none).
+    include_categories: str = ""
+    exclude_categories: str = ""
+    # The job stores top_k * query_overfetch candidates per user so that the query side can drop
+    # products (`streamrec recs --exclude/--category`) and still show top_k of them.
+    query_overfetch: int = 3
+    # A user with fewer events that moved their embedding than this gets trending products
+    # (`source` = "trending") instead of personal ones.
+    cold_start_events: int = 1
+    # Trending = popularity decayed by event time with this half-life, computed in the stream from
+    # every user's events (weights: event_weights, positive ones only) and broadcast to every
+    # parallel instance; the best trending_size products are kept.
+    trending_half_life_minutes: float = 60.0
+    trending_size: int = 100
+    # How often the trending list is recomputed and broadcast (processing time).
+    trending_interval_ms: int = 1_000
+    # Idle-user TTL: a user whose events are more than this far apart in event time starts again
+    # as a new user, and Flink drops the state of a user idle this long (processing time), so state
+    # does not grow without bound. 0: keep users forever.
+    user_ttl_ms: int = 90 * 86_400_000
+    # A/B variants: JSON {"name": {"share": w, <model settings to override>}, ...}; a user's variant
+    # is a hash of the user id. Overridable: top_k, half_life_events, half_life_days, event_weights,
+    # exclude_purchased, exclude_cart, include_categories, exclude_categories, cold_start_events.
+    # Empty: one variant named "default" with the settings above.
+    variants: str = ""
     # Where the job reads the catalog from: a catalog file (.npz, see udfs.catalog) or, when
     # empty, the Cassandra `products` table.
     catalog_path: str = ""

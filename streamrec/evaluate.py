@@ -258,7 +258,7 @@ class StreamrecModel:
         self.params = params
 
     def recommend(self, queries: Queries, k: int) -> np.ndarray:
-        params = dataclasses.replace(self.params, top_k=k)
+        params = dataclasses.replace(self.params, top_k=k, candidates=0)
         recs = recommend_batch(queries.vectors, [list(x) for x in queries.excluded], self.catalog, params)
         rows = np.full((len(recs), k), -1, dtype=np.int64)
         for i, r in enumerate(recs):

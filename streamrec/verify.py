@@ -2,8 +2,8 @@
 
 The events topic is the source of truth. :func:`verify` reads it from the earliest offset up to
 the end offsets it finds when it starts (a bounded read), runs every record through the same
-functions the job runs (``parse_event``, ``update_user``, ``write_timestamp_us``,
-``recommend_batch``) in the same order (the topic is keyed by user, so a user's events are in one
+functions the job runs (``parse_event``, ``apply_event``, ``write_timestamp_us``,
+``recommend_users``) in the same order (the topic is keyed by user, so a user's events are in one
 partition and the job sees them in offset order), and compares the result with the ``events`` and
 ``recommendations`` tables and the dead-letter topic:
 
@@ -16,12 +16,16 @@ partition and the job sees them in offset order), and compares the result with t
 
 Scores are compared with a tolerance and equal scores may come in either order: a batch matrix
 product and a one-user product may round the last bit differently (see :func:`same_top_k`).
+Trending lists (cold-start users) depend on when the trending list reached the job, so for those
+rows only the rules are checked (source, nothing excluded, not newer than the newest event).
 What it cannot see: events deleted from the topic by retention before the job read them, a
-catalog that changed while the job ran, a job started with ``start_from_earliest=false``.
+catalog that changed while the job ran (`streamrec catalog publish`), a job started with
+``start_from_earliest=false``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -34,8 +38,19 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user, write_timestamp_us
+from streamrec.udfs.events import BadRecord, parse_event
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    apply_event,
+    eligible_mask,
+    excluded_ids,
+    is_cold,
+    recommend_users,
+    remember_shown,
+    write_timestamp_us,
+)
+from streamrec.udfs.variants import Variants
 
 log = logging.getLogger("streamrec.verify")
 
@@ -55,14 +70,18 @@ class ExpectedRecs:
     event_id: str
     event_ts: int  # epoch ms of the event the row reflects
     updated_at: int  # epoch ms: the newest event time seen for the user (write timestamp // 1000)
+    variant: str = ""
+    impressions: int = 0
+    hits: int = 0
 
 
 @dataclass
 class _User:
     state: UserState = field(default_factory=UserState)
-    events: list[Event] = field(default_factory=list)  # in processing order
     partitions: set[int] = field(default_factory=set)
-    recs: Optional[ExpectedRecs] = None  # cached; None = to compute
+    recs: Optional[ExpectedRecs] = None  # the newest row the job surely wrote
+    # a cold-start event after it: the job wrote a trending row for it, or (no trending list yet) nothing
+    maybe_trending: Optional[ExpectedRecs] = None
 
 
 EventKey = tuple[str, int, str]  # the primary key of `events`: (user_id, ts ms, event_id)
@@ -72,13 +91,15 @@ EventValue = tuple[str, Optional[str], Optional[str]]  # (type, product_id, quer
 class Expectation:
     """What the job must have written after processing the records fed so far, in that order."""
 
-    def __init__(self, catalog: Catalog, params: ModelParams, max_record_bytes: int = 64 * 1024,
-                 max_query_chars: int = 1024) -> None:
+    def __init__(self, catalog: Catalog, variants: Variants, max_record_bytes: int = 64 * 1024,
+                 max_query_chars: int = 1024, user_ttl_ms: int = 0) -> None:
         self.catalog = catalog
-        self.params = params
+        self.variants = variants
         self._known = frozenset(catalog.product_ids)
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
+        self._user_ttl_ms = user_ttl_ms
+        self._masks = {name: eligible_mask(catalog, p) for name, p in variants.params.items()}
         self.users: dict[str, _User] = {}
         self.events: dict[EventKey, EventValue] = {}
         self.dead_letters: Counter[tuple[str, str]] = Counter()  # (code, payload)
@@ -108,10 +129,18 @@ class Expectation:
         user = self.users.get(e.user_id)
         if user is None:
             user = self.users[e.user_id] = _User()
-        update_user(user.state, e, self.catalog, self.params)
-        user.events.append(e)
         user.partitions.add(partition)
-        user.recs = None
+        # what the job's update-and-recommend operator does with the event, step by step
+        variant, params = self.variants.for_user(e.user_id)
+        state = user.state = apply_event(user.state, e, self.catalog, params, self._user_ttl_ms)
+        rec = recommend_users([state], self.catalog, params, (), self._masks[variant])[0]
+        remember_shown(state, rec, params)
+        row = ExpectedRecs(rec.product_ids, rec.scores, rec.source, e.event_id, e.ts,
+                           write_timestamp_us(state) // 1000, variant, state.impressions, state.hits)
+        if is_cold(state, params):
+            user.maybe_trending = ExpectedRecs((), (), "trending", *dataclasses.astuple(row)[3:])
+        elif rec.product_ids:  # the job writes no row for an empty list
+            user.recs, user.maybe_trending = row, None
 
     def dead_letter_codes(self) -> Counter[str]:
         codes: Counter[str] = Counter()
@@ -120,36 +149,15 @@ class Expectation:
         return codes
 
     def recommendations(self) -> dict[str, ExpectedRecs]:
-        """Per user, the row the last write of the job leaves in `recommendations` (users whose
-        every event left them without recommendations get no row: the job writes none)."""
-        todo = [u for u, s in self.users.items() if s.recs is None]
-        for start in range(0, len(todo), 512):
-            chunk = todo[start:start + 512]
-            states = [self.users[u].state for u in chunk]
-            recs = recommend_batch([s.vector for s in states], [s.purchased for s in states], self.catalog,
-                                   self.params)
-            for user_id, state, rec in zip(chunk, states, recs):
-                user = self.users[user_id]
-                last = user.events[-1]
-                if rec.product_ids:
-                    user.recs = ExpectedRecs(rec.product_ids, rec.scores, rec.source, last.event_id, last.ts,
-                                             write_timestamp_us(state) // 1000)
-                else:
-                    user.recs = self._last_written(user)
-        return {u: s.recs for u, s in self.users.items() if s.recs is not None and s.recs.product_ids}
+        """Per user, the newest row the job surely wrote to `recommendations`."""
+        return {u: s.recs for u, s in self.users.items() if s.recs is not None}
 
-    def _last_written(self, user: _User) -> ExpectedRecs:
-        """The slow path for a user whose final state gives no recommendations: replay the user's
-        events and keep the last state that did (the job skips the write when the list is empty)."""
-        state = UserState()
-        found = ExpectedRecs((), (), "none", "", 0, 0)
-        for e in user.events:
-            update_user(state, e, self.catalog, self.params)
-            rec = recommend_batch([state.vector], [state.purchased], self.catalog, self.params)[0]
-            if rec.product_ids:
-                found = ExpectedRecs(rec.product_ids, rec.scores, rec.source, e.event_id, e.ts,
-                                     write_timestamp_us(state) // 1000)
-        return found
+    def maybe_trending(self) -> dict[str, ExpectedRecs]:
+        """Per user whose newest events were cold-start events: the newest of them."""
+        return {u: s.maybe_trending for u, s in self.users.items() if s.maybe_trending is not None}
+
+    def params_of(self, user_id: str) -> ModelParams:
+        return self.variants.for_user(user_id)[1]
 
     def user_state(self, user_id: str) -> Optional[UserState]:
         user = self.users.get(user_id)
@@ -177,12 +185,13 @@ def same_top_k(want: ExpectedRecs, got_ids: list[str], got_scores: list[float], 
     norm = float(np.linalg.norm(u))
     if norm == 0:
         return False
-    excluded = set(state.purchased) if params.exclude_purchased else set()
+    excluded = set(excluded_ids(state, params))
+    eligible = eligible_mask(catalog, params)
     if len(set(got_ids)) != len(got_ids):
         return False
     for pid, score in zip(got_ids, got_scores):
         row = catalog.index.get(pid)
-        if row is None or not catalog.in_stock[row] or pid in excluded:
+        if row is None or not eligible[row] or pid in excluded:
             return False
         true = float(catalog.vectors[row] @ (u / norm))
         if not math.isclose(true, score, rel_tol=10 * tol, abs_tol=10 * tol):
@@ -256,6 +265,9 @@ class StoredRecs:
     event_id: Optional[str]
     event_ts: Optional[int]
     updated_at: Optional[int]
+    variant: Optional[str] = None
+    impressions: Optional[int] = None
+    hits: Optional[int] = None
 
 
 def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[str, StoredRecs]]:
@@ -267,7 +279,8 @@ def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[
         ev = session.prepare("SELECT user_id, ts, event_id, type, product_id, query FROM events")
         ev.fetch_size = 5000
         rc = session.prepare(
-            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at FROM recommendations")
+            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant, impressions, hits "
+            "FROM recommendations")
         rc.fetch_size = 5000
         events = [((r.user_id, datetime_to_ms(r.ts), r.event_id), (r.type, r.product_id, r.query))
                   for r in session.execute(ev, timeout=120)]
@@ -276,6 +289,7 @@ def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[
                 list(r.product_ids or []), [float(x) for x in (r.scores or [])], r.source or "", r.event_id,
                 None if r.event_ts is None else datetime_to_ms(r.event_ts),
                 None if r.updated_at is None else datetime_to_ms(r.updated_at),
+                r.variant, r.impressions, r.hits,
             )
             for r in session.execute(rc, timeout=120)
         }
@@ -387,12 +401,16 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
     # --- recommendations: one row per user, reflecting the user's newest event
     rc = report.recommendations
     want = expect.recommendations()
+    maybe = expect.maybe_trending()
     rc.expected, rc.found = len(want), len(stored_recs)
-    for user, w in want.items():
-        got_r = stored_recs.get(user)
-        if got_r is None:
-            rc.missing += 1
-            report._example(f"recommendations: missing for user {user!r} (newest event {w.event_id!r})")
+    for user, got_r in stored_recs.items():
+        w, m = want.get(user), maybe.get(user)
+        if m is not None and got_r.source == "trending":
+            _check_trending(user, got_r, m, expect, report)
+            continue
+        if w is None:
+            rc.extra += 1
+            report._example(f"recommendations: extra row for user {user!r}")
             continue
         if got_r.event_id != w.event_id or got_r.event_ts != w.event_ts or got_r.updated_at != w.updated_at:
             older = (got_r.updated_at or 0, got_r.event_ts or 0) < (w.updated_at, w.event_ts)
@@ -406,14 +424,18 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
                                 f"{got_r.event_ts}/{got_r.updated_at}, expected {w.event_id!r} at "
                                 f"{w.event_ts}/{w.updated_at}")
             continue
-        if got_r.source != w.source or not same_top_k(w, got_r.product_ids, got_r.scores, expect.catalog,
-                                                      expect.user_state(user), expect.params):
+        params = expect.params_of(user)
+        counts = (got_r.variant, got_r.impressions, got_r.hits)
+        if (got_r.source != w.source or counts != (w.variant, w.impressions, w.hits)
+                or not same_top_k(w, got_r.product_ids, got_r.scores, expect.catalog, expect.user_state(user),
+                                  params)):
             rc.different += 1
             report._example(f"recommendations: user {user!r}: stored {got_r.product_ids[:5]}... "
-                            f"({got_r.source}), expected {list(w.product_ids[:5])}... ({w.source})")
-    for user in stored_recs.keys() - want.keys():
-        rc.extra += 1
-        report._example(f"recommendations: extra row for user {user!r}")
+                            f"({got_r.source}, {got_r.variant}, {got_r.impressions}/{got_r.hits}), expected "
+                            f"{list(w.product_ids[:5])}... ({w.source}, {w.variant}, {w.impressions}/{w.hits})")
+    for user in want.keys() - stored_recs.keys():
+        rc.missing += 1
+        report._example(f"recommendations: missing for user {user!r} (newest event {want[user].event_id!r})")
 
     # --- dead letters: every bad record of the topic has one (duplicates allowed)
     if dead_letters is not None:
@@ -444,6 +466,24 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
     return report
 
 
+def _check_trending(user: str, got: StoredRecs, newest: ExpectedRecs, expect: Expectation, report: Report) -> None:
+    """A trending row: its products depend on timing, so check the rules it must follow."""
+    rc = report.recommendations
+    if (got.updated_at or 0, got.event_ts or 0) > (newest.updated_at, newest.event_ts):
+        rc.different += 1
+        report._example(f"recommendations: trending row of user {user!r} is newer than the user's newest event")
+        return
+    state = expect.user_state(user)
+    params = expect.params_of(user)
+    eligible = eligible_mask(expect.catalog, params)
+    banned = set(excluded_ids(state, params)) if state is not None else set()
+    rows = [expect.catalog.index.get(p) for p in got.product_ids]
+    broken = any(r is None or not eligible[r] for r in rows) or bool(banned & set(got.product_ids))
+    if broken or got.variant != newest.variant:
+        rc.different += 1
+        report._example(f"recommendations: trending row of user {user!r} breaks a filter: {got.product_ids[:5]}")
+
+
 # --------------------------------------------------------------------------------------------
 # the whole check
 # --------------------------------------------------------------------------------------------
@@ -454,12 +494,11 @@ class Verifier:
 
     def __init__(self, config: Config, catalog: Optional[Catalog] = None, dead_letters: bool = True) -> None:
         from streamrec.connectors.catalog import CatalogFromConfig
-        from streamrec.jobs.pipeline import model_params  # the job's own parameters (imports pyflink, no JVM)
 
         self.config = config
         self.catalog = catalog if catalog is not None else CatalogFromConfig(config)()
-        self.expect = Expectation(self.catalog, model_params(config), config.max_record_bytes,
-                                  config.max_query_chars)
+        self.expect = Expectation(self.catalog, Variants.from_config(config), config.max_record_bytes,
+                                  config.max_query_chars, config.user_ttl_ms)
         self._events = TopicReader(config, config.events_topic)
         self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
         self._letters: list[Optional[bytes]] = []

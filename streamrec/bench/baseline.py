@@ -30,7 +30,14 @@ import numpy as np
 from streamrec.config import Config
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user, write_timestamp_us
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    excluded_ids,
+    recommend_batch,
+    update_user,
+    write_timestamp_us,
+)
 
 log = logging.getLogger("streamrec.bench.baseline")
 
@@ -49,20 +56,14 @@ class OutputRow:
     product_ids: tuple[str, ...]
     scores: tuple[float, ...]
     source: str
+    variant: str = "default"  # the naive service has no A/B variants or hit counts
+    impressions: int = 0
+    hits: int = 0
 
 
 def model_params(config: Config) -> ModelParams:
     """The job's model parameters for ``config`` (what ``streamrec.jobs.pipeline`` builds, without pyflink)."""
-    from_config = getattr(ModelParams, "from_config", None)
-    if from_config is not None:
-        params: ModelParams = from_config(config)
-        return params
-    return ModelParams(
-        event_weights=dict(config.event_weights),
-        half_life_events=config.half_life_events,
-        top_k=config.top_k,
-        exclude_purchased=config.exclude_purchased,
-    )
+    return ModelParams.from_config(config)
 
 
 class BaselineModel:
@@ -81,12 +82,12 @@ class BaselineModel:
         return parse_event(raw, self.known, self._max_record_bytes, self._max_query_chars)
 
     def apply(self, event: Event) -> tuple[Optional[np.ndarray], list[str], int]:
-        """Update the user's state; return a snapshot (vector, purchased, write timestamp) after it."""
+        """Update the user's state; return a snapshot (vector, excluded ids, write timestamp) after it."""
         state = self.states.get(event.user_id)
         if state is None:
             state = self.states[event.user_id] = UserState()
         update_user(state, event, self.catalog, self.params)
-        return state.vector, list(state.purchased), write_timestamp_us(state)
+        return state.vector, excluded_ids(state, self.params), write_timestamp_us(state)
 
     def process(self, events: Sequence[Event]) -> list[OutputRow]:
         """Output rows for ``events`` in order: one top-k batch for all of them."""

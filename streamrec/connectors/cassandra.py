@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def schema_statements(keyspace: str, replication_factor: int) -> list[str]:
         ) WITH CLUSTERING ORDER BY (ts DESC, event_id ASC)""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.recommendations (
             user_id text PRIMARY KEY, product_ids frozen<list<text>>, scores frozen<list<float>>,
-            source text, event_id text, event_ts timestamp, updated_at timestamp
+            source text, event_id text, event_ts timestamp, updated_at timestamp,
+            variant text, impressions bigint, hits bigint
         )""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.products (
             product_id text PRIMARY KEY, title text, category text, price double,
@@ -85,11 +86,27 @@ def schema_statements(keyspace: str, replication_factor: int) -> list[str]:
     ]
 
 
+# Columns added after the first release: a keyspace created by an older version gets them here.
+ADDED_COLUMNS = {"recommendations": [("variant", "text"), ("impressions", "bigint"), ("hits", "bigint")]}
+
+
 def ensure_schema(config: Config) -> None:
+    from cassandra import InvalidRequest
+
     session = connect(config)
     try:
         for stmt in schema_statements(config.keyspace, config.replication_factor):
             session.execute(stmt, timeout=60)
+        ks = _check_ident(config.keyspace)
+        columns_of = session.prepare(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?")
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r.column_name for r in session.execute(columns_of, (ks, table))}
+            for stmt in [f"ALTER TABLE {ks}.{table} ADD {name} {typ}" for name, typ in columns if name not in have]:
+                try:
+                    session.execute(stmt, timeout=60)
+                except InvalidRequest:  # added meanwhile by another client
+                    pass
     finally:
         session.cluster.shutdown()
 
@@ -140,8 +157,8 @@ class RecommendationWriter:
         )
         self._insert_event.is_idempotent = True
         self._upsert_recs = s.prepare(
-            "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at, "
+            "variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
         )
         self._upsert_recs.is_idempotent = True
 
@@ -176,7 +193,8 @@ class RecommendationWriter:
                     self._upsert_recs,
                     (
                         row.user_id, list(row.product_ids), [float(x) for x in row.scores], row.source,
-                        row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.write_ts,
+                        row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.variant,
+                        row.impressions, row.hits, row.write_ts,
                     ),
                 )
             )
@@ -253,6 +271,19 @@ class StoredRecommendations:
     event_id: Optional[str]
     event_ts: Optional[datetime]
     updated_at: Optional[datetime]
+    variant: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    category: str
+    title: str
+
+
+# Product ids per `IN ?` query: Cassandra warns on (and may refuse) large multi-partition IN lists.
+_IN_CHUNK = 100
+# Rows per page when the A/B report scans `recommendations`.
+AB_FETCH_SIZE = 5000
 
 
 class QueryClient:
@@ -261,13 +292,15 @@ class QueryClient:
     def __init__(self, config: Config) -> None:
         self._session = connect(config, config.keyspace)
         self._recs = self._session.prepare(
-            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at "
+            "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant "
             "FROM recommendations WHERE user_id = ?"
         )
         self._events = self._session.prepare(
             "SELECT user_id, ts, event_id, type, product_id, query FROM events WHERE user_id = ? LIMIT ?"
         )
-        self._titles = self._session.prepare("SELECT product_id, title FROM products WHERE product_id IN ?")
+        self._products = self._session.prepare(
+            "SELECT product_id, category, title FROM products WHERE product_id IN ?"
+        )
 
     def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
         row = self._session.execute(self._recs, (user_id,)).one()
@@ -275,7 +308,7 @@ class QueryClient:
             return None
         return StoredRecommendations(
             row.user_id, row.source or "", list(row.product_ids or []), list(row.scores or []),
-            row.event_id, row.event_ts, row.updated_at,
+            row.event_id, row.event_ts, row.updated_at, row.variant,
         )
 
     def events(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -289,11 +322,25 @@ class QueryClient:
             for r in rows
         ]
 
-    def titles(self, product_ids: list[str]) -> dict[str, str]:
-        if not product_ids:
-            return {}
-        rows = self._session.execute(self._titles, (list(product_ids),))
-        return {r.product_id: r.title or "" for r in rows}
+    def products(self, product_ids: Iterable[str]) -> dict[str, ProductInfo]:
+        """Category and title of each known product among ``product_ids`` (unknown ones are absent)."""
+        ids = list(dict.fromkeys(product_ids))
+        out: dict[str, ProductInfo] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            for r in self._session.execute(self._products, (ids[i:i + _IN_CHUNK],)):
+                out[r.product_id] = ProductInfo(r.category or "", r.title or "")
+        return out
+
+    def titles(self, product_ids: Iterable[str]) -> dict[str, str]:
+        return {pid: info.title for pid, info in self.products(product_ids).items()}
+
+    def variant_counters(self) -> Iterator[tuple[Optional[str], Optional[int], Optional[int]]]:
+        """(variant, impressions, hits) of every user, read page by page (AB_FETCH_SIZE rows a page)."""
+        from cassandra.query import SimpleStatement
+
+        stmt = SimpleStatement("SELECT variant, impressions, hits FROM recommendations", fetch_size=AB_FETCH_SIZE)
+        for r in self._session.execute(stmt, timeout=60):
+            yield r.variant, r.impressions, r.hits
 
     def count(self, table: str) -> int:
         if table not in ("events", "recommendations", "products"):
@@ -302,3 +349,97 @@ class QueryClient:
 
     def close(self) -> None:
         self._session.cluster.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# catalog updates (`streamrec catalog publish`)
+
+# Columns of `products` a product update may set, in the order of ProductUpdate's fields.
+PRODUCT_COLUMNS = ("title", "category", "price", "in_stock", "embedding")
+
+
+def product_upsert_cql(columns: Iterable[str]) -> str:
+    """The upsert of one product that sets only ``columns``: the others keep their value.
+
+    An INSERT of a subset of columns writes those cells alone (and creates the row if it is new).
+    """
+    cols = list(columns)
+    unknown = [c for c in cols if c not in PRODUCT_COLUMNS]
+    if unknown or len(set(cols)) != len(cols):
+        raise ValueError(f"not a set of product columns: {cols}")
+    names = ["product_id", *cols]
+    return f"INSERT INTO products ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+def _product_values(update: Any, columns: Iterable[str]) -> tuple[Any, ...]:
+    values: list[Any] = [update.product_id]
+    for c in columns:
+        v = getattr(update, c)
+        values.append([float(x) for x in v] if c == "embedding" else v)
+    return tuple(values)
+
+
+class ProductStore:
+    """Writes product updates into `products`, setting only the fields each update names.
+
+    One prepared statement per set of changed fields, prepared on first use and cached. Writes are
+    issued in input order with the driver's client-side, monotonic write timestamps, so when one
+    product is updated twice the later update wins even though up to ``concurrency`` writes are in
+    flight at once. Every statement is idempotent (a plain upsert): a retry rewrites the same cells.
+    """
+
+    def __init__(self, config: Config, session: Any = None, concurrency: int = 64) -> None:
+        self._own = session is None
+        self._session = connect(config, config.keyspace) if session is None else session
+        self._statements: dict[tuple[str, ...], Any] = {}
+        self._concurrency = max(1, concurrency)
+
+    def _statement(self, columns: tuple[str, ...]) -> Any:
+        stmt = self._statements.get(columns)
+        if stmt is None:
+            stmt = self._session.prepare(product_upsert_cql(columns))
+            stmt.is_idempotent = True
+            self._statements[columns] = stmt
+        return stmt
+
+    def embedding_dim(self) -> Optional[int]:
+        """Length of the first non-empty embedding among the first 1000 products (None: none)."""
+        from cassandra.query import SimpleStatement
+
+        stmt = SimpleStatement("SELECT embedding FROM products LIMIT 1000", fetch_size=100)
+        for r in self._session.execute(stmt, timeout=60):
+            if r.embedding:
+                return len(r.embedding)
+        return None
+
+    def upsert(self, updates: Iterable[Any]) -> list[Optional[str]]:
+        """Write every update (ProductUpdate) in order; one entry per update: None, or why it failed."""
+        from collections import deque
+
+        items = list(updates)
+        errors: list[Optional[str]] = [None] * len(items)
+        in_flight: deque[tuple[int, Any]] = deque()
+
+        def settle(i: int, future: Any) -> None:
+            try:
+                future.result()
+            except Exception as exc:
+                errors[i] = f"Cassandra write failed ({type(exc).__name__}: {exc})"
+
+        for i, u in enumerate(items):
+            columns = tuple(u.changed_fields())
+            try:
+                future = self._session.execute_async(self._statement(columns), _product_values(u, columns))
+            except Exception as exc:
+                errors[i] = f"Cassandra write failed ({type(exc).__name__}: {exc})"
+                continue
+            in_flight.append((i, future))
+            if len(in_flight) >= self._concurrency:
+                settle(*in_flight.popleft())
+        for i, future in in_flight:
+            settle(i, future)
+        return errors
+
+    def close(self) -> None:
+        if self._own:
+            self._session.cluster.shutdown()

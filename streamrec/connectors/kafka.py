@@ -79,7 +79,18 @@ def java_properties(config: Config) -> dict[str, str]:
 # --- inside the Flink job ---------------------------------------------------------------------
 
 def events_source(config: Config) -> Any:
-    """KafkaSource over the events topic: values as strings, offsets committed on checkpoints.
+    """KafkaSource over the events topic (see :func:`string_source`)."""
+    return string_source(config, config.events_topic, config.start_from_earliest)
+
+
+def products_source(config: Config) -> Any:
+    """KafkaSource over the products topic, from its start: the topic is compacted, so it holds the
+    latest update of every product, and applying an update twice changes nothing."""
+    return string_source(config, config.products_topic, True)
+
+
+def string_source(config: Config, topic: str, start_from_earliest: bool) -> Any:
+    """KafkaSource over ``topic``: values as strings, offsets committed on checkpoints.
 
     Values go through ``NullSafeStringSchema`` (see :mod:`streamrec.connectors.javasupport`): a
     record without a value becomes "" (a NOT_JSON dead letter) instead of failing the source on
@@ -97,11 +108,11 @@ def events_source(config: Config) -> Any:
         java_class = getattr(java_class, part)
     value_schema = DeserializationSchema(java_class())
 
-    reset = KafkaOffsetResetStrategy.EARLIEST if config.start_from_earliest else KafkaOffsetResetStrategy.LATEST
+    reset = KafkaOffsetResetStrategy.EARLIEST if start_from_earliest else KafkaOffsetResetStrategy.LATEST
     builder = (
         KafkaSource.builder()
         .set_bootstrap_servers(config.kafka_bootstrap)
-        .set_topics(config.events_topic)
+        .set_topics(topic)
         .set_group_id(config.consumer_group)
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
         .set_value_only_deserializer(value_schema)
@@ -195,22 +206,9 @@ def produce_lines(
     and not sent, unless ``raw`` is set (then every line goes out as it is: the job's dead-letter
     path is the judge). The producer uses acks=all and idempotence: a retry never doubles a record.
     """
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    own = producer is None
-    if own:
-        producer = KafkaProducer(
-            bootstrap_servers=config.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            max_request_size=max(1024 * 1024, config.max_record_bytes * 4),
-            **client_options(config),
-        )
     report = ProduceReport()
-    pending: list[tuple[int, Any]] = []
-    try:
+
+    def records() -> Iterator[tuple[int, Optional[str], str]]:
         for lineno, line in enumerate(lines, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -219,12 +217,61 @@ def produce_lines(
             if why is not None and not raw:
                 report.rejected.append((lineno, why))
                 continue
+            yield lineno, key, line
+
+    return _send_all(records(), config.events_topic, config, producer, report)
+
+
+def new_producer(config: Config, max_record_bytes: Optional[int] = None) -> Any:
+    """The producer of the CLI's writers: acks=all and idempotence (a retry never doubles a record),
+    the configured security options. ``max_record_bytes``: the largest record it must accept
+    (default: the events' limit, config.max_record_bytes)."""
+    from kafka import KafkaProducer
+
+    limit = config.max_record_bytes if max_record_bytes is None else max_record_bytes
+    return KafkaProducer(
+        bootstrap_servers=config.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_request_size=max(1024 * 1024, limit * 4),
+        **client_options(config),
+    )
+
+
+def send_keyed(
+    records: Iterable[tuple[int, str, str]],
+    topic: str,
+    config: Config,
+    producer: Any = None,
+    max_record_bytes: Optional[int] = None,
+) -> ProduceReport:
+    """Send (line number, key, value) records to ``topic`` in order, keyed (a key's records stay in
+    one partition, in order), and wait for the broker's answers: a refused or timed-out record is
+    reported with its line number and not counted as sent. Same producer as :func:`produce_lines`.
+    """
+    return _send_all(records, topic, config, producer, ProduceReport(), max_record_bytes)
+
+
+def _send_all(
+    records: Iterable[tuple[int, Optional[str], str]],
+    topic: str,
+    config: Config,
+    producer: Any,
+    report: ProduceReport,
+    max_record_bytes: Optional[int] = None,
+) -> ProduceReport:
+    """The sending loop of produce_lines and send_keyed; ``producer`` None: a new one, closed at the end."""
+    from kafka.errors import KafkaError
+
+    own = producer is None
+    if own:
+        producer = new_producer(config, max_record_bytes)
+    pending: list[tuple[int, Any]] = []
+    try:
+        for lineno, key, value in records:
             try:
-                future = producer.send(
-                    config.events_topic,
-                    key=key.encode("utf-8") if key else None,
-                    value=line.encode("utf-8"),
-                )
+                future = producer.send(topic, key=key.encode("utf-8") if key else None, value=value.encode("utf-8"))
             except KafkaError as exc:  # e.g. larger than the producer's max_request_size (--raw)
                 report.rejected.append((lineno, f"not sent ({type(exc).__name__}: {exc})"))
                 continue

@@ -20,7 +20,7 @@ from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.connectors.flink import attach_cassandra
 from streamrec.connectors.javasupport import support_jar
-from streamrec.connectors.kafka import dead_letter_sink, events_source
+from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source
 from streamrec.jobs.pipeline import build_pipeline
 
 MAX_PARALLELISM = 128
@@ -77,7 +77,11 @@ def build_job(config: Config) -> StreamExecutionEnvironment:
         env.from_source(events_source(config), WatermarkStrategy.no_watermarks(), "kafka-events")
         .uid("kafka-events")
     )
-    streams = build_pipeline(env, raw, config, CatalogFromConfig(config))
+    products = (
+        env.from_source(products_source(config), WatermarkStrategy.no_watermarks(), "kafka-products")
+        .uid("kafka-products")
+    )
+    streams = build_pipeline(env, raw, config, CatalogFromConfig(config), products)
     streams.dead_letters.sink_to(dead_letter_sink(config)).name("kafka-dlq").uid("kafka-dlq")
     attach_cassandra(streams.recommendations, config)
     return env

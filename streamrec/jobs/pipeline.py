@@ -1,8 +1,13 @@
 """The topology of the streamrec job.
 
-``build_pipeline`` takes a stream of raw JSON events and returns the streams the job produces;
-it knows nothing about Kafka or Cassandra, so tests drive it with collection sources. ``main``
-(see :mod:`streamrec.jobs.job`) attaches the real sources and sinks.
+``build_pipeline`` takes a stream of raw JSON events (and optionally raw product updates) and
+returns the streams the job produces; it knows nothing about Kafka or Cassandra, so tests drive it
+with collection sources. ``main`` (see :mod:`streamrec.jobs.job`) attaches the real sources and sinks.
+
+    events --parse-events--> key_by(user) --update-and-recommend--> recommendations
+                  |                                ^ (broadcast: product updates, trending list)
+                  +--> popularity (SQL window) --trending--+
+    products --parse-products----------------------+
 """
 
 from __future__ import annotations
@@ -12,36 +17,37 @@ from typing import Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import StreamTableEnvironment
-from pyflink.table.expressions import col
-from pyflink.table.udf import udf
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from streamrec.config import Config
 from streamrec.udfs.model import ModelParams
 from streamrec.udfs.operators import (
+    CONTROL_ROW,
+    CONTROL_STATE,
     DLQ_TAG,
+    EVENT_FIELDS,
     EVENT_ROW,
-    RECS_TYPE,
-    UPDATE_ROW,
+    KNOWN_PRODUCTS_STATE,
+    RECOMMENDATION_FIELDS,
+    RECOMMENDATION_ROW,
     CatalogLoader,
     FailOnce,
     ParseEvents,
-    TopK,
-    UpdateUserEmbedding,
+    ParseEventsLive,
+    ParseProducts,
+    Recommend,
+    TrendingMerge,
 )
+from streamrec.udfs.variants import Variants
 
-# Column order of the recommendations stream (one row per valid event):
-RECOMMENDATION_FIELDS = [
-    "event_id", "user_id", "ts", "type", "product_id", "query",  # the event
-    "write_ts",  # Cassandra write timestamp (microseconds, from event time)
-    "product_ids", "scores", "source",  # the user's recommendations after this event
-]
+__all__ = ["RECOMMENDATION_FIELDS", "PipelineStreams", "build_pipeline", "model_params"]
 
 
 @dataclass(frozen=True)
 class PipelineStreams:
-    recommendations: DataStream  # Row(RECOMMENDATION_FIELDS)
+    recommendations: DataStream  # Row(RECOMMENDATION_FIELDS), one per valid event
     dead_letters: DataStream  # str: JSON {"error", "reason", "payload"}
+    trending: DataStream  # Row(CONTROL_FIELDS) with kind "trending": each trending list broadcast
 
 
 def model_params(config: Config) -> ModelParams:
@@ -57,42 +63,76 @@ def fail_once(config: Config) -> Optional[FailOnce]:
     return FailOnce(config.fault_fail_once_after, config.checkpoint_dir)
 
 
+def popularity_sql(config: Config, table: str) -> str:
+    """Per product, second of processing time and minute of event time: the summed positive event
+    weights and the newest event time. Runs in the JVM, so counting costs the Python side nothing
+    per event; the minute keeps decay right when a backlog of older events arrives at once."""
+    cases = " ".join(
+        f"WHEN '{etype}' THEN CAST({float(w)!r} AS DOUBLE)"
+        for etype, w in sorted(config.event_weights.items()) if w > 0 and etype.isidentifier()
+    )
+    return (
+        f"SELECT product_id, SUM(CASE type {cases} ELSE CAST(0 AS DOUBLE) END) AS weight, MAX(ts) AS ts "
+        f"FROM TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(pt), INTERVAL '1' SECOND)) "
+        f"WHERE product_id IS NOT NULL GROUP BY window_start, window_end, product_id, FLOOR(ts / 60000)"
+    )
+
+
 def build_pipeline(
     env: StreamExecutionEnvironment,
     raw_events: DataStream,
     config: Config,
     catalog_loader: CatalogLoader,
+    raw_products: Optional[DataStream] = None,
 ) -> PipelineStreams:
-    params = model_params(config)
+    variants = Variants.from_config(config)  # fails fast on bad STREAMREC_VARIANTS
 
-    # str -> Row(EVENT_FIELDS); bad records -> side output
-    events = raw_events.process(
-        ParseEvents(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
-    ).name("parse-events").uid("parse-events")
+    products: Optional[DataStream] = None
+    if raw_products is not None:
+        products = raw_products.process(
+            ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
+        ).name("parse-products").uid("parse-products")
+
+    # str -> Row(EVENT_FIELDS); bad records -> side output. The parser learns of products published
+    # while the job runs, so events naming them are valid.
+    if products is None:
+        events = raw_events.process(
+            ParseEvents(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
+        ).name("parse-events").uid("parse-events")
+    else:
+        events = raw_events.connect(products.broadcast(KNOWN_PRODUCTS_STATE)).process(
+            ParseEventsLive(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
+        ).name("parse-events").uid("parse-events")
     dead_letters = events.get_side_output(DLQ_TAG)
 
-    # Row(UPDATE_FIELDS): the event + the user's embedding and exclusions after it
-    updates = (
-        events.key_by(lambda e: e.user_id, key_type=Types.STRING())
-        .process(UpdateUserEmbedding(catalog_loader, params, fail_once(config)), output_type=UPDATE_ROW)
-        .name("update-embeddings")
-        .uid("update-embeddings")
+    # Trending: popularity counted per second in SQL, merged and decayed by one Python instance.
+    t_env = StreamTableEnvironment.create(env)
+    schema = Schema.new_builder()
+    for name, dtype in zip(EVENT_FIELDS, [DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(),
+                                          DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING()]):
+        schema = schema.column(name, dtype)
+    t_env.create_temporary_view("parsed_events", t_env.from_data_stream(
+        events, schema.column_by_expression("pt", "PROCTIME()").build()))
+    popularity = t_env.to_data_stream(t_env.sql_query(popularity_sql(config, "parsed_events")))
+    trending = (
+        popularity.key_by(lambda _: 0, key_type=Types.INT())
+        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
+                               config.trending_interval_ms), output_type=CONTROL_ROW)
+        .name("trending").uid("trending")
     )
 
-    # The top-k runs as a pandas UDF so that a whole Arrow batch of users costs one matrix product.
-    # It is stateless, so the planner-generated uid of this part does not matter for restores.
-    t_env = StreamTableEnvironment.create(env)
-    top_k = udf(TopK(catalog_loader, params), result_type=RECS_TYPE, func_type="pandas")
-    recs_table = (
-        t_env.from_data_stream(updates)
-        .add_columns(top_k(col("vector"), col("exclude")).alias("recs"))
-        .select(
-            col("event_id"), col("user_id"), col("ts"), col("type"), col("product_id"), col("query"),
-            col("write_ts"),
-            col("recs").get("product_ids").alias("product_ids"),
-            col("recs").get("scores").alias("scores"),
-            col("recs").get("source").alias("source"),
-        )
+    control = trending
+    if products is not None:
+        dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
+        control = trending.union(products)
+
+    recommendations = (
+        events.key_by(lambda e: e.user_id, key_type=Types.STRING())
+        .connect(control.broadcast(CONTROL_STATE))
+        .process(Recommend(catalog_loader, variants, config.user_ttl_ms, fail_once(config)),
+                 output_type=RECOMMENDATION_ROW)
+        .name("update-and-recommend")
+        # the uid of the keyed user state since the first release: savepoints keep restoring it
+        .uid("update-embeddings")
     )
-    recommendations = t_env.to_data_stream(recs_table)
-    return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters)
+    return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -24,6 +24,10 @@ DAY_MS = 86_400_000
 
 # Bound the per-user state: a wholesaler with thousands of purchases must not grow it forever.
 MAX_REMEMBERED_PURCHASES = 1000
+MAX_CART = 200
+
+# An event of these types naming a product of the list shown before it counts as a hit.
+HIT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
 
 
 @dataclass(frozen=True)
@@ -33,16 +37,36 @@ class ModelParams:
     top_k: int = 10
     exclude_purchased: bool = True
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS  # 0: no decay by event time
+    exclude_cart: bool = True
+    include_categories: frozenset[str] = frozenset()  # empty: every category
+    exclude_categories: frozenset[str] = frozenset()
+    cold_start_events: int = 1  # fewer events that moved the user: trending instead of personal
+    candidates: int = 0  # how many products a recommendation holds (0: top_k)
 
     @classmethod
-    def from_config(cls, config: Config) -> ModelParams:
-        return cls(
+    def from_config(cls, config: Config, **overrides: Any) -> ModelParams:
+        """The model settings of ``config``; ``overrides`` (an A/B variant's) replace single settings."""
+        values: dict[str, Any] = dict(
             event_weights=dict(config.event_weights),
             half_life_events=config.half_life_events,
             top_k=config.top_k,
             exclude_purchased=config.exclude_purchased,
             half_life_days=config.half_life_days,
+            exclude_cart=config.exclude_cart,
+            include_categories=config.include_categories,
+            exclude_categories=config.exclude_categories,
+            cold_start_events=config.cold_start_events,
         )
+        values.update(overrides)
+        for name in ("include_categories", "exclude_categories"):
+            values[name] = _category_set(values[name])
+        values["event_weights"] = {str(k): float(v) for k, v in dict(values["event_weights"]).items()}
+        values["candidates"] = int(values["top_k"]) * max(1, config.query_overfetch)
+        return cls(**values)
+
+    @property
+    def stored_k(self) -> int:
+        return self.candidates or self.top_k
 
     @property
     def decay(self) -> float:
@@ -55,6 +79,12 @@ class ModelParams:
         return 0.5 ** (elapsed_ms / (self.half_life_days * DAY_MS))
 
 
+def _category_set(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(c.strip() for c in value.split(",") if c.strip())
+    return frozenset(str(c) for c in value)
+
+
 @dataclass
 class UserState:
     """What the job keeps per user in Flink keyed state (pickled as one value)."""
@@ -64,6 +94,16 @@ class UserState:
     seq: int = 0  # events seen for this user (every valid event counts)
     max_ts: int = 0  # newest event time seen, epoch ms
     vector_ts: int = 0  # newest event time that moved the vector (for time decay), epoch ms
+    cart: list[str] = field(default_factory=list)  # added and neither removed nor bought, oldest first
+    moves: int = 0  # events that moved the vector
+    last_shown: tuple[str, ...] = ()  # the personal top_k shown after the previous event
+    impressions: int = 0  # events that followed a shown personal list
+    hits: int = 0  # of those, views/clicks/carts/purchases of a product of that list
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # state pickled by an older version (a savepoint) lacks the newer fields: give them defaults
+        self.__dict__.update(UserState().__dict__)
+        self.__dict__.update(state)
 
 
 def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelParams) -> UserState:
@@ -85,6 +125,7 @@ def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelP
         elif event.type == "search" and event.query:
             direction = embed_query(catalog, event.query)
     if direction is not None:
+        state.moves += 1
         contribution = np.float32(weight) * direction
         if state.vector is None:
             state.vector = contribution.astype(np.float32, copy=True)
@@ -98,7 +139,49 @@ def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelP
         state.purchased.append(event.product_id)
         if len(state.purchased) > MAX_REMEMBERED_PURCHASES:
             del state.purchased[: len(state.purchased) - MAX_REMEMBERED_PURCHASES]
+    if event.type == "add_to_cart" and event.product_id not in state.cart:
+        state.cart.append(event.product_id)
+        if len(state.cart) > MAX_CART:
+            del state.cart[: len(state.cart) - MAX_CART]
+    elif event.type in ("remove_from_cart", "purchase") and event.product_id in state.cart:
+        state.cart.remove(event.product_id)
     return state
+
+
+def apply_event(state: UserState, event: Event, catalog: Catalog, params: ModelParams,
+                user_ttl_ms: int = 0) -> UserState:
+    """What the job does with each event of a user: the idle-user TTL, the online hit count, then
+    :func:`update_user`. Returns the new state (a fresh one when the user was idle too long).
+
+    The TTL is measured in event time, so a replay resets the same users; Flink's own state TTL
+    (processing time, same length) is what frees the memory of users who never come back.
+    """
+    if user_ttl_ms > 0 and state.seq > 0 and event.ts - state.max_ts > user_ttl_ms:
+        state = UserState()
+    if state.last_shown:
+        state.impressions += 1
+        if event.type in HIT_TYPES and event.product_id in state.last_shown:
+            state.hits += 1
+    return update_user(state, event, catalog, params)
+
+
+def excluded_ids(state: UserState, params: ModelParams) -> list[str]:
+    """The products this user must not be shown: bought ones, and what is in the cart."""
+    out: list[str] = list(state.purchased) if params.exclude_purchased else []
+    if params.exclude_cart:
+        out.extend(state.cart)
+    return out
+
+
+def eligible_mask(catalog: Catalog, params: ModelParams) -> np.ndarray:
+    """(n,) bool: products that may be recommended at all: in stock, with an embedding, and in
+    the allowed categories."""
+    mask = catalog.in_stock & (np.abs(catalog.vectors).sum(axis=1) > 0)
+    if params.include_categories:
+        mask &= np.isin(np.asarray(catalog.categories, dtype=object), list(params.include_categories))
+    if params.exclude_categories:
+        mask &= ~np.isin(np.asarray(catalog.categories, dtype=object), list(params.exclude_categories))
+    return mask
 
 
 def write_timestamp_us(state: UserState) -> int:
@@ -117,12 +200,13 @@ def top_k_batch(
     catalog: Catalog,
     k: int,
     exclude: Sequence[Sequence[int]] = (),
+    eligible: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k products for a batch of users with one matrix product.
 
     ``user_vectors`` is (b, d); rows need not be normalised (zero rows get no results).
-    ``exclude[i]`` lists catalog rows user i must not be shown. Out-of-stock products are never
-    returned. Returns (rows, scores), both (b, k'): k' = min(k, catalog size); rows are -1 and
+    ``exclude[i]`` lists catalog rows user i must not be shown. Only ``eligible`` products are
+    returned (default: those in stock). Returns (rows, scores), both (b, k'): k' = min(k, catalog size); rows are -1 and
     scores NaN where fewer than k' products are eligible. Scores are cosine similarities.
     """
     b = user_vectors.shape[0]
@@ -134,7 +218,7 @@ def top_k_batch(
     norms = np.linalg.norm(u, axis=1, keepdims=True)
     u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
     scores = u @ catalog.vectors.T  # (b, n)
-    scores[:, ~catalog.in_stock] = -np.inf
+    scores[:, ~(catalog.in_stock if eligible is None else eligible)] = -np.inf
     for i, excluded in enumerate(exclude):
         if len(excluded):
             scores[i, np.asarray(excluded, dtype=np.int64)] = -np.inf
@@ -157,16 +241,22 @@ def top_k_batch(
 class Recommendation:
     product_ids: tuple[str, ...]
     scores: tuple[float, ...]
-    source: str  # "personal" or "none" (no product signal yet)
+    source: str  # "personal", "trending" (cold start) or "none" (nothing to show yet)
+
+
+NO_RECOMMENDATION = Recommendation((), (), "none")
 
 
 def recommend_batch(
     user_vectors: Sequence[Optional[np.ndarray]],
-    excluded_ids: Sequence[Sequence[str]],
+    excluded: Sequence[Sequence[str]],
     catalog: Catalog,
     params: ModelParams,
+    eligible: Optional[np.ndarray] = None,
 ) -> list[Recommendation]:
-    """Recommendations for a batch of users: the function both the job and offline tools call."""
+    """Personal recommendations for a batch of users (``params.stored_k`` each), with one matrix
+    product. ``excluded[i]``: product ids user i must not get (see :func:`excluded_ids`);
+    ``eligible``: :func:`eligible_mask` (computed here when not given)."""
     b = len(user_vectors)
     if b == 0:
         return []
@@ -174,12 +264,57 @@ def recommend_batch(
     for i, v in enumerate(user_vectors):
         if v is not None and len(v):
             mat[i] = v
-    exclude = [catalog.indices(ids) for ids in excluded_ids] if params.exclude_purchased else []
-    rows, scores = top_k_batch(mat, catalog, params.top_k, exclude)
+    exclude = [catalog.indices(ids) for ids in excluded]
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask)
     out = []
     for i in range(b):
         keep = rows[i] >= 0
         ids = tuple(catalog.product_ids[r] for r in rows[i][keep])
         sc = tuple(float(s) for s in scores[i][keep] if math.isfinite(s))
-        out.append(Recommendation(ids, sc, "personal" if ids else "none"))
+        out.append(Recommendation(ids, sc, "personal") if ids else NO_RECOMMENDATION)
     return out
+
+
+def trending_recommendation(trending: Sequence[tuple[str, float]], excluded: Sequence[str], catalog: Catalog,
+                            params: ModelParams, eligible: Optional[np.ndarray] = None) -> Recommendation:
+    """The cold-start list: the most popular eligible products right now, best first."""
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    skip = set(excluded)
+    ids: list[str] = []
+    scores: list[float] = []
+    for pid, score in trending:
+        row = catalog.index.get(pid)
+        if row is None or not mask[row] or pid in skip:
+            continue
+        ids.append(pid)
+        scores.append(float(score))
+        if len(ids) == params.stored_k:
+            break
+    return Recommendation(tuple(ids), tuple(scores), "trending") if ids else NO_RECOMMENDATION
+
+
+def is_cold(state: UserState, params: ModelParams) -> bool:
+    return state.vector is None or state.moves < params.cold_start_events
+
+
+def recommend_users(states: Sequence[UserState], catalog: Catalog, params: ModelParams,
+                    trending: Sequence[tuple[str, float]] = (),
+                    eligible: Optional[np.ndarray] = None) -> list[Recommendation]:
+    """What the job stores for each of these users: personal top-k, or trending for a cold user."""
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    warm = [i for i, s in enumerate(states) if not is_cold(s, params)]
+    personal = recommend_batch([states[i].vector for i in warm], [excluded_ids(states[i], params) for i in warm],
+                               catalog, params, mask)
+    out: list[Recommendation] = [NO_RECOMMENDATION] * len(states)
+    for i, rec in zip(warm, personal):
+        out[i] = rec
+    for i, s in enumerate(states):
+        if is_cold(s, params):
+            out[i] = trending_recommendation(trending, excluded_ids(s, params), catalog, params, mask)
+    return out
+
+
+def remember_shown(state: UserState, rec: Recommendation, params: ModelParams) -> None:
+    """Keep what the user was shown (the first top_k of a personal list) to count the next hit."""
+    state.last_shown = rec.product_ids[: params.top_k] if rec.source == "personal" else ()

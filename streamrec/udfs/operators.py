@@ -7,22 +7,33 @@ this module needs pyflink but starts no JVM.
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
-import pandas as pd
 from pyflink.common import Row, Types
+from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import DataTypes
-from pyflink.table.udf import FunctionContext, ScalarFunction
+from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcastProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user, write_timestamp_us
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    apply_event,
+    eligible_mask,
+    recommend_users,
+    remember_shown,
+    write_timestamp_us,
+)
+from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
+from streamrec.udfs.trending import DecayedPopularity
+from streamrec.udfs.variants import Variants
 
 CatalogLoader = Callable[[], Catalog]
 
@@ -31,19 +42,17 @@ EVENT_FIELDS = ["event_id", "user_id", "ts", "type", "product_id", "query"]
 EVENT_TYPES = [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING()]
 EVENT_ROW = Types.ROW_NAMED(EVENT_FIELDS, EVENT_TYPES)
 
-# An event plus the user's state after it: what the top-k step needs.
-UPDATE_FIELDS = [*EVENT_FIELDS, "vector", "exclude", "write_ts"]
-UPDATE_ROW = Types.ROW_NAMED(
-    UPDATE_FIELDS,
-    [*EVENT_TYPES, Types.BASIC_ARRAY(Types.FLOAT()), Types.BASIC_ARRAY(Types.STRING()), Types.LONG()],
-)
-
-RECS_TYPE = DataTypes.ROW(
-    [
-        DataTypes.FIELD("product_ids", DataTypes.ARRAY(DataTypes.STRING())),
-        DataTypes.FIELD("scores", DataTypes.ARRAY(DataTypes.FLOAT())),
-        DataTypes.FIELD("source", DataTypes.STRING()),
-    ]
+# An event plus what the job stores for the user after it.
+RECOMMENDATION_FIELDS = [
+    *EVENT_FIELDS,
+    "write_ts",  # Cassandra write timestamp (microseconds, from event time)
+    "product_ids", "scores", "source",  # the user's recommendations after this event
+    "variant", "impressions", "hits",  # the user's A/B variant and online hit counts
+]
+RECOMMENDATION_ROW = Types.ROW_NAMED(
+    RECOMMENDATION_FIELDS,
+    [*EVENT_TYPES, Types.LONG(), Types.BASIC_ARRAY(Types.STRING()), Types.BASIC_ARRAY(Types.FLOAT()), Types.STRING(),
+     Types.STRING(), Types.LONG(), Types.LONG()],
 )
 
 DLQ_TAG = OutputTag("dead-letters", Types.STRING())
@@ -64,17 +73,49 @@ class ParseEvents(ProcessFunction):
         self._load = catalog_loader
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
-        self._known: Optional[frozenset[str]] = None
+        self._known: set[str] = set()
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._known = frozenset(self._load().product_ids)
+        self._known = set(self._load().product_ids)
 
-    def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
+    def _parse(self, value: str) -> Iterable[Any]:
         parsed = parse_event(value, self._known, self._max_record_bytes, self._max_query_chars)
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
             yield event_to_row(parsed)
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        return self._parse(value)
+
+
+# Product ids added through the products topic since the job started: the parser's broadcast state.
+KNOWN_PRODUCTS_STATE = MapStateDescriptor("known-products", Types.STRING(), Types.BOOLEAN())
+
+
+class ParseEventsLive(BroadcastProcessFunction):
+    """ParseEvents that also knows the products published while the job runs (the broadcast side),
+    so that events naming a new product are not dead-lettered as UNKNOWN_PRODUCT."""
+
+    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
+        self._parser = ParseEvents(catalog_loader, max_record_bytes, max_query_chars)
+        self._synced = False
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._parser.open(runtime_context)
+        self._synced = False
+
+    def process_element(self, value: str, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
+        if not self._synced:  # after a restore: the products added before the checkpoint
+            self._parser._known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
+            self._synced = True
+        return self._parser._parse(value)
+
+    def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
+        if value.kind == "product" and value.key not in self._parser._known:
+            ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).put(value.key, True)
+            self._parser._known.add(value.key)
+        return []
 
 
 class FailOnce:
@@ -114,56 +155,172 @@ class FailOnce:
                                "processed and a checkpoint completed; attempt 0 only")
 
 
-class UpdateUserEmbedding(KeyedProcessFunction):
-    """Keyed by user: moves the user's embedding (Flink keyed state) with every event."""
+# The broadcast state of the control stream: "product:<id>" -> the product's merged update (JSON),
+# "trending" -> the latest trending list (JSON [[product_id, score], ...]).
+CONTROL_STATE = MapStateDescriptor("control", Types.STRING(), Types.STRING())
+CONTROL_FIELDS = ["kind", "key", "payload"]  # kind: "product" or "trending"
+CONTROL_ROW = Types.ROW_NAMED(CONTROL_FIELDS, [Types.STRING(), Types.STRING(), Types.STRING()])
 
-    def __init__(self, catalog_loader: CatalogLoader, params: ModelParams,
+# A window of popularity: what the trending branch's SQL hands to TrendingMerge.
+POPULARITY_FIELDS = ["product_id", "weight", "ts"]
+
+
+class ParseProducts(ProcessFunction):
+    """raw JSON product update -> CONTROL_ROW; bad input -> DLQ_TAG (same codes as events)."""
+
+    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int) -> None:
+        self._load = catalog_loader
+        self._max_record_bytes = max_record_bytes
+        self._dim: Optional[int] = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._dim = self._load().dim
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        parsed = parse_product_update(value, self._dim, self._max_record_bytes)
+        if isinstance(parsed, BadRecord):
+            yield DLQ_TAG, parsed.to_json()
+        else:
+            yield Row("product", parsed.product_id, parsed.to_json())
+
+
+class TrendingMerge(KeyedProcessFunction):
+    """One key: merges the windows of popularity of all products into decayed popularity and
+    broadcasts the best ``size`` products every ``interval_ms`` of processing time (when changed)."""
+
+    def __init__(self, half_life_ms: float, size: int, interval_ms: int) -> None:
+        self._half_life_ms = half_life_ms
+        self._size = size
+        self._interval_ms = interval_ms
+        self._timer_at = 0
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._state = runtime_context.get_state(ValueStateDescriptor("popularity", Types.PICKLED_BYTE_ARRAY()))
+        self._timer_at = 0
+
+    def _load_state(self) -> tuple[DecayedPopularity, int, bool]:
+        raw = self._state.value()
+        if raw is None:
+            return DecayedPopularity(self._half_life_ms), 0, False
+        pop, now, dirty = pickle.loads(raw)
+        return pop, now, dirty
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        pop, now, _ = self._load_state()
+        pop.add(value.product_id, int(value.ts), float(value.weight))
+        self._state.update(pickle.dumps((pop, max(now, int(value.ts)), True), protocol=pickle.HIGHEST_PROTOCOL))
+        at = ctx.timer_service().current_processing_time()
+        if self._timer_at <= at:
+            self._timer_at = at + self._interval_ms
+            ctx.timer_service().register_processing_time_timer(self._timer_at)
+        return []
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
+        pop, now, dirty = self._load_state()
+        if not dirty:
+            return
+        self._state.update(pickle.dumps((pop, now, False), protocol=pickle.HIGHEST_PROTOCOL))
+        top = [[pid, round(score, 6)] for pid, score in pop.top(self._size, now)]
+        yield Row("trending", "", json.dumps(top, separators=(",", ":")))
+
+
+class Recommend(KeyedBroadcastProcessFunction):
+    """Keyed by user: moves the user's embedding (Flink keyed state) with every event and ranks
+    the catalog for the user right away; the broadcast side brings product updates and the
+    trending list to every parallel instance.
+
+    One Python stage does both: a separate top-k stage (a pandas UDF) cost more in row conversions
+    and Java<->Python crossings than its batched matrix product saved (BENCHMARKS.md).
+    """
+
+    def __init__(self, catalog_loader: CatalogLoader, variants: Variants, user_ttl_ms: int = 0,
                  fail_once: Optional[FailOnce] = None) -> None:
         self._load = catalog_loader
-        self._params = params
-        self._catalog: Optional[Catalog] = None
+        self._variants = variants
+        self._user_ttl_ms = user_ttl_ms
         self._fail_once = fail_once
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._catalog = self._load()
+        self._base = self._load()
+        self._catalog = self._base
+        self._updates: dict[str, ProductUpdate] = {}  # merged, by product: what the catalog has on top of base
+        self._dirty = False
+        self._masks: dict[str, np.ndarray] = {}
+        self._trending: list[tuple[str, float]] = []
+        self._synced = False
         if self._fail_once is not None:
             self._fail_once.open(runtime_context)
         # One pickled value per user: a single state access per event is what keeps PyFlink fast
         # (see ARCHITECTURE.md), and PICKLED_BYTE_ARRAY avoids the primitive-array state bugs.
-        self._state = runtime_context.get_state(ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY()))
+        descriptor = ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY())
+        if self._user_ttl_ms > 0:
+            descriptor.enable_time_to_live(
+                StateTtlConfig.new_builder(Time.milliseconds(self._user_ttl_ms))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .cleanup_full_snapshot()
+                .build()
+            )
+        self._state = runtime_context.get_state(descriptor)
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        assert self._catalog is not None
+    def _control(self, key: str, payload: str) -> None:
+        if key == "trending":
+            self._trending = [(str(p), float(s)) for p, s in json.loads(payload)]
+            return
+        update = parse_product_update(payload)
+        if isinstance(update, ProductUpdate):
+            self._updates[update.product_id] = update
+            self._dirty = True
+
+    def _sync(self, ctx: Any) -> None:
+        # After a restore the broadcast state holds every update since the job started; the catalog
+        # loaded in open() is the base they apply to.
+        for key, payload in ctx.get_broadcast_state(CONTROL_STATE).items():
+            self._control(key, payload)
+        self._synced = True
+
+    def _current_catalog(self) -> Catalog:
+        if self._dirty:
+            self._catalog = apply_updates(self._base, self._updates.values())
+            self._masks.clear()
+            self._dirty = False
+        return self._catalog
+
+    def _mask(self, variant: str, params: ModelParams) -> np.ndarray:
+        mask = self._masks.get(variant)
+        if mask is None:
+            mask = self._masks[variant] = eligible_mask(self._catalog, params)
+        return mask
+
+    def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
+        if not self._synced:
+            self._sync(ctx)
         if self._fail_once is not None:
             self._fail_once.record()
+        catalog = self._current_catalog()
+        variant, params = self._variants.for_user(value.user_id)
         raw = self._state.value()
         state: UserState = pickle.loads(raw) if raw is not None else UserState()
-        update_user(state, row_to_event(value), self._catalog, self._params)
+        state = apply_event(state, row_to_event(value), catalog, params, self._user_ttl_ms)
+        rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params))[0]
+        remember_shown(state, rec, params)
         self._state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-        vector = None if state.vector is None else [float(x) for x in state.vector]
-        yield Row(*value, vector, list(state.purchased), write_timestamp_us(state))
+        yield Row(*value, write_timestamp_us(state), list(rec.product_ids), [float(x) for x in rec.scores],
+                  rec.source, variant, state.impressions, state.hits)
 
-
-class TopK(ScalarFunction):
-    """Vectorized (pandas) UDF: top-k for a whole Arrow batch of users with one matrix product."""
-
-    def __init__(self, catalog_loader: CatalogLoader, params: ModelParams) -> None:
-        self._load = catalog_loader
-        self._params = params
-        self._catalog: Optional[Catalog] = None
-
-    def open(self, function_context: FunctionContext) -> None:
-        self._catalog = self._load()
-
-    def eval(self, vectors: pd.Series, exclude: pd.Series) -> pd.DataFrame:
-        assert self._catalog is not None
-        vecs = [None if v is None else np.asarray(v, dtype=np.float32) for v in vectors]
-        excl = [[] if e is None else list(e) for e in exclude]
-        recs = recommend_batch(vecs, excl, self._catalog, self._params)
-        return pd.DataFrame(
-            {
-                "product_ids": [list(r.product_ids) for r in recs],
-                "scores": [list(r.scores) for r in recs],
-                "source": [r.source for r in recs],
-            }
-        )
+    def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Row]:
+        state = ctx.get_broadcast_state(CONTROL_STATE)
+        if value.kind == "trending":
+            state.put("trending", value.payload)
+            self._control("trending", value.payload)
+            return []
+        key = "product:" + value.key
+        new = parse_product_update(value.payload)
+        if isinstance(new, ProductUpdate):
+            old = state.get(key)
+            old_update = None if old is None else parse_product_update(old)
+            if isinstance(old_update, ProductUpdate):
+                new = merge_updates(old_update, new)
+            state.put(key, new.to_json())
+            self._control(key, new.to_json())
+        return []

@@ -39,7 +39,8 @@ def test_flink_run_on_a_standalone_cluster_writes_recommendations(flink_cluster,
         store = read_store(e2e_config)
         assert sorted(e[1] for e in store.events) == sorted(e.event_id for e in events)
         assert set(store.recommendations) == {e.user_id for e in events}
-        assert all(len(items) == e2e_config.top_k for items, _, _ in store.recommendations.values())
+        assert all(len(items) == e2e_config.top_k * e2e_config.query_overfetch
+                   for items, _, _ in store.recommendations.values())
     finally:
         for j in _jobs(profile):
             if j["state"] == "RUNNING":

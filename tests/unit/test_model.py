@@ -9,7 +9,11 @@ from streamrec.udfs.events import Event
 from streamrec.udfs.model import (
     ModelParams,
     UserState,
+    apply_event,
+    excluded_ids,
     recommend_batch,
+    recommend_users,
+    remember_shown,
     top_k_batch,
     update_user,
     write_timestamp_us,
@@ -121,7 +125,7 @@ def test_recommend_batch_excludes_purchases_and_gives_nothing_to_users_without_s
     assert recs[1].product_ids == () and recs[1].source == "none"
     # with the filter off, the purchased product is the best match of itself
     keep = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3, exclude_purchased=False)
-    assert recommend_batch([s.vector], [s.purchased], cat, keep)[0].product_ids[0] == "p4"
+    assert recommend_batch([s.vector], [excluded_ids(s, keep)], cat, keep)[0].product_ids[0] == "p4"
 
 
 def test_catalog_round_trips_through_a_file(tmp_path):
@@ -209,8 +213,87 @@ def test_time_decay_halves_the_past_every_half_life_of_event_time():
 def test_model_params_come_from_the_config_with_the_same_defaults():
     from streamrec.config import Config
 
-    assert ModelParams.from_config(Config()) == ModelParams(dict(DEFAULT_EVENT_WEIGHTS))
+    assert ModelParams.from_config(Config()) == ModelParams(dict(DEFAULT_EVENT_WEIGHTS), candidates=30)
     env = Config.from_env({"STREAMREC_HALF_LIFE_EVENTS": "3", "STREAMREC_HALF_LIFE_DAYS": "7",
                            "STREAMREC_TOP_K": "4", "STREAMREC_EXCLUDE_PURCHASED": "false"})
     p = ModelParams.from_config(env)
     assert (p.half_life_events, p.half_life_days, p.top_k, p.exclude_purchased) == (3.0, 7.0, 4, False)
+
+
+# --- shop filters, cold start, TTL and the online hit count (issue 4) --------------------------
+
+def categorised_catalog():
+    cat = unit_catalog(n=12)
+    return Catalog(cat.product_ids, cat.vectors, categories=tuple("ab"[i % 2] for i in range(12)))
+
+
+def test_what_is_in_the_cart_is_not_recommended_until_it_is_removed():
+    cat = unit_catalog()
+    p = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3)
+    s = apply_event(UserState(), event(0, "p4", "add_to_cart"), cat, p)
+    assert s.cart == ["p4"] and "p4" not in recommend_users([s], cat, p)[0].product_ids
+    apply_event(s, event(1, "p4", "remove_from_cart"), cat, p)
+    apply_event(s, event(2, "p4", "view"), cat, p)
+    assert s.cart == [] and recommend_users([s], cat, p)[0].product_ids[0] == "p4"
+    apply_event(s, event(3, "p5", "add_to_cart"), cat, p)
+    apply_event(s, event(4, "p5", "purchase"), cat, p)
+    assert s.cart == [] and s.purchased == ["p5"]
+
+
+def test_category_filters_keep_only_allowed_categories_and_still_fill_k():
+    cat = categorised_catalog()
+    only_a = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3, include_categories=frozenset({"a"}))
+    not_a = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3, exclude_categories=frozenset({"a"}))
+    s = apply_event(UserState(), event(0, "p1", "view"), cat, only_a)  # p1 is in category b
+    got_a = recommend_users([s], cat, only_a)[0].product_ids
+    got_b = recommend_users([s], cat, not_a)[0].product_ids
+    assert len(got_a) == 3 and all(int(pid[1:]) % 2 == 0 for pid in got_a)
+    assert len(got_b) == 3 and all(int(pid[1:]) % 2 == 1 for pid in got_b)
+
+
+def test_a_new_user_gets_trending_products_that_pass_the_filters():
+    cat = unit_catalog(in_stock=np.array([i != 2 for i in range(20)]))
+    p = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3, cold_start_events=2)
+    trending = [("p2", 9.0), ("p7", 5.0), ("nope", 4.0), ("p3", 3.0), ("p1", 2.0)]
+    s = apply_event(UserState(), event(0, "p3", "add_to_cart"), cat, p)  # one move: still cold
+    rec = recommend_users([s], cat, p, trending)[0]
+    # p2 is out of stock, "nope" is unknown, p3 is in the cart
+    assert rec.source == "trending" and rec.product_ids == ("p7", "p1") and rec.scores == (5.0, 2.0)
+    apply_event(s, event(1, "p5", "view"), cat, p)
+    assert recommend_users([s], cat, p, trending)[0].source == "personal"
+    assert recommend_users([UserState()], cat, p, ())[0].source == "none"
+
+
+def test_a_user_idle_longer_than_the_ttl_comes_back_as_a_new_user():
+    cat = unit_catalog()
+    p = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3)
+    s = apply_event(UserState(), event(0, "p1", "purchase", ts=1_000), cat, p, user_ttl_ms=60_000)
+    s = apply_event(s, event(1, "p2", "view", ts=50_000), cat, p, user_ttl_ms=60_000)
+    assert s.seq == 2 and s.purchased == ["p1"]
+    s = apply_event(s, event(2, "p3", "view", ts=200_000), cat, p, user_ttl_ms=60_000)
+    assert s.seq == 1 and s.purchased == [] and s.moves == 1
+    np.testing.assert_allclose(s.vector, cat.vectors[3], rtol=1e-6)
+
+
+def test_hits_count_events_that_touch_a_product_of_the_list_shown_before():
+    cat = unit_catalog()
+    p = ModelParams(DEFAULT_EVENT_WEIGHTS, 2.0, 3)
+    s = apply_event(UserState(), event(0, "p1", "view"), cat, p)
+    assert s.impressions == 0  # nothing was shown before the first event
+    rec = recommend_users([s], cat, p)[0]
+    remember_shown(s, rec, p)
+    apply_event(s, event(1, rec.product_ids[1], "click"), cat, p)
+    assert (s.impressions, s.hits) == (1, 1)
+    remember_shown(s, recommend_users([s], cat, p)[0], p)
+    outside = next(pid for pid in cat.product_ids if pid not in s.last_shown)
+    apply_event(s, event(2, outside, "view"), cat, p)
+    assert (s.impressions, s.hits) == (2, 1)
+
+
+def test_state_pickled_by_an_older_version_loads_with_defaults():
+    import pickle
+
+    old = UserState()
+    del old.__dict__["cart"], old.__dict__["hits"]  # as an older release pickled it
+    back = pickle.loads(pickle.dumps(old))
+    assert back.cart == [] and back.hits == 0

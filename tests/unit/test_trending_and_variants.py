@@ -53,3 +53,32 @@ def test_bad_shares_are_refused():
         assign_variant("u", [])
     with pytest.raises(ValueError):
         assign_variant("u", [("a", -1.0), ("b", 2.0)])
+
+
+def test_variants_come_from_json_with_their_own_settings():
+    from streamrec.config import Config
+    from streamrec.udfs.variants import Variants
+
+    v = Variants.from_config(Config(variants='{"A": {"share": 1}, "B": {"share": 1, "top_k": 4, '
+                                              '"exclude_categories": "toys,garden"}}'))
+    names = {v.for_user(f"user{i}")[0] for i in range(200)}
+    assert names == {"A", "B"}
+    assert v.params["A"].top_k == 10 and v.params["B"].top_k == 4 and v.params["B"].candidates == 12
+    assert v.params["B"].exclude_categories == frozenset({"toys", "garden"})
+    assert v.for_user("user7") == v.for_user("user7")
+    assert Variants.from_config(Config()).for_user("x")[0] == "default"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "not JSON"),
+    ('{"A": {"share": 1, "topk": 3}}', "unknown settings"),
+    ('{"A": {"share": -1}}', "share must be"),
+    ('{"A": {"share": 0}}', "sum to 0"),
+    ('{"A": {"top_k": "many"}}', "STREAMREC_VARIANTS"),
+])
+def test_bad_variant_settings_are_refused_with_the_reason(text, message):
+    from streamrec.config import Config
+    from streamrec.udfs.variants import Variants
+
+    with pytest.raises(ValueError, match=message):
+        Variants.from_config(Config(variants=text))

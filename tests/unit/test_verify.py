@@ -8,6 +8,7 @@ It also checks reliability target 2: applying any prefix of the output twice cha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ import pytest
 
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user, write_timestamp_us
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    apply_event,
+    recommend_users,
+    remember_shown,
+    write_timestamp_us,
+)
+from streamrec.udfs.variants import Variants
 from streamrec.verify import Expectation, Report, StoredRecs, compare, same_top_k
 
 PARAMS = ModelParams(event_weights={"view": 1.0, "click": 2.0, "search": 0.0, "add_to_cart": 3.0,
@@ -72,7 +81,7 @@ class FakeStore:
 
 
 def job_output(records: list[tuple[int, str]]) -> list[tuple[str, object]]:
-    """What the job emits, in order: ("dlq", letter) or ("row", (event, write_ts, recommendation))."""
+    """What the job emits, in order: ("dlq", letter) or ("row", (event, write_ts, recommendation, state))."""
     known = frozenset(CATALOG.product_ids)
     states: dict[str, UserState] = {}
     out: list[tuple[str, object]] = []
@@ -81,10 +90,10 @@ def job_output(records: list[tuple[int, str]]) -> list[tuple[str, object]]:
         if isinstance(parsed, BadRecord):
             out.append(("dlq", parsed.to_json()))
             continue
-        state = states.setdefault(parsed.user_id, UserState())
-        update_user(state, parsed, CATALOG, PARAMS)
-        rec = recommend_batch([state.vector], [state.purchased], CATALOG, PARAMS)[0]
-        out.append(("row", (parsed, write_timestamp_us(state), rec)))
+        state = states[parsed.user_id] = apply_event(states.get(parsed.user_id, UserState()), parsed, CATALOG, PARAMS)
+        rec = recommend_users([state], CATALOG, PARAMS)[0]
+        remember_shown(state, rec, PARAMS)
+        out.append(("row", (parsed, write_timestamp_us(state), rec, (state.impressions, state.hits))))
     return out
 
 
@@ -94,16 +103,16 @@ def apply(store: FakeStore, output: list[tuple[str, object]]) -> None:
         if kind == "dlq":
             store.dlq.append(item)
             continue
-        e, write_ts, rec = item  # type: ignore[misc]
+        e, write_ts, rec, (impressions, hits) = item  # type: ignore[misc]
         store.upsert(store.events, (e.user_id, e.ts, e.event_id), (e.type, e.product_id, e.query), e.ts * 1000)
         if rec.product_ids:
             row = StoredRecs(list(rec.product_ids), [float(np.float32(s)) for s in rec.scores], rec.source,
-                             e.event_id, e.ts, write_ts // 1000)
+                             e.event_id, e.ts, write_ts // 1000, "default", impressions, hits)
             store.upsert(store.recs, e.user_id, row, write_ts)
 
 
 def expectation(records) -> Expectation:
-    exp = Expectation(CATALOG, PARAMS)
+    exp = Expectation(CATALOG, Variants.single(PARAMS))
     for partition, raw in records:
         exp.feed(raw, partition)
     return exp
@@ -163,15 +172,14 @@ def test_recommendations_from_an_older_event_are_stale_and_other_products_differ
     output = job_output(records)
     rows = [item for kind, item in output if kind == "row"]
     # the user with the most events: put back the row of an earlier event of theirs
-    user = max(store.recs, key=lambda u: sum(1 for e, _, _ in rows if e.user_id == u))
-    earlier = [(e, w, rec) for e, w, rec in rows if e.user_id == user and rec.product_ids][-3]
-    e, w, rec = earlier
+    user = max(store.recs, key=lambda u: sum(1 for e, *_ in rows if e.user_id == u))
+    earlier = [(e, w, rec, c) for e, w, rec, c in rows if e.user_id == user and rec.product_ids][-3]
+    e, w, rec, (impressions, hits) = earlier
     store.recs[user] = (StoredRecs(list(rec.product_ids), list(rec.scores), rec.source, e.event_id, e.ts,
-                                   w // 1000), w)
+                                   w // 1000, "default", impressions, hits), w)
     other = next(u for u in store.recs if u != user)
     row = store.recs[other][0]
-    store.recs[other] = (StoredRecs(list(reversed(row.product_ids)), row.scores, row.source, row.event_id,
-                                    row.event_ts, row.updated_at), 0)
+    store.recs[other] = (dataclasses.replace(row, product_ids=list(reversed(row.product_ids))), 0)
     report = check(records, store)
     assert report.recommendations.stale == 1 and report.recommendations.different == 1
     assert any("stale" in x for x in report.examples)
@@ -188,7 +196,7 @@ def test_a_missing_dead_letter_fails_a_duplicate_does_not(good):
 
 
 def test_a_null_record_is_a_not_json_dead_letter():
-    exp = Expectation(CATALOG, PARAMS)
+    exp = Expectation(CATALOG, Variants.single(PARAMS))
     exp.feed(None)
     assert exp.dead_letter_codes() == {"NOT_JSON": 1} and exp.valid == 0
 
@@ -199,12 +207,24 @@ def test_users_split_over_partitions_are_warned_about():
     assert any("several partitions" in w for w in report.warnings)
 
 
-def test_a_user_without_a_product_signal_has_no_row_until_one_arrives():
-    exp = Expectation(CATALOG, PARAMS)
+def test_a_user_without_a_product_signal_may_have_a_trending_row_until_one_arrives():
+    exp = Expectation(CATALOG, Variants.single(PARAMS))
     exp.feed(Event("s1", "u", 1, "search", None, "lamp").to_json())
-    assert exp.recommendations() == {}  # the job writes no empty list
+    assert exp.recommendations() == {} and exp.maybe_trending()["u"].event_id == "s1"
+    trending = StoredRecs(["p1", "p2"], [3.0, 2.0], "trending", "s1", 1, 0, "default", 0, 0)
+    assert compare(exp, [], {"u": trending}, Report(topic="events")).recommendations.ok
+    banned = StoredRecs(["p3"], [3.0], "trending", "s1", 1, 0, "default", 0, 0)  # p3 is out of stock
+    assert not compare(exp, [], {"u": banned}, Report(topic="events")).recommendations.ok
     exp.feed(Event("v1", "u", 2, "view", "p1").to_json())
-    assert exp.recommendations()["u"].event_id == "v1"
+    assert exp.recommendations()["u"].event_id == "v1" and exp.maybe_trending() == {}
+
+
+def test_hit_counts_must_match(good):
+    records, store = good
+    user = next(u for u, (row, _) in store.recs.items() if row.impressions)
+    row, ts = store.recs[user]
+    store.recs[user] = (dataclasses.replace(row, hits=row.hits + 1), ts)
+    assert check(records, store).recommendations.different == 1
 
 
 def test_equal_scores_may_come_in_either_order():
@@ -212,7 +232,7 @@ def test_equal_scores_may_come_in_either_order():
     v = np.vstack([v, v[:1]])  # p4 has p0's vector: a tie
     cat = Catalog(tuple(f"p{i}" for i in range(5)), v)
     params = ModelParams(event_weights={"view": 1.0}, top_k=2)
-    exp = Expectation(cat, params)
+    exp = Expectation(cat, Variants.single(params))
     exp.feed(Event("e", "u", 1, "view", "p0").to_json())
     want = exp.recommendations()["u"]
     assert set(want.product_ids) == {"p0", "p4"}
