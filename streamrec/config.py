@@ -110,6 +110,9 @@ class Config:
     # The Cassandra writer retries a failed write this many times (exponential back-off from
     # 0.5 s, at most 8 s apart) before it fails the task and Flink's restart strategy takes over.
     cassandra_write_retries: int = 4
+    # Cassandra writes run asynchronously, this many rows in flight per parallel instance; Flink
+    # waits for all of them before a checkpoint completes. 0: one row at a time, synchronously.
+    cassandra_max_in_flight: int = 256
 
     # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,
     # STREAMREC_<FIELD>_FILE (a file holding the secret); they never appear in repr, logs or --help.
@@ -129,7 +132,7 @@ class Config:
     kafka_tls_client_pem: str = ""  # client certificate chain + unencrypted key in one PEM (mutual TLS)
 
     # --- fault injection (tests only) ----------------------------------------------------------
-    # > 0: subtask 0 of update-embeddings raises once (attempt 0 only), at its first record after
+    # > 0: subtask 0 of update-and-recommend raises once (attempt 0 only), at its first record after
     # it has processed this many records AND a checkpoint has completed in checkpoint_dir.
     fault_fail_once_after: int = 0
 

@@ -171,33 +171,40 @@ class RecommendationWriter:
                 self._write_once(row)
                 return
             except Exception as exc:
-                if attempt >= self._config.cassandra_write_retries:
+                delay = self.retry_delay(attempt, exc)
+                if delay is None:
                     raise
-                delay = min(8.0, 0.5 * 2**attempt)
                 attempt += 1
-                log.warning("Cassandra write failed (%s: %s); retry %d/%d in %.1f s", type(exc).__name__, exc,
-                            attempt, self._config.cassandra_write_retries, delay)
                 time.sleep(delay)
 
-    def _write_once(self, row: Any) -> None:
+    def bound(self, row: Any) -> list[tuple[Any, tuple[Any, ...]]]:
+        """The (prepared statement, values) pairs that store one pipeline row."""
         ts = _ms_to_datetime(row.ts)
-        futures = [
-            self._session.execute_async(
-                self._insert_event,
-                (row.user_id, ts, row.event_id, row.type, row.product_id, row.query, row.ts * 1000),
-            )
+        out: list[tuple[Any, tuple[Any, ...]]] = [
+            (self._insert_event, (row.user_id, ts, row.event_id, row.type, row.product_id, row.query, row.ts * 1000))
         ]
-        if row.product_ids:
-            futures.append(
-                self._session.execute_async(
-                    self._upsert_recs,
-                    (
-                        row.user_id, list(row.product_ids), [float(x) for x in row.scores], row.source,
-                        row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.variant,
-                        row.impressions, row.hits, row.write_ts,
-                    ),
-                )
-            )
+        if row.product_ids:  # an empty list would hide the previous, useful one
+            out.append((self._upsert_recs, (
+                row.user_id, list(row.product_ids), [float(x) for x in row.scores], row.source,
+                row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.variant,
+                row.impressions, row.hits, row.write_ts,
+            )))
+        return out
+
+    def execute_async(self, statement: Any, values: tuple[Any, ...]) -> Any:
+        return self._session.execute_async(statement, values)
+
+    def retry_delay(self, attempt: int, exc: BaseException) -> Optional[float]:
+        """Seconds to wait before retry ``attempt`` (0-based) after ``exc``; None: give up."""
+        if attempt >= self._config.cassandra_write_retries:
+            return None
+        delay = min(8.0, 0.5 * 2**attempt)
+        log.warning("Cassandra write failed (%s: %s); retry %d/%d in %.1f s", type(exc).__name__, exc,
+                    attempt + 1, self._config.cassandra_write_retries, delay)
+        return delay
+
+    def _write_once(self, row: Any) -> None:
+        futures = [self._session.execute_async(stmt, values) for stmt, values in self.bound(row)]
         for f in futures:
             f.result()
 
