@@ -19,12 +19,13 @@ setup(
         "rich>=13",
         "pyyaml>=6",
         "threadpoolctl>=3.1",  # BLAS pinned to one thread per Python worker (and in `bench pieces`)
+        "faiss-cpu>=1.8",  # approximate top-k for large catalogs (udfs.ranking)
         "matplotlib>=3.7",  # `streamrec evaluate --plot`
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"],
-        # `make bench`: top-k with faiss, per-core limits, plots, profiles
-        "bench": ["faiss-cpu>=1.8", "threadpoolctl>=3.1", "matplotlib>=3.7", "py-spy>=0.3.14"],
+        # `make bench`: plots and py-spy profiles (faiss and threadpoolctl are core dependencies)
+        "bench": ["matplotlib>=3.7", "py-spy>=0.3.14"],
     },
     entry_points={"console_scripts": ["streamrec=streamrec.cli:main"]},
 )

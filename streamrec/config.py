@@ -81,6 +81,11 @@ class Config:
     # as a new user, and Flink drops the state of a user idle this long (processing time), so state
     # does not grow without bound. 0: keep users forever.
     user_ttl_ms: int = 90 * 86_400_000
+    # Catalogs with at least this many products are searched with a faiss IVF index instead of
+    # exactly (0: always exact); its nprobe is the smallest that reaches ann_recall_floor (recall@k
+    # on user-like queries, measured on the catalog when the index is built).
+    ann_min_products: int = 50_000
+    ann_recall_floor: float = 0.95
     # A/B variants: JSON {"name": {"share": w, <model settings to override>}, ...}; a user's variant
     # is a hash of the user id. Overridable: top_k, half_life_events, half_life_days, event_weights,
     # exclude_purchased, exclude_cart, include_categories, exclude_categories, cold_start_events.

@@ -624,7 +624,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         start_ts = int(time.time() * 1000) - opts.events - 3_600_000  # all in the past of the paced phase
         gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed, start_ts=start_ts)
         events = gen.batch(opts.events)
-        base = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
+        # other job settings come from STREAMREC_* variables, as for `streamrec job run`
+        base = Config.from_env(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                       jars=str(artifacts.kafka_connector_jar), catalog_path=str(catalog_path),
                       parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms)
         expected = final_recommendation_events(events, catalog, model_params(base))

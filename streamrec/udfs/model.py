@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from streamrec.config import DEFAULT_HALF_LIFE_DAYS, DEFAULT_HALF_LIFE_EVENTS, C
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import Event
 from streamrec.udfs.text import embed_query
+
+if TYPE_CHECKING:
+    from streamrec.udfs.ranking import Ranker
 
 DAY_MS = 86_400_000
 
@@ -253,10 +256,12 @@ def recommend_batch(
     catalog: Catalog,
     params: ModelParams,
     eligible: Optional[np.ndarray] = None,
+    ranker: Optional[Ranker] = None,
 ) -> list[Recommendation]:
     """Personal recommendations for a batch of users (``params.stored_k`` each), with one matrix
     product. ``excluded[i]``: product ids user i must not get (see :func:`excluded_ids`);
-    ``eligible``: :func:`eligible_mask` (computed here when not given)."""
+    ``eligible``: :func:`eligible_mask` (computed here when not given); ``ranker``: the search
+    to use for a large catalog (:class:`streamrec.udfs.ranking.Ranker`; default exact)."""
     b = len(user_vectors)
     if b == 0:
         return []
@@ -266,7 +271,10 @@ def recommend_batch(
             mat[i] = v
     exclude = [catalog.indices(ids) for ids in excluded]
     mask = eligible_mask(catalog, params) if eligible is None else eligible
-    rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask)
+    if ranker is None:
+        rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask)
+    else:
+        rows, scores = ranker.top_k(mat, params.stored_k, exclude, mask)
     out = []
     for i in range(b):
         keep = rows[i] >= 0
@@ -300,12 +308,12 @@ def is_cold(state: UserState, params: ModelParams) -> bool:
 
 def recommend_users(states: Sequence[UserState], catalog: Catalog, params: ModelParams,
                     trending: Sequence[tuple[str, float]] = (),
-                    eligible: Optional[np.ndarray] = None) -> list[Recommendation]:
+                    eligible: Optional[np.ndarray] = None, ranker: Optional[Ranker] = None) -> list[Recommendation]:
     """What the job stores for each of these users: personal top-k, or trending for a cold user."""
     mask = eligible_mask(catalog, params) if eligible is None else eligible
     warm = [i for i, s in enumerate(states) if not is_cold(s, params)]
     personal = recommend_batch([states[i].vector for i in warm], [excluded_ids(states[i], params) for i in warm],
-                               catalog, params, mask)
+                               catalog, params, mask, ranker)
     out: list[Recommendation] = [NO_RECOMMENDATION] * len(states)
     for i, rec in zip(warm, personal):
         out[i] = rec

@@ -32,6 +32,7 @@ from streamrec.udfs.model import (
     write_timestamp_us,
 )
 from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
+from streamrec.udfs.ranking import Ranker
 from streamrec.udfs.trending import DecayedPopularity
 from streamrec.udfs.variants import Variants
 
@@ -234,17 +235,26 @@ class Recommend(KeyedBroadcastProcessFunction):
     """
 
     def __init__(self, catalog_loader: CatalogLoader, variants: Variants, user_ttl_ms: int = 0,
-                 fail_once: Optional[FailOnce] = None) -> None:
+                 fail_once: Optional[FailOnce] = None, ann_min_products: int = 0,
+                 ann_recall_floor: float = 0.95) -> None:
         self._load = catalog_loader
         self._variants = variants
         self._user_ttl_ms = user_ttl_ms
         self._fail_once = fail_once
+        self._ann_min_products = ann_min_products
+        self._ann_recall_floor = ann_recall_floor
+
+    def _new_ranker(self, catalog: Catalog) -> Ranker:
+        k = max(p.stored_k for p in self._variants.params.values())
+        return Ranker(catalog, self._ann_min_products, self._ann_recall_floor, k)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._base = self._load()
         self._catalog = self._base
+        self._ranker = self._new_ranker(self._catalog)
         self._updates: dict[str, ProductUpdate] = {}  # merged, by product: what the catalog has on top of base
         self._dirty = False
+        self._vectors_changed = False
         self._masks: dict[str, np.ndarray] = {}
         self._trending: list[tuple[str, float]] = []
         self._synced = False
@@ -271,6 +281,8 @@ class Recommend(KeyedBroadcastProcessFunction):
         if isinstance(update, ProductUpdate):
             self._updates[update.product_id] = update
             self._dirty = True
+            if update.embedding is not None or update.product_id not in self._catalog.index:
+                self._vectors_changed = True
 
     def _sync(self, ctx: Any) -> None:
         # After a restore the broadcast state holds every update since the job started; the catalog
@@ -284,6 +296,11 @@ class Recommend(KeyedBroadcastProcessFunction):
             self._catalog = apply_updates(self._base, self._updates.values())
             self._masks.clear()
             self._dirty = False
+            if self._vectors_changed:  # an index is only valid for the vectors it was built on
+                self._ranker = self._new_ranker(self._catalog)
+                self._vectors_changed = False
+            else:
+                self._ranker.catalog = self._catalog
         return self._catalog
 
     def _mask(self, variant: str, params: ModelParams) -> np.ndarray:
@@ -302,7 +319,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         raw = self._state.value()
         state: UserState = pickle.loads(raw) if raw is not None else UserState()
         state = apply_event(state, row_to_event(value), catalog, params, self._user_ttl_ms)
-        rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params))[0]
+        rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params), self._ranker)[0]
         remember_shown(state, rec, params)
         self._state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         yield Row(*value, write_timestamp_us(state), list(rec.product_ids), [float(x) for x in rec.scores],
