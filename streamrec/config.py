@@ -109,14 +109,22 @@ class Config:
     # Where the job writes checkpoints (a URI or path). Empty: the cluster's setting
     # (flink-conf/config.yaml), or the JobManager's memory on a local minicluster.
     checkpoint_dir: str = ""
+    # A Python operator hands its results back to Java when a bundle ends: after this many ms or
+    # records, whichever comes first (and before every checkpoint barrier). Longer bundles amortise
+    # the per-bundle state write-back; shorter ones bound the latency each Python step adds.
+    python_bundle_time_ms: int = 200
+    python_bundle_size: int = 100_000
+    # Keyed state entries each Python worker caches (beyond: a round trip to Java per access).
+    python_state_cache_size: int = 10_000
     # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).
     # 0: a free port, logged by Flink.
     minicluster_rest_port: int = 0
     # The Cassandra writer retries a failed write this many times (exponential back-off from
     # 0.5 s, at most 8 s apart) before it fails the task and Flink's restart strategy takes over.
     cassandra_write_retries: int = 4
-    # Cassandra writes run asynchronously, this many rows in flight per parallel instance; Flink
-    # waits for all of them before a checkpoint completes. 0: one row at a time, synchronously.
+    # Cassandra writes in flight per parallel instance (statements sent, not yet acknowledged); all
+    # are awaited at the end of each Python bundle, so before a checkpoint completes. 0: one row at
+    # a time, each write awaited.
     cassandra_max_in_flight: int = 256
 
     # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,

@@ -47,7 +47,15 @@ from streamrec.datasets import History
 from streamrec.embeddings import EmbeddingSettings, build_catalog
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import Event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user
+from streamrec.udfs.model import (
+    ModelParams,
+    UserState,
+    apply_event,
+    excluded_ids,
+    recommend_batch,
+    recommend_users,
+    remember_shown,
+)
 
 DAY_MS = 86_400_000
 KS = (10, 20)
@@ -144,7 +152,8 @@ def replay(
     progress: Optional[Callable[[int], None]] = None,
     batch: int = BATCH,
 ) -> dict[str, UserState]:
-    """Feed ``events`` (in order) through update_user; before each test target event, collect a case.
+    """Feed ``events`` (in order) through apply_event, as the job does (no idle-user TTL: a history
+    has gaps no live shop has); before each test target event, collect a case.
 
     Events of products the catalog does not know are skipped, as the job's parser does (they go
     to the dead-letter topic there); as targets they still count (as misses for every model).
@@ -166,7 +175,7 @@ def replay(
         pid = e.product_id
         if e.ts >= start_ms and history and pid is not None and e.type in targets_set:
             pending.vectors.append(None if state.vector is None else state.vector.copy())
-            pending.excluded.append(tuple(state.purchased))
+            pending.excluded.append(tuple(excluded_ids(state, params)))
             pending.recent.append(tuple(history))
             pending.targets.append(np.array([index.get(pid, -1)], dtype=np.int64))
             pending.novel.append(np.array([pid not in touched[e.user_id]], dtype=bool))
@@ -176,7 +185,7 @@ def replay(
                 pending = Queries()
         if pid is not None and pid not in index:
             continue  # the job's parser rejects it: UNKNOWN_PRODUCT
-        update_user(state, e, catalog, params)
+        state = states[e.user_id] = apply_event(state, e, catalog, params)
         if pid is not None:
             history.append((index[pid], e.ts))
             touched[e.user_id].add(pid)
@@ -202,9 +211,9 @@ def replay_recommendations(
     for e in events:
         if e.product_id is not None and e.product_id not in catalog.index:
             continue
-        state = states.setdefault(e.user_id, UserState())
-        update_user(state, e, catalog, params)
-        rec = recommend_batch([state.vector], [list(state.purchased)], catalog, params)[0]
+        state = states[e.user_id] = apply_event(states.get(e.user_id, UserState()), e, catalog, params)
+        rec = recommend_users([state], catalog, params)[0]
+        remember_shown(state, rec, params)
         out.append((e, rec.product_ids, rec.scores, rec.source))
     return out
 

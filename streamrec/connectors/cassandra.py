@@ -203,6 +203,21 @@ class RecommendationWriter:
                     attempt + 1, self._config.cassandra_write_retries, delay)
         return delay
 
+    def execute_with_retries(self, statement: Any, values: tuple[Any, ...], first_error: BaseException) -> None:
+        """Run a statement that failed once again, synchronously, with the writer's retries."""
+        attempt, exc = 0, first_error
+        while True:
+            delay = self.retry_delay(attempt, exc)
+            if delay is None:
+                raise exc
+            attempt += 1
+            time.sleep(delay)
+            try:
+                self._session.execute(statement, values)
+                return
+            except Exception as again:
+                exc = again
+
     def _write_once(self, row: Any) -> None:
         futures = [self._session.execute_async(stmt, values) for stmt, values in self.bound(row)]
         for f in futures:

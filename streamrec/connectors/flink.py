@@ -2,83 +2,68 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Iterable, List
+from collections import deque
+from typing import Any, Iterable
 
-from pyflink.common import Types
-from pyflink.common.time import Time
-from pyflink.datastream import AsyncDataStream, DataStream, ProcessFunction, RuntimeContext
+from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext
 from pyflink.datastream.connectors import Sink
-from pyflink.datastream.functions import AsyncFunction
 from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
 from streamrec.connectors.cassandra import RecommendationWriter
 
-# Longer than the writer's own retries (0.5 + 1 + 2 + 4 + 8 s with the default 4): a write that
-# still hangs after that fails the task, and Flink restarts it from the last checkpoint.
-ASYNC_TIMEOUT_S = 120
-
 
 class CassandraWrite(ProcessFunction):
-    """One row at a time, each write awaited (``cassandra_max_in_flight`` = 0)."""
+    """Stores each pipeline row; with ``cassandra_max_in_flight`` > 0 many rows are in flight at once.
+
+    Rows in flight must be stored before the checkpoint that covers them completes. The Java side
+    ends the Python bundle before a checkpoint barrier passes (``prepareSnapshotPreBarrier``) and
+    waits for it; at a bundle's end PyFlink reads every gauge of the operator, so the gauge
+    registered here is where the writer waits for all of its rows (PyFlink has no other end-of-bundle
+    callback for a user function). The order of writes does not matter: each carries its own
+    event-time write timestamp, and Cassandra keeps the newest.
+    """
 
     def __init__(self, config: Config) -> None:
         self._writer = RecommendationWriter(config)
+        self._max_in_flight = config.cassandra_max_in_flight
+        self._in_flight: deque[tuple[Any, tuple[Any, ...], Any]] = deque()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._writer.open()
+        self._in_flight = deque()
+        if self._max_in_flight > 0:
+            runtime_context.get_metrics_group().gauge("cassandraWritesDrained", self.drain)
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        self._writer.write(value)
+        if self._max_in_flight <= 0:
+            self._writer.write(value)
+            return []
+        for stmt, values in self._writer.bound(value):
+            self._in_flight.append((stmt, values, self._writer.execute_async(stmt, values)))
+        if len(self._in_flight) > self._max_in_flight:
+            self._wait(len(self._in_flight) - self._max_in_flight // 2)
         return []
 
-    def close(self) -> None:
-        self._writer.close()
+    def drain(self) -> int:
+        """Wait for every write in flight (retrying failed ones); returns how many there were."""
+        n = len(self._in_flight)
+        self._wait(n)
+        return n
 
-
-def _awaitable(response_future: Any) -> asyncio.Future[Any]:
-    """A cassandra-driver ResponseFuture as an asyncio future of the running loop."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Any] = loop.create_future()
-
-    def settle(setter: str, value: Any) -> None:
-        if not done.done():
-            getattr(done, setter)(value)
-
-    response_future.add_callbacks(lambda rows: loop.call_soon_threadsafe(settle, "set_result", rows),
-                                  lambda exc: loop.call_soon_threadsafe(settle, "set_exception", exc))
-    return done
-
-
-class AsyncCassandraWrite(AsyncFunction):
-    """Many rows in flight at once. PyFlink's async operator waits for every in-flight row when a
-    bundle ends, and a bundle ends before each checkpoint barrier passes, so every row of a
-    completed checkpoint is stored. The order of writes does not matter: each carries its own
-    event-time write timestamp, and Cassandra keeps the newest."""
-
-    def __init__(self, config: Config) -> None:
-        self._writer = RecommendationWriter(config)
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._writer.open()
-
-    async def async_invoke(self, value: Any) -> List[Any]:
-        attempt = 0
-        while True:
+    def _wait(self, count: int) -> None:
+        for _ in range(min(count, len(self._in_flight))):
+            stmt, values, future = self._in_flight.popleft()
             try:
-                await asyncio.gather(*(_awaitable(self._writer.execute_async(stmt, values))
-                                       for stmt, values in self._writer.bound(value)))
-                return []
-            except Exception as exc:
-                delay = self._writer.retry_delay(attempt, exc)
-                if delay is None:
-                    raise
-                attempt += 1
-                await asyncio.sleep(delay)
+                future.result()
+            except Exception as exc:  # retried in order, one at a time; raises when retries run out
+                self._writer.execute_with_retries(stmt, values, exc)
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self.drain()
+        finally:
+            self._writer.close()
 
 
 def discarding_sink() -> Sink:
@@ -89,14 +74,9 @@ def discarding_sink() -> Sink:
 
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:
-    if config.cassandra_max_in_flight > 0:
-        written = AsyncDataStream.unordered_wait(
-            recommendations, AsyncCassandraWrite(config), Time.seconds(ASYNC_TIMEOUT_S),
-            capacity=config.cassandra_max_in_flight, output_type=Types.BOOLEAN())
-    else:
-        written = recommendations.process(CassandraWrite(config))
     (
-        written.name("save-cassandra")
+        recommendations.process(CassandraWrite(config))
+        .name("save-cassandra")
         .uid("save-cassandra")
         .sink_to(discarding_sink())
         .name("end")

@@ -41,10 +41,11 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     conf = Configuration()
     # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
     # arrives). At low input rates a bundle ends on time, so this bounds the latency the Python
-    # steps add to a recommendation; the size limit keeps Flink's default (100k records).
-    conf.set_string("python.fn-execution.bundle.time", "200")
+    # steps add to a recommendation (see Config.python_bundle_time_ms).
+    conf.set_string("python.fn-execution.bundle.time", str(config.python_bundle_time_ms))
+    conf.set_string("python.fn-execution.bundle.size", str(config.python_bundle_size))
     # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
-    conf.set_string("python.state.cache-size", "10000")
+    conf.set_string("python.state.cache-size", str(config.python_state_cache_size))
     # Never give up: a lost TaskManager or a Cassandra outage must end in recovery, not a FAILED
     # job (reliability targets 5, 6). Without this, a local minicluster (`streamrec job run`) only
     # restarts while checkpointing is on (Flink's fallback); set per job, it also wins over a

@@ -18,7 +18,7 @@ from pyflink.common import Row, Types
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcastProcessFunction
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from streamrec.udfs.catalog import Catalog
 from streamrec.udfs.events import BadRecord, Event, parse_event
@@ -187,7 +187,11 @@ class ParseProducts(ProcessFunction):
 
 class TrendingMerge(KeyedProcessFunction):
     """One key: merges the windows of popularity of all products into decayed popularity and
-    broadcasts the best ``size`` products every ``interval_ms`` of processing time (when changed)."""
+    broadcasts the best ``size`` products every ``interval_ms`` of processing time (when changed).
+
+    A window row is only appended to a list state; the popularity (one value for all products) is
+    read and written once per interval, not once per row.
+    """
 
     def __init__(self, half_life_ms: float, size: int, interval_ms: int) -> None:
         self._half_life_ms = half_life_ms
@@ -197,19 +201,11 @@ class TrendingMerge(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._state = runtime_context.get_state(ValueStateDescriptor("popularity", Types.PICKLED_BYTE_ARRAY()))
+        self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._timer_at = 0
 
-    def _load_state(self) -> tuple[DecayedPopularity, int, bool]:
-        raw = self._state.value()
-        if raw is None:
-            return DecayedPopularity(self._half_life_ms), 0, False
-        pop, now, dirty = pickle.loads(raw)
-        return pop, now, dirty
-
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        pop, now, _ = self._load_state()
-        pop.add(value.product_id, int(value.ts), float(value.weight))
-        self._state.update(pickle.dumps((pop, max(now, int(value.ts)), True), protocol=pickle.HIGHEST_PROTOCOL))
+        self._pending.add((value.product_id, float(value.weight), int(value.ts)))
         at = ctx.timer_service().current_processing_time()
         if self._timer_at <= at:
             self._timer_at = at + self._interval_ms
@@ -217,10 +213,16 @@ class TrendingMerge(KeyedProcessFunction):
         return []
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
-        pop, now, dirty = self._load_state()
-        if not dirty:
+        rows = list(self._pending.get() or [])
+        if not rows:
             return
-        self._state.update(pickle.dumps((pop, now, False), protocol=pickle.HIGHEST_PROTOCOL))
+        raw = self._state.value()
+        pop, now = (DecayedPopularity(self._half_life_ms), 0) if raw is None else pickle.loads(raw)
+        for product_id, weight, ts in rows:
+            pop.add(product_id, ts, weight)
+            now = max(now, ts)
+        self._pending.clear()
+        self._state.update(pickle.dumps((pop, now), protocol=pickle.HIGHEST_PROTOCOL))
         top = [[pid, round(score, 6)] for pid, score in pop.top(self._size, now)]
         yield Row("trending", "", json.dumps(top, separators=(",", ":")))
 
