@@ -30,6 +30,7 @@ from streamrec.udfs.model import ModelParams, UserState, apply_event, recommend_
 from streamrec.udfs.trending import DecayedPopularity
 from streamrec.udfs.variants import Variants, assign_variant
 
+from .conftest import REPO
 from .helpers import count_events, produce, uci_slice
 
 T0 = 1_291_200_000_000  # 2010-12-01, the UCI data's own time
@@ -206,7 +207,19 @@ def test_a_shop_gets_filters_trending_ttl_variants_and_a_live_catalog(shop, uci_
     started = time.monotonic()
     wait_for(updated, timeout=60, what=f"{gone} gone and NEW-TWIN in {stocky}'s recommendations", interval=0.5,
              on_timeout=shop.job.log_tail)
-    print(f"catalog change visible after {time.monotonic() - started:.1f} s")
+    visible_s = round(time.monotonic() - started, 1)
     assert shop.job.alive(), "the job must take catalog updates without a restart"
     similar = cli(config, "similar", before.product_ids[1], "-k", "20")
     assert gone not in [i["product_id"] for i in similar["items"]]
+
+    # what the run produced, for the record (printed with -s, kept in .stack/shop-test.json)
+    figures = {
+        "trending_first_5": list(row.product_ids[:5]), "trending_expected_overlap": len(
+            set(row.product_ids) & set(want.product_ids)), "cart_item_hidden": carted,
+        "variant_b_excluded_category": category, "ttl_comeback_source": back.source,
+        "verify": {k: report[k] for k in ("ok", "valid_events", "users")},
+        "ab_report": ab, "catalog_change_visible_s": visible_s, "off_sale": gone,
+    }
+    print(json.dumps(figures, indent=1))
+    (REPO / ".stack").mkdir(exist_ok=True)
+    (REPO / ".stack" / "shop-test.json").write_text(json.dumps(figures, indent=1))
