@@ -140,8 +140,9 @@ class RecommendationWriter:
     Every statement is prepared, marked idempotent and carries a write timestamp derived from
     event time (``USING TIMESTAMP``), so replaying a row rewrites identical cells and an older row
     can never overwrite a newer one: at-least-once delivery gives effectively-once results.
-    Writes are synchronous: a row is durable before the operator returns, so before the
-    checkpoint barrier passes.
+    :meth:`write` waits for the row; the job's operator (:class:`streamrec.connectors.flink.CassandraWrite`)
+    sends :meth:`bound` statements without waiting and awaits them all at each bundle end, so
+    before the checkpoint barrier passes.
     """
 
     def __init__(self, config: Config) -> None:

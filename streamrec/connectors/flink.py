@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any, Iterable
 
@@ -11,6 +12,8 @@ from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
 from streamrec.connectors.cassandra import RecommendationWriter
+
+log = logging.getLogger(__name__)
 
 
 class CassandraWrite(ProcessFunction):
@@ -33,7 +36,12 @@ class CassandraWrite(ProcessFunction):
         self._writer.open()
         self._in_flight = deque()
         if self._max_in_flight > 0:
-            runtime_context.get_metrics_group().gauge("cassandraWritesDrained", self.drain)
+            group = runtime_context.get_metrics_group()
+            if group is None:  # python.metric.enabled=false: no bundle-end hook, so await every row
+                log.warning("Python metrics are off: Cassandra writes are awaited one row at a time")
+                self._max_in_flight = 0
+            else:
+                group.gauge("cassandraWritesDrained", self.drain)
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterable[Any]:
         if self._max_in_flight <= 0:

@@ -44,6 +44,9 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     # steps add to a recommendation (see Config.python_bundle_time_ms).
     conf.set_string("python.fn-execution.bundle.time", str(config.python_bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(config.python_bundle_size))
+    # The Cassandra writer awaits its writes in flight when PyFlink reads its gauge at each bundle
+    # end (connectors/flink.py); keep Python metrics on even where a cluster turns them off.
+    conf.set_string("python.metric.enabled", "true")
     # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
     conf.set_string("python.state.cache-size", str(config.python_state_cache_size))
     # Never give up: a lost TaskManager or a Cassandra outage must end in recovery, not a FAILED

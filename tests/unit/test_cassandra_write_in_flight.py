@@ -1,0 +1,124 @@
+"""The job's Cassandra writer keeps rows in flight and waits for all of them when the bundle ends
+(the gauge PyFlink reads then); fakes stand in for the driver and for PyFlink's runtime context."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamrec.config import Config
+from streamrec.connectors.flink import CassandraWrite
+
+
+class FakeFuture:
+    def __init__(self, log: list, name: str, fails: bool = False) -> None:
+        self.log, self.name, self.fails = log, name, fails
+
+    def result(self):
+        self.log.append(("acked", self.name))
+        if self.fails:
+            raise TimeoutError("write timed out")
+
+
+class FakeWriter:
+    """RecommendationWriter's surface: two statements per row, sent without waiting."""
+
+    def __init__(self, failing: set[str] = frozenset()) -> None:
+        self.log: list = []
+        self.failing = failing
+        self.retried: list = []
+
+    def open(self):
+        pass
+
+    def close(self):
+        self.log.append(("closed",))
+
+    def bound(self, row):
+        return [("insert_event", (row,)), ("upsert_recs", (row,))]
+
+    def execute_async(self, stmt, values):
+        name = f"{stmt}:{values[0]}"
+        self.log.append(("sent", name))
+        return FakeFuture(self.log, name, name in self.failing)
+
+    def execute_with_retries(self, stmt, values, first_error):
+        self.retried.append((stmt, values[0], type(first_error).__name__))
+
+    def write(self, row):
+        self.log.append(("written", row))
+
+
+class FakeGroup:
+    def __init__(self) -> None:
+        self.gauges = {}
+
+    def gauge(self, name, fn):
+        self.gauges[name] = fn
+
+
+class FakeContext:
+    def __init__(self, group) -> None:
+        self.group = group
+
+    def get_metrics_group(self):
+        return self.group
+
+
+def writer_op(max_in_flight: int, fake: FakeWriter) -> CassandraWrite:
+    op = CassandraWrite(Config(cassandra_max_in_flight=max_in_flight))
+    op._writer = fake
+    return op
+
+
+def test_rows_stay_in_flight_until_the_bundle_ends_then_all_are_awaited():
+    fake, group = FakeWriter(), FakeGroup()
+    op = writer_op(100, fake)
+    op.open(FakeContext(group))
+    for row in ("r1", "r2", "r3"):
+        op.process_element(row, None)
+    assert not [e for e in fake.log if e[0] == "acked"]  # nothing waited for yet
+    drained = group.gauges["cassandraWritesDrained"]()  # what PyFlink calls at the bundle end
+    assert drained == 6 and sum(e[0] == "acked" for e in fake.log) == 6 and not op._in_flight
+
+
+def test_too_many_in_flight_waits_for_the_oldest_half():
+    fake = FakeWriter()
+    op = writer_op(4, fake)
+    op.open(FakeContext(FakeGroup()))
+    for row in ("r1", "r2", "r3"):
+        op.process_element(row, None)
+    acked = [e[1] for e in fake.log if e[0] == "acked"]
+    assert acked == ["insert_event:r1", "upsert_recs:r1", "insert_event:r2", "upsert_recs:r2"]
+    assert len(op._in_flight) == 2
+
+
+def test_a_failed_write_is_retried_before_the_bundle_may_end():
+    fake, group = FakeWriter(failing={"upsert_recs:r2"}), FakeGroup()
+    op = writer_op(100, fake)
+    op.open(FakeContext(group))
+    op.process_element("r1", None)
+    op.process_element("r2", None)
+    group.gauges["cassandraWritesDrained"]()
+    assert fake.retried == [("upsert_recs", "r2", "TimeoutError")]
+
+
+def test_a_write_that_keeps_failing_fails_the_bundle():
+    fake, group = FakeWriter(failing={"insert_event:r1"}), FakeGroup()
+
+    def give_up(stmt, values, first_error):
+        raise first_error
+
+    fake.execute_with_retries = give_up
+    op = writer_op(100, fake)
+    op.open(FakeContext(group))
+    op.process_element("r1", None)
+    with pytest.raises(TimeoutError):
+        group.gauges["cassandraWritesDrained"]()
+
+
+def test_without_python_metrics_every_row_is_awaited_at_once():
+    fake = FakeWriter()
+    op = writer_op(100, fake)
+    op.open(FakeContext(None))
+    op.process_element("r1", None)
+    assert fake.log == [("written", "r1")]
