@@ -163,6 +163,20 @@ def topk_cmd(sizes: str, methods: str, dim: int, batch: int, queries: int, datas
         _plot()
 
 
+@bench.command("query")
+@click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--products", type=click.IntRange(40), default=10_000, show_default=True)
+@click.option("--requests", type=click.IntRange(10), default=5_000, show_default=True, help="Per read path.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
+              help="JSON lines file to append to (default bench/query.jsonl).")
+def query_cmd(users: int, products: int, requests: int, results_path: str) -> None:
+    """Latency of `streamrec recs` reads on the bench profile's Cassandra (p50/p95/p99)."""
+    from streamrec.bench.query import QueryOptions, run
+
+    run(QueryOptions(users=users, products=products, requests=requests, results_path=results_path),
+        say=lambda msg: click.echo(f"==> {msg}", err=True))
+
+
 @bench.command("plot")
 def plot_cmd() -> None:
     """Redraw bench/*.png from bench/results.jsonl and bench/topk.jsonl."""

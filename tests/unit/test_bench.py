@@ -256,3 +256,10 @@ def test_profile_summary_categorises_innermost_frames(tmp_path: Path):
     top = top_functions(mine, 2, skip_waits=True)
     assert top[0][0] == "top_k_batch (model.py)" and top[0][1] == pytest.approx(6 / 7)
     assert "wait: Cassandra writes" in summarize(raw)
+
+
+def test_query_latency_percentiles_are_the_usual_ones():
+    from streamrec.bench.query import percentiles
+
+    p = percentiles([float(x) for x in range(1, 101)])
+    assert (p["p50"], p["p95"], p["p99"], p["max"], p["mean"]) == (50.5, 95.05, 99.01, 100.0, 50.5)
