@@ -685,6 +685,9 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 fresh_cores = round(sampler.cores(name, t_fresh, t_fresh + fr.seconds), 3)
                 low: Optional[Freshness] = None
                 if opts.fresh_low_rate > 0:
+                    # the fixed-rate phase measures the latency floor: start it once the previous
+                    # phase is stored, not while the system still works off a backlog
+                    _stored_events(session, len(events) + fr.sent + fr.probes, system, timeout=180)
                     _say(f"{name}: freshness at a fixed {opts.fresh_low_rate:.0f} events/s for "
                          f"{opts.fresh_seconds:.0f} s")
                     low = measure_freshness(session, config, fresh_gen, opts.fresh_low_rate, opts.fresh_seconds,
