@@ -159,6 +159,10 @@ class Expectation:
     def params_of(self, user_id: str) -> ModelParams:
         return self.variants.for_user(user_id)[1]
 
+    def eligible_of(self, user_id: str) -> np.ndarray:
+        """The eligibility mask of the user's variant (computed once per variant)."""
+        return self._masks[self.variants.for_user(user_id)[0]]
+
     def user_state(self, user_id: str) -> Optional[UserState]:
         user = self.users.get(user_id)
         return None if user is None else user.state
@@ -475,7 +479,7 @@ def _check_trending(user: str, got: StoredRecs, newest: ExpectedRecs, expect: Ex
         return
     state = expect.user_state(user)
     params = expect.params_of(user)
-    eligible = eligible_mask(expect.catalog, params)
+    eligible = expect.eligible_of(user)
     banned = set(excluded_ids(state, params)) if state is not None else set()
     rows = [expect.catalog.index.get(p) for p in got.product_ids]
     broken = any(r is None or not eligible[r] for r in rows) or bool(banned & set(got.product_ids))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,9 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from streamrec.bench import results
-
-Row = namedtuple("Row", "event_id user_id ts type product_id query write_ts product_ids scores source variant "
-                        "impressions hits")
+from streamrec.bench.baseline import OutputRow
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,7 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
     from streamrec.connectors.cassandra import (
         QueryClient,
         RecommendationWriter,
+        await_statements,
         drop_keyspace,
         ensure_schema,
         store_catalog,
@@ -81,16 +79,14 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
             pending: list[Any] = []
             for u in range(opts.users):
                 picks = rng.choice(opts.products, size=opts.k, replace=False)
-                row = Row(f"e{u}", f"user{u}", 1_700_000_000_000 + u, "view", ids[int(picks[0])], None,
-                          (1_700_000_000_000 + u) * 1000, [ids[int(i)] for i in picks],
-                          sorted(rng.random(opts.k).tolist(), reverse=True), "personal", "default", 0, 0)
-                pending.extend(writer.execute_async(s, v) for s, v in writer.bound(row))
+                row = OutputRow(f"e{u}", f"user{u}", 1_700_000_000_000 + u, "view", ids[int(picks[0])], None,
+                                (1_700_000_000_000 + u) * 1000, tuple(ids[int(i)] for i in picks),
+                                tuple(sorted(rng.random(opts.k).tolist(), reverse=True)), "personal")
+                pending.extend((s, v, writer.execute_async(s, v)) for s, v in writer.bound(row))
                 if len(pending) > 512:
-                    for f in pending:
-                        f.result()
+                    await_statements(writer, pending)
                     pending = []
-            for f in pending:
-                f.result()
+            await_statements(writer, pending)
         finally:
             writer.close()
         say(f"{opts.users} users' recommendations ({opts.k} each) and {opts.products} products stored")

@@ -164,19 +164,10 @@ class RecommendationWriter:
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:
-        """Write one row; a failed write is retried (the statements are idempotent) with back-off,
-        then re-raised so that the task fails and Flink restarts it from the last checkpoint."""
-        attempt = 0
-        while True:
-            try:
-                self._write_once(row)
-                return
-            except Exception as exc:
-                delay = self.retry_delay(attempt, exc)
-                if delay is None:
-                    raise
-                attempt += 1
-                time.sleep(delay)
+        """Write one row and wait for it; a failed statement is retried (the statements are
+        idempotent) with back-off, then re-raised so that the task fails and Flink restarts it from
+        the last checkpoint."""
+        await_statements(self, [(stmt, values, self.execute_async(stmt, values)) for stmt, values in self.bound(row)])
 
     def bound(self, row: Any) -> list[tuple[Any, tuple[Any, ...]]]:
         """The (prepared statement, values) pairs that store one pipeline row."""
@@ -195,7 +186,7 @@ class RecommendationWriter:
     def execute_async(self, statement: Any, values: tuple[Any, ...]) -> Any:
         return self._session.execute_async(statement, values)
 
-    def retry_delay(self, attempt: int, exc: BaseException) -> Optional[float]:
+    def _retry_delay(self, attempt: int, exc: BaseException) -> Optional[float]:
         """Seconds to wait before retry ``attempt`` (0-based) after ``exc``; None: give up."""
         if attempt >= self._config.cassandra_write_retries:
             return None
@@ -208,7 +199,7 @@ class RecommendationWriter:
         """Run a statement that failed once again, synchronously, with the writer's retries."""
         attempt, exc = 0, first_error
         while True:
-            delay = self.retry_delay(attempt, exc)
+            delay = self._retry_delay(attempt, exc)
             if delay is None:
                 raise exc
             attempt += 1
@@ -219,15 +210,20 @@ class RecommendationWriter:
             except Exception as again:
                 exc = again
 
-    def _write_once(self, row: Any) -> None:
-        futures = [self._session.execute_async(stmt, values) for stmt, values in self.bound(row)]
-        for f in futures:
-            f.result()
-
     def close(self) -> None:
         if self._session is not None:
             self._session.cluster.shutdown()
             self._session = None
+
+
+def await_statements(writer: Any, sent: Iterable[tuple[Any, tuple[Any, ...], Any]]) -> None:
+    """Wait for (statement, values, future) triples in order; a failed one is run again with the
+    writer's retries (:meth:`RecommendationWriter.execute_with_retries`), which raises when they run out."""
+    for stmt, values, future in sent:
+        try:
+            future.result()
+        except Exception as exc:
+            writer.execute_with_retries(stmt, values, exc)
 
 
 # ---------------------------------------------------------------------------------------------

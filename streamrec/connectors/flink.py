@@ -11,7 +11,7 @@ from pyflink.datastream.connectors import Sink
 from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
-from streamrec.connectors.cassandra import RecommendationWriter
+from streamrec.connectors.cassandra import RecommendationWriter, await_statements
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,7 @@ class CassandraWrite(ProcessFunction):
         return n
 
     def _wait(self, count: int) -> None:
-        for _ in range(min(count, len(self._in_flight))):
-            stmt, values, future = self._in_flight.popleft()
-            try:
-                future.result()
-            except Exception as exc:  # retried in order, one at a time; raises when retries run out
-                self._writer.execute_with_retries(stmt, values, exc)
+        await_statements(self._writer, [self._in_flight.popleft() for _ in range(min(count, len(self._in_flight)))])
 
     def close(self) -> None:
         try:

@@ -74,20 +74,20 @@ class ParseEvents(ProcessFunction):
         self._load = catalog_loader
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
-        self._known: set[str] = set()
+        self.known: set[str] = set()  # product ids events may name
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._known = set(self._load().product_ids)
+        self.known = set(self._load().product_ids)
 
-    def _parse(self, value: str) -> Iterable[Any]:
-        parsed = parse_event(value, self._known, self._max_record_bytes, self._max_query_chars)
+    def parse(self, value: str) -> Iterable[Any]:
+        parsed = parse_event(value, self.known, self._max_record_bytes, self._max_query_chars)
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
             yield event_to_row(parsed)
 
     def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        return self._parse(value)
+        return self.parse(value)
 
 
 # Product ids added through the products topic since the job started: the parser's broadcast state.
@@ -108,14 +108,14 @@ class ParseEventsLive(BroadcastProcessFunction):
 
     def process_element(self, value: str, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         if not self._synced:  # after a restore: the products added before the checkpoint
-            self._parser._known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
+            self._parser.known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
             self._synced = True
-        return self._parser._parse(value)
+        return self._parser.parse(value)
 
     def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
-        if value.kind == "product" and value.key not in self._parser._known:
+        if value.kind == "product" and value.key not in self._parser.known:
             ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).put(value.key, True)
-            self._parser._known.add(value.key)
+            self._parser.known.add(value.key)
         return []
 
 
@@ -275,22 +275,26 @@ class Recommend(KeyedBroadcastProcessFunction):
             )
         self._state = runtime_context.get_state(descriptor)
 
-    def _control(self, key: str, payload: str) -> None:
-        if key == "trending":
-            self._trending = [(str(p), float(s)) for p, s in json.loads(payload)]
-            return
-        update = parse_product_update(payload)
-        if isinstance(update, ProductUpdate):
-            self._updates[update.product_id] = update
-            self._dirty = True
-            if update.embedding is not None or update.product_id not in self._catalog.index:
-                self._vectors_changed = True
+    def _apply(self, update: ProductUpdate) -> None:
+        """Take a product's merged update into the catalog (rebuilt lazily, on the next event)."""
+        self._updates[update.product_id] = update
+        self._dirty = True
+        if update.embedding is not None or update.product_id not in self._catalog.index:
+            self._vectors_changed = True
 
-    def _sync(self, ctx: Any) -> None:
+    def _set_trending(self, payload: str) -> None:
+        self._trending = [(str(p), float(s)) for p, s in json.loads(payload)]
+
+    def _sync(self, control: Any) -> None:
         # After a restore the broadcast state holds every update since the job started; the catalog
         # loaded in open() is the base they apply to.
-        for key, payload in ctx.get_broadcast_state(CONTROL_STATE).items():
-            self._control(key, payload)
+        for key, payload in control.items():
+            if key == "trending":
+                self._set_trending(payload)
+            else:
+                update = parse_product_update(payload)
+                if isinstance(update, ProductUpdate):
+                    self._apply(update)
         self._synced = True
 
     def _current_catalog(self) -> Catalog:
@@ -313,7 +317,7 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self._synced:
-            self._sync(ctx)
+            self._sync(ctx.get_broadcast_state(CONTROL_STATE))
         if self._fail_once is not None:
             self._fail_once.record()
         catalog = self._current_catalog()
@@ -329,10 +333,19 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Row]:
         state = ctx.get_broadcast_state(CONTROL_STATE)
+        if not self._synced:  # the merge below needs what the state already holds
+            self._sync(state)
         if value.kind == "trending":
             state.put("trending", value.payload)
-            self._control("trending", value.payload)
+            self._set_trending(value.payload)
             return []
+        update = parse_product_update(value.payload)
+        if isinstance(update, ProductUpdate):
+            older = self._updates.get(update.product_id)
+            merged = update if older is None else merge_updates(older, update)
+            state.put("product:" + update.product_id, merged.to_json())
+            self._apply(merged)
+        return []
         key = "product:" + value.key
         new = parse_product_update(value.payload)
         if isinstance(new, ProductUpdate):
