@@ -34,6 +34,7 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
 # Chosen on a validation split of UCI Online Retail (docs/EVALUATION.md), never on the test split.
 DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
+PYTHON_EXECUTION_MODES = ("process", "thread")
 
 
 @dataclass(frozen=True)
@@ -116,16 +117,23 @@ class Config:
     python_bundle_size: int = 100_000
     # Keyed state entries each Python worker caches (beyond: a round trip to Java per access).
     python_state_cache_size: int = 10_000
+    # "process": Python runs in a worker process fed by Beam (bundles, the state cache above).
+    # "thread": embedded in the TaskManager's JVM (no bundles; Cassandra writes are then awaited
+    # one row at a time, since nothing ends a bundle before a checkpoint).
+    python_execution_mode: str = "process"
     # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).
     # 0: a free port, logged by Flink.
     minicluster_rest_port: int = 0
     # The Cassandra writer retries a failed write this many times (exponential back-off from
     # 0.5 s, at most 8 s apart) before it fails the task and Flink's restart strategy takes over.
     cassandra_write_retries: int = 4
-    # Cassandra writes in flight per parallel instance (statements sent, not yet acknowledged); all
-    # are awaited at the end of each Python bundle, so before a checkpoint completes. 0: one row at
-    # a time, each write awaited.
+    # Cassandra write requests in flight per parallel instance (sent, not yet acknowledged); all
+    # are awaited before a checkpoint completes (the Java sink's flush, or the end of the Python
+    # bundle). Python writer only: 0 awaits each row at once.
     cassandra_max_in_flight: int = 256
+    # Rows per write request (an unlogged batch of their statements). Ten rows stay under
+    # Cassandra's default batch_size_warn_threshold (5 KiB) with 15 candidates each.
+    cassandra_batch_rows: int = 10
 
     # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,
     # STREAMREC_<FIELD>_FILE (a file holding the secret); they never appear in repr, logs or --help.
@@ -148,6 +156,12 @@ class Config:
     # > 0: subtask 0 of update-and-recommend raises once (attempt 0 only), at its first record after
     # it has processed this many records AND a checkpoint has completed in checkpoint_dir.
     fault_fail_once_after: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("python_execution_mode", PYTHON_EXECUTION_MODES),):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -164,10 +164,28 @@ class RecommendationWriter:
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:
-        """Write one row and wait for it; a failed statement is retried (the statements are
+        """Write one row and wait for it; a failed request is retried (the statements are
         idempotent) with back-off, then re-raised so that the task fails and Flink restarts it from
         the last checkpoint."""
-        await_statements(self, [(stmt, values, self.execute_async(stmt, values)) for stmt, values in self.bound(row)])
+        stmt, values = self.batch(self.bound(row))
+        await_statements(self, [(stmt, values, self.execute_async(stmt, values))])
+
+    def batch(self, pairs: Sequence[tuple[Any, tuple[Any, ...]]]) -> tuple[Any, Optional[tuple[Any, ...]]]:
+        """One request for several (statement, values) pairs: an unlogged batch.
+
+        Per request the Python driver spends ~0.1-0.2 ms of CPU, far more than per statement in it
+        (BENCHMARKS.md, write forms), so rows are sent a few at a time. Unlogged: each statement
+        carries its own write timestamp and is idempotent, so a batch that is applied in part and
+        retried ends the same as one applied whole; no batch log is needed."""
+        if len(pairs) == 1:
+            return pairs[0]
+        from cassandra.query import BatchStatement, BatchType
+
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for stmt, values in pairs:
+            batch.add(stmt, values)
+        batch.is_idempotent = True
+        return batch, None
 
     def bound(self, row: Any) -> list[tuple[Any, tuple[Any, ...]]]:
         """The (prepared statement, values) pairs that store one pipeline row."""
@@ -183,7 +201,7 @@ class RecommendationWriter:
             )))
         return out
 
-    def execute_async(self, statement: Any, values: tuple[Any, ...]) -> Any:
+    def execute_async(self, statement: Any, values: Optional[tuple[Any, ...]]) -> Any:
         return self._session.execute_async(statement, values)
 
     def _retry_delay(self, attempt: int, exc: BaseException) -> Optional[float]:
@@ -195,7 +213,8 @@ class RecommendationWriter:
                     attempt + 1, self._config.cassandra_write_retries, delay)
         return delay
 
-    def execute_with_retries(self, statement: Any, values: tuple[Any, ...], first_error: BaseException) -> None:
+    def execute_with_retries(self, statement: Any, values: Optional[tuple[Any, ...]],
+                             first_error: BaseException) -> None:
         """Run a statement that failed once again, synchronously, with the writer's retries."""
         attempt, exc = 0, first_error
         while True:
@@ -216,7 +235,7 @@ class RecommendationWriter:
             self._session = None
 
 
-def await_statements(writer: Any, sent: Iterable[tuple[Any, tuple[Any, ...], Any]]) -> None:
+def await_statements(writer: Any, sent: Iterable[tuple[Any, Optional[tuple[Any, ...]], Any]]) -> None:
     """Wait for (statement, values, future) triples in order; a failed one is run again with the
     writer's retries (:meth:`RecommendationWriter.execute_with_retries`), which raises when they run out."""
     for stmt, values, future in sent:

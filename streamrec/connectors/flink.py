@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext
 from pyflink.datastream.connectors import Sink
@@ -19,22 +19,28 @@ log = logging.getLogger(__name__)
 class CassandraWrite(ProcessFunction):
     """Stores each pipeline row; with ``cassandra_max_in_flight`` > 0 many rows are in flight at once.
 
-    Rows in flight must be stored before the checkpoint that covers them completes. The Java side
-    ends the Python bundle before a checkpoint barrier passes (``prepareSnapshotPreBarrier``) and
-    waits for it; at a bundle's end PyFlink reads every gauge of the operator, so the gauge
-    registered here is where the writer waits for all of its rows (PyFlink has no other end-of-bundle
-    callback for a user function). The order of writes does not matter: each carries its own
-    event-time write timestamp, and Cassandra keeps the newest.
+    Rows go out ``cassandra_batch_rows`` at a time as one unlogged batch (the Python driver's cost is
+    per request, not per statement). Rows in flight must be stored before the checkpoint that
+    covers them completes. The Java side ends the Python bundle before a checkpoint barrier passes
+    (``prepareSnapshotPreBarrier``) and waits for it; at a bundle's end PyFlink reads every gauge
+    of the operator, so the gauge registered here is where the writer sends what it holds and
+    waits for all of it (PyFlink has no other end-of-bundle callback for a user function). The
+    order of writes does not matter: each carries its own event-time write timestamp, and
+    Cassandra keeps the newest.
     """
 
     def __init__(self, config: Config) -> None:
         self._writer = RecommendationWriter(config)
-        self._max_in_flight = config.cassandra_max_in_flight
-        self._in_flight: deque[tuple[Any, tuple[Any, ...], Any]] = deque()
+        # Thread mode has no bundles, so nothing would await the writes in flight before a checkpoint.
+        self._max_in_flight = 0 if config.python_execution_mode == "thread" else config.cassandra_max_in_flight
+        self._batch_rows = max(1, config.cassandra_batch_rows)
+        self._pending: list[tuple[Any, tuple[Any, ...]]] = []  # statements of rows not sent yet
+        self._pending_rows = 0
+        self._in_flight: deque[tuple[Any, Optional[tuple[Any, ...]], Any]] = deque()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._writer.open()
-        self._in_flight = deque()
+        self._pending, self._pending_rows, self._in_flight = [], 0, deque()
         if self._max_in_flight > 0:
             group = runtime_context.get_metrics_group()
             if group is None:  # python.metric.enabled=false: no bundle-end hook, so await every row
@@ -47,14 +53,24 @@ class CassandraWrite(ProcessFunction):
         if self._max_in_flight <= 0:
             self._writer.write(value)
             return []
-        for stmt, values in self._writer.bound(value):
-            self._in_flight.append((stmt, values, self._writer.execute_async(stmt, values)))
-        if len(self._in_flight) > self._max_in_flight:
-            self._wait(len(self._in_flight) - self._max_in_flight // 2)
+        self._pending.extend(self._writer.bound(value))
+        self._pending_rows += 1
+        if self._pending_rows >= self._batch_rows:
+            self._send()
+            if len(self._in_flight) > self._max_in_flight:
+                self._wait(len(self._in_flight) - self._max_in_flight // 2)
         return []
 
+    def _send(self) -> None:
+        if self._pending:
+            stmt, values = self._writer.batch(self._pending)
+            self._in_flight.append((stmt, values, self._writer.execute_async(stmt, values)))
+        self._pending, self._pending_rows = [], 0
+
     def drain(self) -> int:
-        """Wait for every write in flight (retrying failed ones); returns how many there were."""
+        """Send what is held back, then wait for every request in flight (retrying failed ones);
+        returns how many requests there were."""
+        self._send()
         n = len(self._in_flight)
         self._wait(n)
         return n

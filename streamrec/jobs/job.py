@@ -49,6 +49,7 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     conf.set_string("python.metric.enabled", "true")
     # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
     conf.set_string("python.state.cache-size", str(config.python_state_cache_size))
+    conf.set_string("python.execution-mode", config.python_execution_mode)
     # Never give up: a lost TaskManager or a Cassandra outage must end in recovery, not a FAILED
     # job (reliability targets 5, 6). Without this, a local minicluster (`streamrec job run`) only
     # restarts while checkpointing is on (Flink's fallback); set per job, it also wins over a

@@ -1,5 +1,6 @@
-"""The job's Cassandra writer keeps rows in flight and waits for all of them when the bundle ends
-(the gauge PyFlink reads then); fakes stand in for the driver and for PyFlink's runtime context."""
+"""The job's Cassandra writer sends rows a few at a time as one request, keeps requests in flight and
+waits for all of them when the bundle ends (the gauge PyFlink reads then); fakes stand in for the
+driver and for PyFlink's runtime context."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class FakeFuture:
 
 
 class FakeWriter:
-    """RecommendationWriter's surface: two statements per row, sent without waiting."""
+    """RecommendationWriter's surface: two statements per row, several rows per request, sent
+    without waiting. A request is named after the rows it carries, e.g. "r1+r2"."""
 
     def __init__(self, failing: set[str] = frozenset()) -> None:
         self.log: list = []
@@ -36,13 +38,21 @@ class FakeWriter:
     def bound(self, row):
         return [("insert_event", (row,)), ("upsert_recs", (row,))]
 
+    def batch(self, pairs):
+        rows = []
+        for _, (row,) in pairs:
+            if row not in rows:
+                rows.append(row)
+        assert len(pairs) == 2 * len(rows)  # both statements of every row, in one request
+        return "batch", ("+".join(rows),)
+
     def execute_async(self, stmt, values):
-        name = f"{stmt}:{values[0]}"
+        name = values[0]
         self.log.append(("sent", name))
         return FakeFuture(self.log, name, name in self.failing)
 
     def execute_with_retries(self, stmt, values, first_error):
-        self.retried.append((stmt, values[0], type(first_error).__name__))
+        self.retried.append((values[0], type(first_error).__name__))
 
     def write(self, row):
         self.log.append(("written", row))
@@ -64,8 +74,9 @@ class FakeContext:
         return self.group
 
 
-def writer_op(max_in_flight: int, fake: FakeWriter) -> CassandraWrite:
-    op = CassandraWrite(Config(cassandra_max_in_flight=max_in_flight))
+def writer_op(max_in_flight: int, fake: FakeWriter, batch_rows: int = 1, mode: str = "process") -> CassandraWrite:
+    op = CassandraWrite(Config(cassandra_max_in_flight=max_in_flight, cassandra_batch_rows=batch_rows,
+                               python_execution_mode=mode))
     op._writer = fake
     return op
 
@@ -78,7 +89,18 @@ def test_rows_stay_in_flight_until_the_bundle_ends_then_all_are_awaited():
         op.process_element(row, None)
     assert not [e for e in fake.log if e[0] == "acked"]  # nothing waited for yet
     drained = group.gauges["cassandraWritesDrained"]()  # what PyFlink calls at the bundle end
-    assert drained == 6 and sum(e[0] == "acked" for e in fake.log) == 6 and not op._in_flight
+    assert drained == 3 and sum(e[0] == "acked" for e in fake.log) == 3 and not op._in_flight
+
+
+def test_rows_go_out_a_few_per_request_and_the_bundle_end_sends_the_rest():
+    fake, group = FakeWriter(), FakeGroup()
+    op = writer_op(100, fake, batch_rows=2)
+    op.open(FakeContext(group))
+    for row in ("r1", "r2", "r3"):
+        op.process_element(row, None)
+    assert fake.log == [("sent", "r1+r2")]  # r3 waits for a partner or the bundle end
+    assert group.gauges["cassandraWritesDrained"]() == 2
+    assert fake.log == [("sent", "r1+r2"), ("sent", "r3"), ("acked", "r1+r2"), ("acked", "r3")]
 
 
 def test_too_many_in_flight_waits_for_the_oldest_half():
@@ -87,23 +109,25 @@ def test_too_many_in_flight_waits_for_the_oldest_half():
     op.open(FakeContext(FakeGroup()))
     for row in ("r1", "r2", "r3"):
         op.process_element(row, None)
+    for row in ("r4", "r5"):
+        op.process_element(row, None)
     acked = [e[1] for e in fake.log if e[0] == "acked"]
-    assert acked == ["insert_event:r1", "upsert_recs:r1", "insert_event:r2", "upsert_recs:r2"]
+    assert acked == ["r1", "r2", "r3"]  # 5 requests > 4 in flight: wait until 2 are left
     assert len(op._in_flight) == 2
 
 
 def test_a_failed_write_is_retried_before_the_bundle_may_end():
-    fake, group = FakeWriter(failing={"upsert_recs:r2"}), FakeGroup()
+    fake, group = FakeWriter(failing={"r2"}), FakeGroup()
     op = writer_op(100, fake)
     op.open(FakeContext(group))
     op.process_element("r1", None)
     op.process_element("r2", None)
     group.gauges["cassandraWritesDrained"]()
-    assert fake.retried == [("upsert_recs", "r2", "TimeoutError")]
+    assert fake.retried == [("r2", "TimeoutError")]
 
 
 def test_a_write_that_keeps_failing_fails_the_bundle():
-    fake, group = FakeWriter(failing={"insert_event:r1"}), FakeGroup()
+    fake, group = FakeWriter(failing={"r1"}), FakeGroup()
 
     def give_up(stmt, values, first_error):
         raise first_error
@@ -120,5 +144,14 @@ def test_without_python_metrics_every_row_is_awaited_at_once():
     fake = FakeWriter()
     op = writer_op(100, fake)
     op.open(FakeContext(None))
+    op.process_element("r1", None)
+    assert fake.log == [("written", "r1")]
+
+
+def test_in_thread_mode_every_row_is_awaited_at_once():
+    # thread mode has no bundle end before a checkpoint barrier: nothing may stay in flight
+    fake = FakeWriter()
+    op = writer_op(100, fake, batch_rows=10, mode="thread")
+    op.open(FakeContext(FakeGroup()))
     op.process_element("r1", None)
     assert fake.log == [("written", "r1")]

@@ -40,3 +40,9 @@ def test_config_is_frozen_and_round_trips_through_json():
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.top_k = 5  # type: ignore[misc]
     assert Config.from_json(c.to_json()) == c
+
+
+def test_an_unknown_execution_mode_is_refused_with_the_variable_named():
+    with pytest.raises(ValueError, match="STREAMREC_PYTHON_EXECUTION_MODE: 'threads' is not one of process, thread"):
+        Config.from_env({"STREAMREC_PYTHON_EXECUTION_MODE": "threads"})
+    assert Config.from_env({"STREAMREC_PYTHON_EXECUTION_MODE": "thread"}).python_execution_mode == "thread"
