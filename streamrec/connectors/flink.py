@@ -1,4 +1,4 @@
-"""Flink-side sinks: the Cassandra writer operator and a sink that ends the graph."""
+"""Flink-side sinks: the Cassandra writers (Java sink, or a Python operator) and a sink that ends the graph."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
 from streamrec.connectors.cassandra import RecommendationWriter, await_statements
+from streamrec.connectors.javasupport import SINK_CLASS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,33 @@ class CassandraWrite(ProcessFunction):
 
 
 def discarding_sink() -> Sink:
-    # The Cassandra writes happen in the Python operator (no Cassandra connector supports Flink 2);
-    # the graph still needs a sink, and this one costs nothing.
+    # The Python writer is an operator; the graph still needs a sink, and this one costs nothing.
     jvm = get_gateway().jvm
     return Sink(jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
 
 
+def uses_java_writer(config: Config) -> bool:
+    """The Java sink writes unless the Python writer is asked for, or TLS is on (the Java sink
+    speaks plain connections with optional username/password only)."""
+    return config.cassandra_writer == "java" and not config.cassandra_tls
+
+
+def java_cassandra_sink(config: Config) -> Sink:
+    """``CassandraRowSink`` (streamrec/connectors/javasupport.py) for the rows of RECOMMENDATION_ROW."""
+    cls = get_gateway().jvm
+    for part in SINK_CLASS_NAME.split("."):
+        cls = getattr(cls, part)
+    return Sink(cls(",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
+                    config.cassandra_username, config.cassandra_password, config.cassandra_batch_rows,
+                    max(1, config.cassandra_max_in_flight), config.cassandra_write_retries))
+
+
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:
+    if uses_java_writer(config):
+        recommendations.sink_to(java_cassandra_sink(config)).name("save-cassandra").uid("save-cassandra")
+        return
+    if config.cassandra_writer == "java":
+        log.warning("Cassandra TLS is on: the Python writer stores the rows (the Java sink has no TLS)")
     (
         recommendations.process(CassandraWrite(config))
         .name("save-cassandra")

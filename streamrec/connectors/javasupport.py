@@ -6,8 +6,14 @@ and the job restarts forever on the same record: one null record stops the pipel
 hands it on as an empty string instead, which the parser turns into a ``NOT_JSON`` dead letter
 like any other record that is not an event.
 
-The source lives here as a string (no package data to ship); the jar is built on first use into
-``<stack dir>/lib/streamrec-java/`` (keyed by a hash of the source and the Flink version) and
+``CassandraRowSink``: the job's Cassandra writer (no Cassandra connector supports Flink 2). Writing
+from the JVM with the DataStax Java driver costs a fraction of what the Python driver costs per
+row, and a Sink's ``flush`` runs before every checkpoint barrier, which PyFlink's Python operators
+do not offer in thread mode. It uses the driver jars that come with Cassandra
+(``<stack dir>/lib/flink-connectors``, see ``streamrec/localstack/maven/flink-connectors.xml``).
+
+The sources live here as strings (no package data to ship); the jar is built on first use into
+``<stack dir>/lib/streamrec-java/`` (keyed by a hash of the sources and the Flink version) and
 given to the job with ``env.add_jars``, so ``flink run`` uploads it with the job.
 """
 
@@ -21,8 +27,12 @@ import tempfile
 from pathlib import Path
 
 CLASS_NAME = "streamrec.flink.NullSafeStringSchema"
+SINK_CLASS_NAME = "streamrec.flink.CassandraRowSink"
 
-SOURCE = """\
+# jars of the Java Cassandra driver (file name prefixes in <stack dir>/lib/flink-connectors)
+DRIVER_JARS = ("cassandra-driver-core-", "guava-", "failureaccess-", "metrics-core-")
+
+NULL_SAFE_SOURCE = """\
 package streamrec.flink;
 
 import java.nio.charset.StandardCharsets;
@@ -43,6 +53,197 @@ public final class NullSafeStringSchema extends AbstractDeserializationSchema<St
     }
 }
 """
+
+SINK_SOURCE = """\
+package streamrec.flink;
+
+import com.datastax.driver.core.BatchStatement;
+import com.datastax.driver.core.BoundStatement;
+import com.datastax.driver.core.Cluster;
+import com.datastax.driver.core.PreparedStatement;
+import com.datastax.driver.core.ProtocolVersion;
+import com.datastax.driver.core.ResultSetFuture;
+import com.datastax.driver.core.Session;
+import com.datastax.driver.core.Statement;
+import java.io.IOException;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Date;
+import java.util.List;
+import org.apache.flink.api.connector.sink2.Sink;
+import org.apache.flink.api.connector.sink2.SinkWriter;
+import org.apache.flink.api.connector.sink2.WriterInitContext;
+import org.apache.flink.types.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Writes the job's recommendation rows to Cassandra from the JVM: the events insert and the
+ * recommendations upsert of each row, a few rows per unlogged batch, many batches in flight.
+ *
+ * <p>Flink calls {@link SinkWriter#flush} before every checkpoint barrier passes this sink, and
+ * flush waits for every write in flight (retrying failed ones), so a completed checkpoint never
+ * covers a row that is not stored. Every statement is idempotent and carries its own event-time
+ * write timestamp (computed in Python), so a replay after a failure rewrites identical cells.
+ * Field positions follow RECOMMENDATION_FIELDS in streamrec/udfs/operators.py.
+ */
+public final class CassandraRowSink implements Sink<Row> {
+    private static final long serialVersionUID = 1L;
+
+    private final String[] hosts;
+    private final int port;
+    private final String keyspace;
+    private final String username;
+    private final String password;
+    private final int batchRows;
+    private final int maxInFlight;
+    private final int retries;
+
+    public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
+                            int batchRows, int maxInFlight, int retries) {
+        this.hosts = hosts.split(",");
+        this.port = port;
+        this.keyspace = keyspace;
+        this.username = username;
+        this.password = password;
+        this.batchRows = Math.max(1, batchRows);
+        this.maxInFlight = Math.max(1, maxInFlight);
+        this.retries = Math.max(0, retries);
+    }
+
+    @Override
+    public SinkWriter<Row> createWriter(WriterInitContext context) throws IOException {
+        return new Writer();
+    }
+
+    private final class Writer implements SinkWriter<Row> {
+        private final Logger log = LoggerFactory.getLogger(CassandraRowSink.class);
+        private final Cluster cluster;
+        private final Session session;
+        private final PreparedStatement insertEvent;
+        private final PreparedStatement upsertRecs;
+        private final ArrayDeque<Object[]> inFlight = new ArrayDeque<>(); // {statement, future}
+        private BatchStatement pending = new BatchStatement(BatchStatement.Type.UNLOGGED);
+        private int pendingRows = 0;
+
+        Writer() throws IOException {
+            Cluster.Builder builder = Cluster.builder()
+                    .addContactPoints(Arrays.stream(hosts).map(String::trim).toArray(String[]::new))
+                    .withPort(port)
+                    .withProtocolVersion(ProtocolVersion.V5)
+                    .withoutJMXReporting();
+            if (username != null && !username.isEmpty()) {
+                builder = builder.withCredentials(username, password);
+            }
+            cluster = builder.build();
+            try {
+                session = cluster.connect(keyspace);
+                insertEvent = session.prepare(
+                        "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
+                        + "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?");
+                insertEvent.setIdempotent(true);
+                upsertRecs = session.prepare(
+                        "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, "
+                        + "updated_at, variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        + "USING TIMESTAMP ?");
+                upsertRecs.setIdempotent(true);
+            } catch (RuntimeException e) {
+                cluster.close();
+                throw new IOException("cannot connect to Cassandra keyspace " + keyspace, e);
+            }
+        }
+
+        @Override
+        public void write(Row row, Context context) throws IOException {
+            String userId = (String) row.getField(1);
+            long ts = (Long) row.getField(2);
+            pending.add(insertEvent.bind(userId, new Date(ts), row.getField(0), row.getField(3), row.getField(4),
+                    row.getField(5), ts * 1000L));
+            Object[] ids = (Object[]) row.getField(7);
+            if (ids != null && ids.length > 0) { // an empty list would hide the previous, useful one
+                Object[] scores = (Object[]) row.getField(8);
+                List<String> idList = new ArrayList<>(ids.length);
+                for (Object id : ids) {
+                    idList.add((String) id);
+                }
+                List<Float> scoreList = new ArrayList<>(scores.length);
+                for (Object s : scores) {
+                    scoreList.add(((Number) s).floatValue());
+                }
+                long writeTs = (Long) row.getField(6);
+                pending.add(upsertRecs.bind(userId, idList, scoreList, row.getField(9), row.getField(0),
+                        new Date(ts), new Date(writeTs / 1000L), row.getField(10), row.getField(11),
+                        row.getField(12), writeTs));
+            }
+            if (++pendingRows >= batchRows) {
+                send();
+                if (inFlight.size() > maxInFlight) {
+                    await(inFlight.size() - maxInFlight / 2);
+                }
+            }
+        }
+
+        private void send() {
+            if (pendingRows > 0) {
+                Statement statement = pending.size() == 1 ? pending.getStatements().iterator().next() : pending;
+                statement.setIdempotent(true);
+                inFlight.add(new Object[] {statement, session.executeAsync(statement)});
+            }
+            pending = new BatchStatement(BatchStatement.Type.UNLOGGED);
+            pendingRows = 0;
+        }
+
+        private void await(int count) throws IOException {
+            for (int i = 0; i < count && !inFlight.isEmpty(); i++) {
+                Object[] sent = inFlight.poll();
+                try {
+                    ((ResultSetFuture) sent[1]).getUninterruptibly();
+                } catch (RuntimeException first) {
+                    retry((Statement) sent[0], first);
+                }
+            }
+        }
+
+        private void retry(Statement statement, RuntimeException first) throws IOException {
+            RuntimeException last = first;
+            for (int attempt = 0; attempt < retries; attempt++) {
+                long delayMs = Math.min(8000L, 500L << attempt);
+                log.warn("Cassandra write failed ({}); retry {}/{} in {} ms", last.toString(), attempt + 1, retries,
+                        delayMs);
+                try {
+                    Thread.sleep(delayMs);
+                    session.execute(statement);
+                    return;
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while retrying a Cassandra write", e);
+                } catch (RuntimeException again) {
+                    last = again;
+                }
+            }
+            throw new IOException("Cassandra write failed after " + retries + " retries", last);
+        }
+
+        @Override
+        public void flush(boolean endOfInput) throws IOException {
+            send();
+            await(inFlight.size());
+        }
+
+        @Override
+        public void close() throws Exception {
+            try {
+                flush(true);
+            } finally {
+                cluster.close();
+            }
+        }
+    }
+}
+"""
+
+SOURCES = {"NullSafeStringSchema": NULL_SAFE_SOURCE, "CassandraRowSink": SINK_SOURCE}
 
 
 def _flink_dist() -> Path:
@@ -67,24 +268,45 @@ def _jdk_tool(name: str) -> str:
     raise RuntimeError(f"{name} not found: the job's support jar needs a JDK (set STREAMREC_JAVA_HOME)")
 
 
+def driver_jars() -> list[Path]:
+    """The Java Cassandra driver and what it needs beyond Flink (fetched by the setup)."""
+    from streamrec.localstack import fetch, stack_dir
+
+    folder = stack_dir() / "lib" / "flink-connectors"
+    found = [j for p in DRIVER_JARS for j in sorted(folder.glob(p + "*.jar"))]
+    if len(found) < len(DRIVER_JARS):
+        fetch()  # first use on this machine, or an older fetch without the driver
+        found = [j for p in DRIVER_JARS for j in sorted(folder.glob(p + "*.jar"))]
+    missing = [p for p in DRIVER_JARS if not any(j.name.startswith(p) for j in found)]
+    if missing:
+        raise RuntimeError(f"Java Cassandra driver jars missing in {folder}: {missing} (run `make setup`)")
+    return found
+
+
 def support_jar() -> Path:
     """The compiled support classes (built on first use, then reused)."""
     from streamrec.localstack import stack_dir
 
     dist = _flink_dist()
-    digest = hashlib.sha256((SOURCE + dist.name).encode()).hexdigest()[:12]
+    drivers = driver_jars()
+    digest = hashlib.sha256("".join([*SOURCES.values(), dist.name, *(j.name for j in drivers)]).encode()
+                            ).hexdigest()[:12]
     out_dir = stack_dir() / "lib" / "streamrec-java"
     out = out_dir / f"streamrec-flink-{digest}.jar"
     if out.exists():
         return out
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        src = Path(tmp) / "src" / "streamrec" / "flink" / "NullSafeStringSchema.java"
-        src.parent.mkdir(parents=True)
-        src.write_text(SOURCE)
+        files = []
+        for name, text in SOURCES.items():
+            src = Path(tmp) / "src" / "streamrec" / "flink" / f"{name}.java"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(text)
+            files.append(str(src))
         classes = Path(tmp) / "classes"
+        classpath = os.pathsep.join(str(j) for j in [dist, *drivers])
         for cmd in (
-            [_jdk_tool("javac"), "--release", "11", "-nowarn", "-cp", str(dist), "-d", str(classes), str(src)],
+            [_jdk_tool("javac"), "--release", "11", "-nowarn", "-cp", classpath, "-d", str(classes), *files],
             [_jdk_tool("jar"), "cf", str(Path(tmp) / "out.jar"), "-C", str(classes), "."],
         ):
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

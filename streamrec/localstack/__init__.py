@@ -949,6 +949,27 @@ def _write_flink_conf(p: Profile, taskmanagers: int) -> Path:
     return conf
 
 
+def _flink_lib_dir(p: Profile) -> Path:
+    """The cluster's lib folder: links to the wheel's lib/ jars plus its opt/flink-python jar.
+
+    With flink-python on the TaskManagers' own class path (and pemja loaded parent-first, see
+    flink-conf/config.yaml), thread-mode Python loads its native library once per TaskManager
+    instead of once per job, which a JVM refuses the second time."""
+    lib = _svc_dir(p, "flink") / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    home = _pyflink_home()
+    jars = [*sorted((home / "lib").glob("*.jar")), *sorted((home / "opt").glob("flink-python*.jar"))]
+    wanted = {j.name: j for j in jars}
+    for old in lib.iterdir():
+        if old.name not in wanted or not old.exists():
+            old.unlink()
+    for name, target in wanted.items():
+        link = lib / name
+        if not link.exists():
+            link.symlink_to(target)
+    return lib
+
+
 def flink_env(p: Profile) -> dict[str, str]:
     """A complete environment for the wheel's Flink scripts against this profile's cluster.
 
@@ -964,6 +985,7 @@ def flink_env(p: Profile) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
+            "FLINK_LIB_DIR": str(_flink_lib_dir(p)),
             "FLINK_CONF_DIR": str(_flink_conf_dir(p)),
             "FLINK_LOG_DIR": str(d / "log"),
             "FLINK_PID_DIR": str(d / "pid"),

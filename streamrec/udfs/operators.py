@@ -119,6 +119,19 @@ class ParseEventsLive(BroadcastProcessFunction):
         return []
 
 
+def task_attempt_and_index(runtime_context: Any) -> tuple[int, int]:
+    """(attempt number, subtask index) of the running task.
+
+    PyFlink 2.2's thread mode forwards these two to RuntimeContext methods that Flink 2 removed
+    (``AttributeError: 'pemja.PyJObject' object has no attribute 'getAttemptNumber'``); the
+    TaskInfo of the Java context has them."""
+    try:
+        return runtime_context.get_attempt_number(), runtime_context.get_index_of_this_subtask()
+    except AttributeError:
+        info = runtime_context._runtime_context.getTaskInfo()
+        return int(info.getAttemptNumber()), int(info.getIndexOfThisSubtask())
+
+
 class FailOnce:
     """Fault injection for the tests (reliability target 3), off unless ``after_records`` > 0.
 
@@ -135,8 +148,8 @@ class FailOnce:
         self._next_look = 0.0
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self._armed = (self._after > 0 and runtime_context.get_attempt_number() == 0
-                       and runtime_context.get_index_of_this_subtask() == 0)
+        attempt, subtask = task_attempt_and_index(runtime_context)
+        self._armed = self._after > 0 and attempt == 0 and subtask == 0
         self._seen = 0
 
     def checkpoint_completed(self) -> bool:

@@ -20,14 +20,19 @@ from streamrec.udfs.events import Event
 from .helpers import MALFORMED, count_events, dead_letters, produce, read_store, uci_slice
 
 
-@pytest.fixture
-def replayed(e2e_config, uci_history, tmp_path):
+@pytest.fixture(params=[("thread", "java"), ("process", "python")],
+                ids=["thread-mode-java-sink", "process-mode-python-writer"])
+def replayed(request, e2e_config, uci_history, tmp_path):
+    # the default (Python in the TaskManager's JVM, rows written by the Java sink) and the other
+    # pair of settings a user may choose: the same events must give the same store
+    mode, writer = request.param
+    job_config = e2e_config.replace(python_execution_mode=mode, cassandra_writer=writer)
     events = uci_slice(uci_history, users=12, per_user=30)
     # two shoppers look at the same product; only the second then searches for "lantern"
     ts = events[-1].ts + 1000
     searchers = [Event("s-1", "shopper-a", ts, "view", "85123A"), Event("s-2", "shopper-b", ts, "view", "85123A"),
                  Event("s-3", "shopper-b", ts + 1000, "search", None, "lantern")]
-    with BackgroundJob(e2e_config, tmp_path / "job.log") as job:
+    with BackgroundJob(job_config, tmp_path / "job.log") as job:
         produce(e2e_config, events)
         produce(e2e_config, searchers, malformed=False)
         wait_for(lambda: count_events(e2e_config) >= len(events) + len(searchers), timeout=240,

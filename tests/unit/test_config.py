@@ -42,7 +42,9 @@ def test_config_is_frozen_and_round_trips_through_json():
     assert Config.from_json(c.to_json()) == c
 
 
-def test_an_unknown_execution_mode_is_refused_with_the_variable_named():
+def test_an_unknown_execution_mode_or_writer_is_refused_with_the_variable_named():
     with pytest.raises(ValueError, match="STREAMREC_PYTHON_EXECUTION_MODE: 'threads' is not one of process, thread"):
         Config.from_env({"STREAMREC_PYTHON_EXECUTION_MODE": "threads"})
+    with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_WRITER: 'jvm' is not one of java, python"):
+        Config.from_env({"STREAMREC_CASSANDRA_WRITER": "jvm"})
     assert Config.from_env({"STREAMREC_PYTHON_EXECUTION_MODE": "thread"}).python_execution_mode == "thread"

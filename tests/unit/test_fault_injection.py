@@ -21,6 +21,30 @@ class Context:
         return self.subtask
 
 
+class ThreadModeContext:
+    """What PyFlink's thread mode hands over: its own getters call Java methods Flink 2 removed, the
+    Java context's TaskInfo still answers."""
+
+    class _Info:
+        def getAttemptNumber(self) -> int:
+            return 1
+
+        def getIndexOfThisSubtask(self) -> int:
+            return 0
+
+    class _Java:
+        def getTaskInfo(self):
+            return ThreadModeContext._Info()
+
+    _runtime_context = _Java()
+
+    def get_attempt_number(self) -> int:
+        raise AttributeError("'pemja.PyJObject' object has no attribute 'getAttemptNumber'")
+
+    def get_index_of_this_subtask(self) -> int:
+        raise AttributeError("'pemja.PyJObject' object has no attribute 'getIndexOfThisSubtask'")
+
+
 def _complete_checkpoint(root, n: int = 1) -> None:
     chk = root / "0123abcd" / f"chk-{n}"
     chk.mkdir(parents=True)
@@ -40,7 +64,7 @@ def test_it_fails_once_after_n_records_and_a_completed_checkpoint(tmp_path):
         hook.record()  # once only
 
 
-@pytest.mark.parametrize("context", [Context(attempt=1), Context(subtask=1)])
+@pytest.mark.parametrize("context", [Context(attempt=1), Context(subtask=1), ThreadModeContext()])
 def test_only_the_first_attempt_of_subtask_0_fails(tmp_path, context):
     _complete_checkpoint(tmp_path)
     hook = FailOnce(1, str(tmp_path))

@@ -107,6 +107,26 @@ def test_top_k_never_returns_excluded_or_out_of_stock_products():
     assert list(rows[0]) == want
 
 
+def test_one_user_alone_gets_exactly_what_they_get_in_a_batch_ties_included():
+    # the job ranks one user per event, verify and evaluate rank batches: same products, same order
+    base = unit_catalog(n=60, d=6, seed=3)
+    vectors = base.vectors.copy()
+    vectors[30:45] = vectors[0:15]  # exact duplicates: tied scores everywhere
+    stock = np.ones(60, dtype=bool)
+    stock[[2, 33, 50]] = False
+    cat = Catalog(base.product_ids, vectors, in_stock=stock)
+    users = np.vstack([np.random.default_rng(5).normal(size=(6, 6)).astype(np.float32), vectors[:2],
+                       np.zeros((1, 6), dtype=np.float32)])
+    exclude = [[1, 31], [], [4], [], [0, 30], [], [0], [], []]
+    for k in (1, 5, 20, 60, 80):
+        batch_rows, batch_scores = top_k_batch(users, cat, k, exclude)
+        for i in range(len(users)):
+            rows, scores = top_k_batch(users[i:i + 1], cat, k, [exclude[i]])
+            assert list(rows[0]) == list(batch_rows[i]), (k, i)
+            # a matrix-vector product may round the last bit differently from a matrix product
+            np.testing.assert_allclose(scores[0], batch_scores[i], rtol=1e-6, atol=1e-6)
+
+
 def test_when_fewer_products_are_eligible_than_k_the_rest_is_padding():
     cat = unit_catalog(n=4)
     rows, scores = top_k_batch(cat.vectors[:1], cat, 4, exclude=[[0, 1]])
