@@ -39,7 +39,8 @@ def _median(values: Sequence[Optional[float]]) -> Optional[float]:
     return statistics.median(vals) if vals else None
 
 
-def _bars(ax: Any, groups: list[str], series: dict[str, list[Optional[float]]], fmt: str = "{:,.0f}") -> None:
+def _bars(ax: Any, groups: list[str], series: dict[str, list[Optional[float]]], fmt: str = "{:,.0f}",
+          rotation: int = 0) -> None:
     """Grouped bars: one group per label, one bar per series (system) present."""
     names = [n for n in SYSTEM_ORDER if n in series]
     width = 0.8 / max(1, len(names))
@@ -50,7 +51,7 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[Optional[float]]], 
         for x, y, v in zip(xs, ys, series[name]):
             if v is not None:
                 ax.text(x, y, fmt.format(v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), groups, fontsize=7)
+    ax.set_xticks(range(len(groups)), groups, fontsize=7, rotation=rotation, ha="right" if rotation else "center")
     ax.legend(fontsize=7)
 
 
@@ -65,15 +66,20 @@ def plot_e2e(records: Sequence[dict[str, Any]], out: Path) -> Optional[Path]:
         return None
     labels = list(groups)
     names = [n for n in SYSTEM_ORDER if any(n in g for g in groups.values())]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 7))
 
     per_core = {n: [_median([r["events_per_s_per_core"] for r in groups[lb].get(n, [])]) for lb in labels]
                 for n in names}
-    _bars(axes[0], labels, per_core)
+    # the run's note names the design step; the catalog and event counts are in the report's table
+    short = [lb.split("\n")[-1][:40] if "\n" in lb else lb for lb in labels]
+    _bars(axes[0], [s if len(lb.split("\n")) > 2 else "default" for s, lb in zip(short, labels)], per_core,
+          rotation=60)
     axes[0].set_ylabel("events/s per core used by the service (median of runs)")
     axes[0].set_title("Throughput per core (job: client+JVM+workers; baseline: its process)", fontsize=9)
 
-    main = next((lb for lb in labels if lb.endswith("default")), labels[-1])
+    # freshness of the newest design measured (the last group run, in file order)
+    newest = [_config_key(r) for r in records if _config_key(r) in groups]
+    main = newest[-1] if newest else labels[-1]
     pct = ["p50", "p95", "p99"]
     for ax, key, title in ((axes[1], "freshness_ms", "at ~80% of each one's measured rate"),
                            (axes[2], "freshness_low_ms", "at a fixed 100 events/s")):
