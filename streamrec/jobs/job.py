@@ -37,7 +37,21 @@ RESTART_STRATEGY = {
 }
 
 
+def _venv_first_on_path() -> None:
+    """Put this interpreter's folder first on PATH before the local minicluster's JVM starts.
+
+    Thread mode embeds Python in that JVM, and the embedded interpreter finds its site-packages
+    through the first `python` on PATH, not through `python.executable`: without an activated venv
+    it is the system's, and every Python operator fails with "No module named 'pemja'"."""
+    bin_dir = os.path.dirname(sys.executable)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
+
+
 def create_env(config: Config) -> StreamExecutionEnvironment:
+    if "PYFLINK_GATEWAY_PORT" not in os.environ:
+        _venv_first_on_path()
     conf = Configuration()
     # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
     # arrives). At low input rates a bundle ends on time, so this bounds the latency the Python
@@ -58,6 +72,10 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         conf.set_string(key, value)
     if config.checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
+    if "PYFLINK_GATEWAY_PORT" not in os.environ:
+        # A local minicluster: Python functions run with this process's interpreter (its venv has
+        # pyflink, pemja and our code). Under `flink run`, -pyexec or the cluster's configuration decides.
+        conf.set_string("python.executable", sys.executable)
     if config.minicluster_rest_port and "PYFLINK_GATEWAY_PORT" not in os.environ:
         # Only for a local minicluster: under `flink run` (which sets PYFLINK_GATEWAY_PORT) rest.port
         # names the cluster the client submits to and must stay as the client set it.
