@@ -70,10 +70,10 @@ def plot_e2e(records: Sequence[dict[str, Any]], out: Path) -> Optional[Path]:
 
     per_core = {n: [_median([r["events_per_s_per_core"] for r in groups[lb].get(n, [])]) for lb in labels]
                 for n in names}
-    # the run's note names the design step; the catalog and event counts are in the report's table
-    short = [lb.split("\n")[-1][:40] if "\n" in lb else lb for lb in labels]
-    _bars(axes[0], [s if len(lb.split("\n")) > 2 else "default" for s, lb in zip(short, labels)], per_core,
-          rotation=60)
+    # the run's note (the label's third line) names the design step; the catalog and event counts
+    # are in the report's table
+    notes = [(lb.split("\n")[2:] or ["default"])[0][:40] for lb in labels]
+    _bars(axes[0], notes, per_core, rotation=60)
     axes[0].set_ylabel("events/s per core used by the service (median of runs)")
     axes[0].set_title("Throughput per core (job: client+JVM+workers; baseline: its process)", fontsize=9)
 

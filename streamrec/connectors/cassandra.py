@@ -134,6 +134,18 @@ def datetime_to_ms(dt: datetime) -> int:
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
+# The two statements that store a pipeline row: the Python writer and the Java sink
+# (streamrec/connectors/javasupport.py, which receives them as they are) bind the same columns.
+INSERT_EVENT_CQL = (
+    "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
+    "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+)
+UPSERT_RECOMMENDATIONS_CQL = (
+    "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at, "
+    "variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+)
+
+
 class RecommendationWriter:
     """Writes one pipeline output row to `events` and `recommendations`.
 
@@ -152,15 +164,9 @@ class RecommendationWriter:
     def open(self) -> None:
         self._session = connect(self._config, self._config.keyspace)
         s = self._session
-        self._insert_event = s.prepare(
-            "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
-            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        )
+        self._insert_event = s.prepare(INSERT_EVENT_CQL)
         self._insert_event.is_idempotent = True
-        self._upsert_recs = s.prepare(
-            "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at, "
-            "variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-        )
+        self._upsert_recs = s.prepare(UPSERT_RECOMMENDATIONS_CQL)
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:

@@ -8,11 +8,15 @@ from typing import Any, Iterable, Optional
 
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext
 from pyflink.datastream.connectors import Sink
-from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
-from streamrec.connectors.cassandra import RecommendationWriter, await_statements
-from streamrec.connectors.javasupport import SINK_CLASS_NAME
+from streamrec.connectors.cassandra import (
+    INSERT_EVENT_CQL,
+    UPSERT_RECOMMENDATIONS_CQL,
+    RecommendationWriter,
+    await_statements,
+)
+from streamrec.connectors.javasupport import SINK_CLASS_NAME, java_class
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,7 @@ class CassandraWrite(ProcessFunction):
 
 def discarding_sink() -> Sink:
     # The Python writer is an operator; the graph still needs a sink, and this one costs nothing.
-    jvm = get_gateway().jvm
-    return Sink(jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())
+    return Sink(java_class("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")())
 
 
 def uses_java_writer(config: Config) -> bool:
@@ -100,12 +103,10 @@ def uses_java_writer(config: Config) -> bool:
 
 def java_cassandra_sink(config: Config) -> Sink:
     """``CassandraRowSink`` (streamrec/connectors/javasupport.py) for the rows of RECOMMENDATION_ROW."""
-    cls = get_gateway().jvm
-    for part in SINK_CLASS_NAME.split("."):
-        cls = getattr(cls, part)
-    return Sink(cls(",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
-                    config.cassandra_username, config.cassandra_password, config.cassandra_batch_rows,
-                    max(1, config.cassandra_max_in_flight), config.cassandra_write_retries))
+    return Sink(java_class(SINK_CLASS_NAME)(
+        ",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
+        config.cassandra_username, config.cassandra_password, INSERT_EVENT_CQL, UPSERT_RECOMMENDATIONS_CQL,
+        config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries))
 
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:

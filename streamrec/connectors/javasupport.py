@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 CLASS_NAME = "streamrec.flink.NullSafeStringSchema"
 SINK_CLASS_NAME = "streamrec.flink.CassandraRowSink"
@@ -96,17 +97,24 @@ public final class CassandraRowSink implements Sink<Row> {
     private final String keyspace;
     private final String username;
     private final String password;
+    private final String insertEventCql;
+    private final String upsertRecsCql;
     private final int batchRows;
     private final int maxInFlight;
     private final int retries;
 
+    /** The two CQL statements come from the Python writer (connectors/cassandra.py), so there is one
+     *  copy of them; their bind markers are in the order {@code write} binds. */
     public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
-                            int batchRows, int maxInFlight, int retries) {
+                            String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
+                            int retries) {
         this.hosts = hosts.split(",");
         this.port = port;
         this.keyspace = keyspace;
         this.username = username;
         this.password = password;
+        this.insertEventCql = insertEventCql;
+        this.upsertRecsCql = upsertRecsCql;
         this.batchRows = Math.max(1, batchRows);
         this.maxInFlight = Math.max(1, maxInFlight);
         this.retries = Math.max(0, retries);
@@ -139,14 +147,9 @@ public final class CassandraRowSink implements Sink<Row> {
             cluster = builder.build();
             try {
                 session = cluster.connect(keyspace);
-                insertEvent = session.prepare(
-                        "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
-                        + "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?");
+                insertEvent = session.prepare(insertEventCql);
                 insertEvent.setIdempotent(true);
-                upsertRecs = session.prepare(
-                        "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, "
-                        + "updated_at, variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        + "USING TIMESTAMP ?");
+                upsertRecs = session.prepare(upsertRecsCql);
                 upsertRecs.setIdempotent(true);
             } catch (RuntimeException e) {
                 cluster.close();
@@ -266,6 +269,17 @@ def _jdk_tool(name: str) -> str:
         if c.exists():
             return str(c)
     raise RuntimeError(f"{name} not found: the job's support jar needs a JDK (set STREAMREC_JAVA_HOME)")
+
+
+def java_class(name: str) -> Any:
+    """A class of the job's jars, resolved through the context class loader that ``env.add_jars``
+    extended (as PyFlink's own connectors are)."""
+    from pyflink.java_gateway import get_gateway
+
+    cls = get_gateway().jvm
+    for part in name.split("."):
+        cls = getattr(cls, part)
+    return cls
 
 
 def driver_jars() -> list[Path]:

@@ -98,15 +98,10 @@ def string_source(config: Config, topic: str, start_from_earliest: bool) -> Any:
     """
     from pyflink.common.serialization import DeserializationSchema
     from pyflink.datastream.connectors.kafka import KafkaOffsetResetStrategy, KafkaOffsetsInitializer, KafkaSource
-    from pyflink.java_gateway import get_gateway
 
-    from streamrec.connectors.javasupport import CLASS_NAME
+    from streamrec.connectors.javasupport import CLASS_NAME, java_class
 
-    # resolved through the context class loader that env.add_jars extended, as PyFlink's own connectors are
-    java_class = get_gateway().jvm
-    for part in CLASS_NAME.split("."):
-        java_class = getattr(java_class, part)
-    value_schema = DeserializationSchema(java_class())
+    value_schema = DeserializationSchema(java_class(CLASS_NAME)())
 
     reset = KafkaOffsetResetStrategy.EARLIEST if start_from_earliest else KafkaOffsetResetStrategy.LATEST
     builder = (

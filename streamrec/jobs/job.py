@@ -50,7 +50,9 @@ def _venv_first_on_path() -> None:
 
 
 def create_env(config: Config) -> StreamExecutionEnvironment:
-    if "PYFLINK_GATEWAY_PORT" not in os.environ:
+    # `flink run` sets PYFLINK_GATEWAY_PORT; without it the job starts a local minicluster
+    local = "PYFLINK_GATEWAY_PORT" not in os.environ
+    if local:
         _venv_first_on_path()
     conf = Configuration()
     # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
@@ -72,13 +74,13 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         conf.set_string(key, value)
     if config.checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
-    if "PYFLINK_GATEWAY_PORT" not in os.environ:
-        # A local minicluster: Python functions run with this process's interpreter (its venv has
-        # pyflink, pemja and our code). Under `flink run`, -pyexec or the cluster's configuration decides.
+    if local:
+        # Python functions run with this process's interpreter (its venv has pyflink, pemja and our
+        # code). Under `flink run`, -pyexec or the cluster's configuration decides.
         conf.set_string("python.executable", sys.executable)
-    if config.minicluster_rest_port and "PYFLINK_GATEWAY_PORT" not in os.environ:
-        # Only for a local minicluster: under `flink run` (which sets PYFLINK_GATEWAY_PORT) rest.port
-        # names the cluster the client submits to and must stay as the client set it.
+    if local and config.minicluster_rest_port:
+        # Under `flink run`, rest.port names the cluster the client submits to and must stay as the
+        # client set it.
         conf.set_string("rest.port", str(config.minicluster_rest_port))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(config.parallelism)
