@@ -234,12 +234,20 @@ public final class CassandraRowSink implements Sink<Row> {
             await(inFlight.size());
         }
 
+        /** Releases the driver only. Flink flushes before every checkpoint and at the end of a bounded
+         *  input; a close without that flush follows a failure or a cancellation, and what is still in
+         *  flight then is replayed from the last checkpoint. Waiting or retrying here would throw from
+         *  the task's failure handling, which Flink treats as fatal to the whole TaskManager. */
         @Override
-        public void close() throws Exception {
+        public void close() {
+            for (Object[] sent : inFlight) {
+                ((ResultSetFuture) sent[1]).cancel(true);
+            }
+            inFlight.clear();
             try {
-                flush(true);
-            } finally {
-                cluster.close();
+                cluster.closeAsync().force(); // in-flight requests are cancelled above; do not wait
+            } catch (RuntimeException e) {
+                log.warn("closing the Cassandra driver failed", e);
             }
         }
     }

@@ -85,12 +85,30 @@ class FlinkRest:
     def taskmanagers(self) -> list[dict[str, Any]]:
         return list(self.get("/taskmanagers")["taskmanagers"])
 
+    def describe(self, jid: str) -> str:
+        """What a failed wait on the job needs to be diagnosed from a CI log alone: the job's and each
+        vertex's state, the TaskManagers and their free slots, and the newest exceptions."""
+        try:
+            job = self.get(f"/jobs/{jid}")
+            lines = [f"job {jid}: {job['state']}, restarts {self.restarts(jid)}"]
+            lines += [f"  {v['name'][:60]}: {v['status']} {v['tasks']}" for v in job["vertices"]]
+            lines += [f"  taskmanager {t['id']}: {t['freeSlots']}/{t['slotsNumber']} slots free"
+                      for t in self.taskmanagers()]
+            for entry in self.exceptions(jid)[:3]:
+                trace = entry.get("stacktrace", entry.get("exceptionName", ""))
+                lines.append(f"  exception at {entry.get('timestamp')} on {entry.get('taskName')} "
+                             f"({entry.get('endpoint')}): {trace[:1500]}")
+            return "\n".join(lines)
+        except Exception as exc:  # diagnostics must never hide the original timeout
+            return f"(could not describe job {jid}: {exc})"
+
 
 def flink_run(profile: localstack.Profile, config: Config, parallelism: int, savepoint: Optional[str] = None,
               timeout: float = 400) -> str:
-    """`flink run -d` of the job on the profile's cluster; returns the job id. (The job sets its
-    parallelism from the config, as `streamrec job submit -p` does: `-p` alone would not win.)"""
-    config = config.replace(parallelism=parallelism)
+    """`flink run -d -p <parallelism>` of the job on the profile's cluster; returns the job id.
+    The config leaves the parallelism to Flink (STREAMREC_PARALLELISM unset), so `-p` decides, as
+    it does for any Flink job."""
+    assert config.parallelism == 0, "flink run -p sets the parallelism here"
     cmd = [str(localstack.flink_bin("flink")), "run", "-d", "-m", profile.flink_rest, "-p", str(parallelism)]
     if savepoint:
         cmd += ["-s", savepoint]  # and no --allowNonRestoredState: every piece of state must map
@@ -167,9 +185,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> int:
+def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> str:
     """kill -9 a TaskManager that runs tasks of the job, and its Python workers (a crashed machine
-    takes both); returns the TaskManager's pid."""
+    takes both); returns the TaskManager's id (as REST names it)."""
     tms = [t for t in rest.taskmanagers() if t["freeSlots"] < t["slotsNumber"]]
     assert tms, "no TaskManager runs a task"
     pids = taskmanager_pids(profile)
@@ -182,7 +200,41 @@ def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> int:
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return pid
+    return str(tms[0]["id"])
+
+
+# warnings every healthy run logs (Kafka committer metrics registered twice, the driver's advice on
+# `USE <keyspace>`, a schema another test left half-made): they would bury the one that matters
+_LOG_NOISE = ("Name collision", "USE <keyspace>", "SchemaParser")
+
+
+def flink_log_problems(profile: localstack.Profile, lines: int = 40) -> str:
+    """The newest WARN/ERROR lines of the profile's JobManager and TaskManager logs (and the .out
+    files, where a JVM that failed to start says why): appended to a failed wait's message."""
+    out = []
+    for log_file in sorted((localstack.run_dir(profile) / "flink" / "log").glob("*")):
+        if "standalonesession" not in log_file.name and "taskexecutor" not in log_file.name:
+            continue
+        text = log_file.read_text(errors="replace").splitlines()
+        hits = text if log_file.suffix == ".out" else [
+            t for t in text if (" WARN " in t or " ERROR " in t) and not any(n in t for n in _LOG_NOISE)]
+        if hits:
+            out.append(f"--- {log_file.name} (last {min(lines, len(hits))} of {len(hits)})")
+            out += [h[:400] for h in hits[-lines:]]
+    return "\n".join(out)
+
+
+def taskmanager_fatal_errors(profile: localstack.Profile) -> list[str]:
+    """Every "fatal error" with which a TaskManager of the profile shut itself down, with the
+    exception's first line. A failing task must fail and restart; it must never take its
+    TaskManager, and the other jobs' tasks on it, down."""
+    found = []
+    for log_file in sorted((localstack.run_dir(profile) / "flink" / "log").glob("*taskexecutor*.log")):
+        text = log_file.read_text(errors="replace").splitlines()
+        for i, line in enumerate(text):
+            if "Fatal error occurred while executing the TaskManager" in line:
+                found.append(f"{log_file.name}: {line[:23]} {text[i + 1][:300] if i + 1 < len(text) else ''}")
+    return found
 
 
 def free_port() -> int:

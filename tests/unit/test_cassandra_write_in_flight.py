@@ -155,3 +155,22 @@ def test_in_thread_mode_every_row_is_awaited_at_once():
     op.open(FakeContext(FakeGroup()))
     op.process_element("r1", None)
     assert fake.log == [("written", "r1")]
+
+
+class GivingUpWriter(FakeWriter):
+    """Cassandra is gone: every retry of a failed write runs out."""
+
+    def execute_with_retries(self, stmt, values, first_error):
+        raise first_error
+
+
+def test_close_after_a_failure_never_raises_and_always_releases_the_driver(caplog):
+    # In thread mode an exception from close (which also runs while a task fails or is cancelled)
+    # shuts the whole TaskManager down; the rows are replayed from the last checkpoint instead.
+    fake, group = GivingUpWriter(failing={"r1"}), FakeGroup()
+    op = writer_op(100, fake)
+    op.open(FakeContext(group))
+    op.process_element("r1", None)
+    op.close()
+    assert ("closed",) in fake.log
+    assert "were not stored (the restart replays them)" in caplog.text
