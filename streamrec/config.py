@@ -102,7 +102,9 @@ class Config:
     max_query_chars: int = 1024
 
     # --- job ---------------------------------------------------------------------------------
-    parallelism: int = 1
+    # 0: Flink decides (`flink run -p N`, else the cluster's parallelism.default; 1 on the local
+    # minicluster). A value here wins over both.
+    parallelism: int = 0
     checkpoint_interval_ms: int = 10_000
     # Start from the earliest offset when the consumer group has no committed offset yet.
     start_from_earliest: bool = True
@@ -124,6 +126,11 @@ class Config:
     # TaskManagers of one slot. "process": a Python worker process per slot fed by Beam in bundles
     # (the bundle and state cache settings above apply only there).
     python_execution_mode: str = "thread"
+    # Threads the model's BLAS (numpy's OpenBLAS) and faiss may use in each TaskManager's Python.
+    # One: Flink's parallelism is how the job uses more cores, and a multi-threaded BLAS on a
+    # 1 x 64 by 64 x 10k product is several times slower when the cores are busy (BENCHMARKS.md).
+    # 0 leaves the library defaults (a thread per core).
+    blas_threads: int = 1
     # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).
     # 0: a free port, logged by Flink.
     minicluster_rest_port: int = 0
@@ -169,6 +176,9 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
+        for name in ("parallelism", "blas_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative (0: the default)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

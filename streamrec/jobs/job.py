@@ -83,7 +83,8 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         # client set it.
         conf.set_string("rest.port", str(config.minicluster_rest_port))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(config.parallelism)
+    if config.parallelism > 0 or local:
+        env.set_parallelism(config.parallelism or 1)
     # Keyed state is split into max-parallelism key groups; a savepoint only restores into the same
     # number. Flink derives it from the parallelism (128 up to parallelism 85, more above), so fix
     # it: a savepoint taken at any parallelism resumes at any other up to 128.

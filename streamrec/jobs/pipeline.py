@@ -130,7 +130,7 @@ def build_pipeline(
         events.key_by(lambda e: e.user_id, key_type=Types.STRING())
         .connect(control.broadcast(CONTROL_STATE))
         .process(Recommend(catalog_loader, variants, config.user_ttl_ms, fail_once(config),
-                           config.ann_min_products, config.ann_recall_floor),
+                           config.ann_min_products, config.ann_recall_floor, config.blas_threads),
                  output_type=RECOMMENDATION_ROW)
         .name("update-and-recommend")
         # the uid of the keyed user state since the first release: savepoints keep restoring it

@@ -8,6 +8,7 @@ this module needs pyflink but starts no JVM.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import time
 from pathlib import Path
@@ -35,6 +36,8 @@ from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates,
 from streamrec.udfs.ranking import Ranker
 from streamrec.udfs.trending import DecayedPopularity
 from streamrec.udfs.variants import Variants
+
+log = logging.getLogger(__name__)
 
 CatalogLoader = Callable[[], Catalog]
 
@@ -251,8 +254,10 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     def __init__(self, catalog_loader: CatalogLoader, variants: Variants, user_ttl_ms: int = 0,
                  fail_once: Optional[FailOnce] = None, ann_min_products: int = 0,
-                 ann_recall_floor: float = 0.95) -> None:
+                 ann_recall_floor: float = 0.95, blas_threads: int = 1) -> None:
         self._load = catalog_loader
+        self._blas_threads = blas_threads
+        self._blas_limit: Any = None
         self._variants = variants
         self._user_ttl_ms = user_ttl_ms
         self._fail_once = fail_once
@@ -264,6 +269,11 @@ class Recommend(KeyedBroadcastProcessFunction):
         return Ranker(catalog, self._ann_min_products, self._ann_recall_floor, k)
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        if self._blas_threads > 0:
+            # process-wide (in thread mode: the TaskManager's one interpreter), and kept until close
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limit = threadpool_limits(limits=self._blas_threads)
         self._base = self._load()
         self._catalog = self._base
         self._ranker = self._new_ranker(self._catalog)
@@ -291,6 +301,16 @@ class Recommend(KeyedBroadcastProcessFunction):
                 .build()
             )
         self._state = runtime_context.get_state(descriptor)
+
+    def close(self) -> None:
+        # must not raise: in thread mode an exception here (close also runs after a failure) takes the
+        # whole TaskManager down
+        limit, self._blas_limit = getattr(self, "_blas_limit", None), None
+        if limit is not None:
+            try:
+                limit.restore_original_limits()
+            except Exception as exc:
+                log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def _apply(self, update: ProductUpdate) -> None:
         """Take a product's merged update into the catalog (rebuilt lazily, on the next event)."""

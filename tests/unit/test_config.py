@@ -48,3 +48,12 @@ def test_an_unknown_execution_mode_or_writer_is_refused_with_the_variable_named(
     with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_WRITER: 'jvm' is not one of java, python"):
         Config.from_env({"STREAMREC_CASSANDRA_WRITER": "jvm"})
     assert Config.from_env({"STREAMREC_PYTHON_EXECUTION_MODE": "thread"}).python_execution_mode == "thread"
+
+
+def test_parallelism_is_left_to_flink_unless_set_and_negative_counts_are_refused():
+    assert Config().parallelism == 0  # `flink run -p N` or the cluster's default decides
+    assert Config.from_env({"STREAMREC_PARALLELISM": "4"}).parallelism == 4
+    with pytest.raises(ValueError, match="STREAMREC_PARALLELISM: -1 is negative"):
+        Config.from_env({"STREAMREC_PARALLELISM": "-1"})
+    with pytest.raises(ValueError, match="STREAMREC_BLAS_THREADS: -2 is negative"):
+        Config(blas_threads=-2)
