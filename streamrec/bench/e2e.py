@@ -627,7 +627,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         # other job settings come from STREAMREC_* variables, as for `streamrec job run`
         base = Config.from_env(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                       jars=str(artifacts.kafka_connector_jar), catalog_path=str(catalog_path),
-                      parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms)
+                      parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms,
+                      blas_threads=opts.blas_threads)  # the job pins its own BLAS; the env is for the baseline
         expected = final_recommendation_events(events, catalog, model_params(base))
         tag = uuid.uuid4().hex[:6]
         configs = {}

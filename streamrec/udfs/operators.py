@@ -305,7 +305,7 @@ class Recommend(KeyedBroadcastProcessFunction):
     def close(self) -> None:
         # must not raise: in thread mode an exception here (close also runs after a failure) takes the
         # whole TaskManager down
-        limit, self._blas_limit = getattr(self, "_blas_limit", None), None
+        limit, self._blas_limit = self._blas_limit, None
         if limit is not None:
             try:
                 limit.restore_original_limits()

@@ -15,7 +15,7 @@ import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from streamrec import localstack
 from streamrec.config import Config
@@ -208,14 +208,18 @@ def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> str:
 _LOG_NOISE = ("Name collision", "USE <keyspace>", "SchemaParser")
 
 
+def _flink_logs(profile: localstack.Profile, *roles: str) -> Iterator[tuple[Path, list[str]]]:
+    """(file, lines) of the profile's Flink log and .out files whose name names one of ``roles``."""
+    for log_file in sorted((localstack.run_dir(profile) / "flink" / "log").glob("*")):
+        if any(role in log_file.name for role in roles):
+            yield log_file, log_file.read_text(errors="replace").splitlines()
+
+
 def flink_log_problems(profile: localstack.Profile, lines: int = 40) -> str:
     """The newest WARN/ERROR lines of the profile's JobManager and TaskManager logs (and the .out
     files, where a JVM that failed to start says why): appended to a failed wait's message."""
     out = []
-    for log_file in sorted((localstack.run_dir(profile) / "flink" / "log").glob("*")):
-        if "standalonesession" not in log_file.name and "taskexecutor" not in log_file.name:
-            continue
-        text = log_file.read_text(errors="replace").splitlines()
+    for log_file, text in _flink_logs(profile, "standalonesession", "taskexecutor"):
         hits = text if log_file.suffix == ".out" else [
             t for t in text if (" WARN " in t or " ERROR " in t) and not any(n in t for n in _LOG_NOISE)]
         if hits:
@@ -229,8 +233,9 @@ def taskmanager_fatal_errors(profile: localstack.Profile) -> list[str]:
     exception's first line. A failing task must fail and restart; it must never take its
     TaskManager, and the other jobs' tasks on it, down."""
     found = []
-    for log_file in sorted((localstack.run_dir(profile) / "flink" / "log").glob("*taskexecutor*.log")):
-        text = log_file.read_text(errors="replace").splitlines()
+    for log_file, text in _flink_logs(profile, "taskexecutor"):
+        if log_file.suffix != ".log":
+            continue
         for i, line in enumerate(text):
             if "Fatal error occurred while executing the TaskManager" in line:
                 found.append(f"{log_file.name}: {line[:23]} {text[i + 1][:300] if i + 1 < len(text) else ''}")
