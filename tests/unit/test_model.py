@@ -310,10 +310,72 @@ def test_hits_count_events_that_touch_a_product_of_the_list_shown_before():
     assert (s.impressions, s.hits) == (2, 1)
 
 
-def test_state_pickled_by_an_older_version_loads_with_defaults():
+# A user's state as the release before 2026-11-24 pickled it (a dict of fields, numpy's own array
+# pickling): what a savepoint taken with it holds.
+STATE_PICKLED_BY_THE_PREVIOUS_RELEASE = (
+    b"\x80\x05\x95B\x01\x00\x00\x00\x00\x00\x00\x8c\x14streamrec.udfs.model\x94\x8c\tUserState\x94\x93\x94)"
+    b"\x81\x94}\x94(\x8c\x06vector\x94\x8c\x13numpy._core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94(\x96\x0c"
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00?\x00\x00\x80\xbe\x00\x00\x80?\x94\x8c\x05numpy\x94\x8c\x05dtype"
+    b"\x94\x93\x94\x8c\x02f4\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01<\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK"
+    b"\x00t\x94bK\x03\x85\x94\x8c\x01C\x94t\x94R\x94\x8c\tpurchased\x94]\x94\x8c\x02p1\x94a\x8c\x03seq\x94"
+    b"K\x07\x8c\x06max_ts\x94\x8a\x06{h\xe5\xcf\x8b\x01\x8c\tvector_ts\x94\x8a\x06dh\xe5\xcf\x8b\x01\x8c\x04"
+    b"cart\x94]\x94\x8c\x02p2\x94a\x8c\x05moves\x94K\x05\x8c\nlast_shown\x94\x8c\x02p3\x94\x8c\x02p4\x94"
+    b"\x86\x94\x8c\x0bimpressions\x94K\x03\x8c\x04hits\x94K\x01ub."
+)
+PREVIOUS_RELEASE_STATE = UserState(vector=np.array([0.5, -0.25, 1.0], dtype=np.float32), purchased=["p1"], seq=7,
+                                   max_ts=1700000000123, vector_ts=1700000000100, cart=["p2"], moves=5,
+                                   last_shown=("p3", "p4"), impressions=3, hits=1)
+
+
+def same_state(a: UserState, b: UserState) -> bool:
+    vectors_equal = (a.vector is None and b.vector is None) or (
+        a.vector is not None and b.vector is not None and np.array_equal(a.vector, b.vector))
+    return vectors_equal and {**a.__dict__, "vector": None} == {**b.__dict__, "vector": None}
+
+
+def test_a_savepoint_of_the_previous_release_still_loads():
     import pickle
 
-    old = UserState()
-    del old.__dict__["cart"], old.__dict__["hits"]  # as an older release pickled it
-    back = pickle.loads(pickle.dumps(old))
-    assert back.cart == [] and back.hits == 0
+    back = pickle.loads(STATE_PICKLED_BY_THE_PREVIOUS_RELEASE)
+    assert same_state(back, PREVIOUS_RELEASE_STATE)
+    # and the job goes on with it: the next event moves the restored vector
+    update_user(back, event(1, None, "search"), unit_catalog(d=3), PARAMS)
+    assert back.seq == 8
+
+
+def test_state_pickled_by_an_older_version_loads_with_defaults():
+    import copyreg
+    import pickle
+
+    class PickledAsADict:  # the previous release's form: the class, then a dict of its fields
+        def __init__(self, fields: dict) -> None:
+            self.fields = fields
+
+        def __reduce__(self):
+            return copyreg._reconstructor, (UserState, object, None), self.fields  # type: ignore[attr-defined]
+
+    # a release before the cart and the hit counts: its dict has neither
+    fields = {k: v for k, v in PREVIOUS_RELEASE_STATE.__dict__.items() if k not in ("cart", "hits")}
+    back = pickle.loads(pickle.dumps(PickledAsADict(fields), protocol=pickle.HIGHEST_PROTOCOL))
+    assert isinstance(back, UserState)
+    assert back.cart == [] and back.hits == 0 and back.impressions == 3 and back.purchased == ["p1"]
+
+
+def test_the_state_round_trips_through_its_compact_pickle():
+    import pickle
+
+    for state in (PREVIOUS_RELEASE_STATE, UserState()):
+        raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        back = pickle.loads(raw)
+        assert same_state(back, state)
+        assert back.vector is None or (back.vector.dtype == np.float32 and back.vector.flags.writeable)
+    assert len(pickle.dumps(PREVIOUS_RELEASE_STATE, protocol=pickle.HIGHEST_PROTOCOL)) < len(
+        STATE_PICKLED_BY_THE_PREVIOUS_RELEASE)
+
+
+def test_a_compact_pickle_without_the_fields_a_later_release_added_gets_their_defaults():
+    from streamrec.udfs.model import _restore_user
+
+    back = _restore_user(np.ones(3, dtype=np.float32).tobytes(), ["p1"], 4)  # vector, purchased, seq only
+    assert back.seq == 4 and back.purchased == ["p1"] and back.cart == [] and back.hits == 0
+    np.testing.assert_array_equal(back.vector, np.ones(3, dtype=np.float32))
