@@ -350,11 +350,21 @@ class Freshness:
         return last <= max(1000.0, 2.0 * first)
 
 
+def next_poll(sent: float, now: float, poll_interval: float, backoff: float) -> float:
+    """When to read a probe's row again: every ``poll_interval`` while it is young, then after
+    ``backoff`` x its age, so a latency is overstated by at most that fraction. A probe that waits
+    seconds is not read 50 times a second: on a small machine those reads took CPU from the system
+    being measured just when it lagged, and made it lag more."""
+    return now + max(poll_interval, backoff * (now - sent))
+
+
 def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,
-                      probe_rate: float, tag: str, poll_interval: float = 0.02, settle: float = 15.0) -> Freshness:
+                      probe_rate: float, tag: str, poll_interval: float = 0.02, settle: float = 15.0,
+                      backoff: float = 0.05) -> Freshness:
     """Produce ``rate`` events/s for ``seconds`` plus probes; time each probe until its row is readable."""
     one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
     pending: dict[str, tuple[str, float]] = {}  # user -> (event id, produce time)
+    due_at: dict[str, float] = {}  # user -> when to read the probe's row next
     order: list[str] = []
     seen: dict[str, float] = {}
     lock = threading.Lock()
@@ -364,7 +374,9 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
         while not stop.is_set() or pending:
             t0 = time.time()
             with lock:
-                todo = list(pending.items())
+                todo = [(u, p) for u, p in pending.items() if due_at.get(u, 0.0) <= t0]
+            for u, (_, sent) in todo:
+                due_at[u] = next_poll(sent, t0, poll_interval, backoff)
             futures = [(u, eid, sent, session.execute_async(one_q, (u,))) for u, (eid, sent) in todo]
             for u, eid, sent, f in futures:
                 try:

@@ -13,7 +13,7 @@ import pytest
 
 from streamrec.bench import results
 from streamrec.bench.baseline import BaselineModel, model_params
-from streamrec.bench.e2e import Freshness, _event_seq, steady_rate
+from streamrec.bench.e2e import Freshness, _event_seq, next_poll, steady_rate
 from streamrec.bench.flinkrest import find_rest
 from streamrec.bench.generator import (
     DEFAULT_MIX,
@@ -263,3 +263,18 @@ def test_query_latency_percentiles_are_the_usual_ones():
 
     p = percentiles([float(x) for x in range(1, 101)])
     assert (p["p50"], p["p95"], p["p99"], p["max"], p["mean"]) == (50.5, 95.05, 99.01, 100.0, 50.5)
+
+
+def test_a_probe_is_read_every_20_ms_while_young_then_less_often_overstating_by_at_most_5_percent():
+    sent = 100.0
+    assert next_poll(sent, sent + 0.1, 0.02, 0.05) == pytest.approx(sent + 0.12)  # young: every 20 ms
+    # a probe that has waited 9 s is read again after 0.45 s, not 22 times in between
+    assert next_poll(sent, sent + 9.0, 0.02, 0.05) == pytest.approx(sent + 9.45)
+    # reading at each due time, the row that became readable just after a read is seen <= 5% late
+    t, reads = sent, 0
+    readable = sent + 7.3
+    while t < readable:
+        t = next_poll(sent, t, 0.02, 0.05)
+        reads += 1
+    assert (t - sent) <= 1.05 * (readable - sent) + 0.02
+    assert reads < 7.3 / 0.02 / 4
