@@ -168,20 +168,9 @@ def run(config: Config, catalog: Catalog, mode: str = "naive", max_poll_records:
 
 
 def _write_concurrently(writer: Any, session: Any, rows: list[OutputRow]) -> None:
-    """The writer's two statements for every row, all in flight, then wait for all of them."""
-    from streamrec.connectors.cassandra import _ms_to_datetime
-
-    futures = []
-    for row in rows:
-        ts = _ms_to_datetime(row.ts)
-        futures.append(session.execute_async(
-            writer._insert_event,
-            (row.user_id, ts, row.event_id, row.type, row.product_id, row.query, row.ts * 1000)))
-        if row.product_ids:
-            futures.append(session.execute_async(
-                writer._upsert_recs,
-                (row.user_id, list(row.product_ids), [float(x) for x in row.scores], row.source,
-                 row.event_id, ts, _ms_to_datetime(row.write_ts // 1000), row.write_ts)))
+    """The writer's statements for every row (the same as the naive mode's), all in flight, then
+    wait for all of them."""
+    futures = [session.execute_async(stmt, values) for row in rows for stmt, values in writer.bound(row)]
     for f in futures:
         f.result()
 

@@ -195,9 +195,15 @@ class RecommendationWriter:
 
     def bound(self, row: Any) -> list[tuple[Any, tuple[Any, ...]]]:
         """The (prepared statement, values) pairs that store one pipeline row."""
+        from cassandra.query import UNSET_VALUE
+
         ts = _ms_to_datetime(row.ts)
+        # A bound None is stored as a tombstone, and every event lacks either a product or a query;
+        # the row is new, so there is nothing to delete: leave the column unset.
+        product_id = UNSET_VALUE if row.product_id is None else row.product_id
+        query = UNSET_VALUE if row.query is None else row.query
         out: list[tuple[Any, tuple[Any, ...]]] = [
-            (self._insert_event, (row.user_id, ts, row.event_id, row.type, row.product_id, row.query, row.ts * 1000))
+            (self._insert_event, (row.user_id, ts, row.event_id, row.type, product_id, query, row.ts * 1000))
         ]
         if row.product_ids:  # an empty list would hide the previous, useful one
             out.append((self._upsert_recs, (

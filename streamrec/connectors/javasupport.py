@@ -161,8 +161,17 @@ public final class CassandraRowSink implements Sink<Row> {
         public void write(Row row, Context context) throws IOException {
             String userId = (String) row.getField(1);
             long ts = (Long) row.getField(2);
-            pending.add(insertEvent.bind(userId, new Date(ts), row.getField(0), row.getField(3), row.getField(4),
-                    row.getField(5), ts * 1000L));
+            BoundStatement event = insertEvent.bind(userId, new Date(ts), row.getField(0), row.getField(3),
+                    row.getField(4), row.getField(5), ts * 1000L);
+            // A bound null is stored as a tombstone, and every event lacks either a product or a query;
+            // the row is new, so there is nothing to delete: leave the column unset.
+            if (row.getField(4) == null) {
+                event.unset(4); // product_id (INSERT_EVENT_CQL's 5th marker)
+            }
+            if (row.getField(5) == null) {
+                event.unset(5); // query
+            }
+            pending.add(event);
             Object[] ids = (Object[]) row.getField(7);
             if (ids != null && ids.length > 0) { // an empty list would hide the previous, useful one
                 Object[] scores = (Object[]) row.getField(8);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -76,5 +77,20 @@ def count_events(config: Config) -> int:
     session = connect(config, config.keyspace)
     try:
         return int(session.execute("SELECT COUNT(*) FROM events").one()[0])
+    finally:
+        session.cluster.shutdown()
+
+
+def tombstones_read(config: Config, user_id: str) -> tuple[int, int]:
+    """(live rows, tombstone cells) Cassandra reports reading for one user's events: a traced query."""
+    session = connect(config, config.keyspace)
+    try:
+        result = session.execute("SELECT * FROM events WHERE user_id = %s", (user_id,), trace=True)
+        rows = list(result)
+        for event in result.get_query_trace(max_wait_sec=10).events:
+            found = re.search(r"Read (\d+) live rows and (\d+) tombstone cells", event.description)
+            if found:
+                return int(found.group(1)), int(found.group(2))
+        raise AssertionError(f"no read summary in the trace of {len(rows)} rows")
     finally:
         session.cluster.shutdown()

@@ -174,3 +174,28 @@ def test_close_after_a_failure_never_raises_and_always_releases_the_driver(caplo
     op.close()
     assert ("closed",) in fake.log
     assert "were not stored (the restart replays them)" in caplog.text
+
+
+def test_a_missing_product_or_query_is_left_unset_not_stored_as_a_tombstone():
+    from cassandra.query import UNSET_VALUE
+    from pyflink.common import Row
+
+    from streamrec.connectors.cassandra import RecommendationWriter
+    from streamrec.udfs.operators import RECOMMENDATION_FIELDS
+
+    writer = RecommendationWriter(Config())
+    writer._insert_event, writer._upsert_recs = "insert_event", "upsert_recs"  # prepared on open() otherwise
+
+    def row(event_id, etype, product_id, query):
+        r = Row(event_id, "u1", 1_700_000_000_000, etype, product_id, query, 1_700_000_000_000_001,
+                ["p1"], [0.5], "personal", None, 0, 0)
+        r.set_field_names(RECOMMENDATION_FIELDS)
+        return r
+
+    (_, view), _ = writer.bound(row("e1", "view", "p9", None))
+    (_, search), _ = writer.bound(row("e2", "search", None, "red lamp"))
+    assert view[4:6] == ("p9", UNSET_VALUE)
+    assert search[4:6] == (UNSET_VALUE, "red lamp")
+    # the recommendations row is rewritten in place: a None there must still clear the old value
+    (_, _), (_, recs) = writer.bound(row("e1", "view", "p9", None))
+    assert recs[7] is None
