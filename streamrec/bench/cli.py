@@ -16,7 +16,7 @@ _E2E_OPTIONS = [
     click.option("--catalog-size", type=click.IntRange(10), default=10_000, show_default=True,
                  help="Products of the synthetic catalog."),
     click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True),
-    click.option("--events", type=click.IntRange(100), default=30_000, show_default=True,
+    click.option("--events", type=click.IntRange(100), default=60_000, show_default=True,
                  help="Events pre-loaded into each system's topic (the throughput phase)."),
     click.option("--users", type=click.IntRange(1), default=3_000, show_default=True),
     click.option("--seed", type=int, default=0, show_default=True),

@@ -54,7 +54,7 @@ class BenchOptions:
     catalog: str = "synthetic"  # or "uci"
     catalog_size: int = 10_000  # synthetic only; the UCI catalog has what the data has
     dim: int = 64
-    events: int = 30_000
+    events: int = 60_000
     users: int = 3_000
     seed: int = 0
     partitions: int = 2
@@ -710,6 +710,7 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 want = len(events) + fr.sent + fr.probes + (low.sent + low.probes if low else 0)
                 stored = _stored_events(session, want, system)
                 fresh_pct = results.percentiles(fr.latencies_ms)
+                log.debug("%s: probe latencies in send order (ms): %s", name, [round(x) for x in fr.latencies_ms])
                 _say(f"{name}: freshness {fresh_pct} ms over {len(fr.latencies_ms)}/{fr.probes} probes at "
                      f"{fr.achieved_rate:.0f} events/s; kept up: {fr.kept_up()}")
                 record = {
