@@ -252,8 +252,7 @@ def top_k_batch(
             scores[i, np.asarray(excluded, dtype=np.int64)] = -np.inf
     scores[(norms[:, 0] == 0)] = -np.inf
     if kk < n:
-        # the kk largest without negating a (b, n) copy first; _top_k_one selects the same way
-        part = np.argpartition(scores, n - kk, axis=1)[:, n - kk:]
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
     else:
         part = np.tile(np.arange(n), (b, 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
@@ -278,8 +277,8 @@ def _top_k_one(v: np.ndarray, catalog: Catalog, kk: int, excluded: Sequence[int]
     np.putmask(scores, ~(catalog.in_stock if eligible is None else eligible), np.float32(-np.inf))
     if len(excluded):
         scores[np.asarray(excluded, dtype=np.int64)] = -np.inf
-    n = len(scores)
-    part = np.argpartition(scores, n - kk)[n - kk:] if kk < n else np.arange(n)
+    # the same selection as top_k_batch (not argpartition(scores, n - kk), which breaks ties differently)
+    part = np.argpartition(-scores, kk - 1)[:kk] if kk < len(scores) else np.arange(len(scores))
     part_scores = scores[part]
     order = np.argsort(-part_scores, kind="stable")
     rows = part[order]
