@@ -106,10 +106,8 @@ def model_pieces(products: int = 10_000, dim: int = 64, events: int = 20_000, us
 
 def write_pieces(config: Config, cassandra_pid: Optional[int], rows: int = 2000) -> list[tuple[str, float, float]]:
     """[(write form, client CPU us per event, Cassandra CPU us per event)] on a scratch keyspace."""
-    from cassandra.query import BatchStatement, BatchType
-
     from streamrec.bench.procstat import read_stat
-    from streamrec.connectors.cassandra import RecommendationWriter, _ms_to_datetime, drop_keyspace, ensure_schema
+    from streamrec.connectors.cassandra import RecommendationWriter, drop_keyspace, ensure_schema
 
     config = config.replace(keyspace="bench_pieces")
     ensure_schema(config)
@@ -122,23 +120,14 @@ def write_pieces(config: Config, cassandra_pid: Optional[int], rows: int = 2000)
                       tuple(float(j) for j in range(10)), "personal") for i in range(rows * 6)]
 
     def events_only(chunk: list[OutputRow]) -> None:
-        fs = [session.execute_async(writer._insert_event, (r.user_id, _ms_to_datetime(r.ts), r.event_id, r.type,
-                                                             r.product_id, r.query, r.ts * 1000)) for r in chunk]
+        fs = [session.execute_async(*writer.bound(r)[0]) for r in chunk]  # the events insert alone
         for f in fs:
             f.result()
 
     def unlogged(per: int) -> Callable[[list[OutputRow]], None]:
         def run(chunk: list[OutputRow]) -> None:
-            fs = []
-            for j in range(0, len(chunk), per):
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for r in chunk[j:j + per]:
-                    ts = _ms_to_datetime(r.ts)
-                    batch.add(writer._insert_event, (r.user_id, ts, r.event_id, r.type, r.product_id, r.query,
-                                                     r.ts * 1000))
-                    batch.add(writer._upsert_recs, (r.user_id, list(r.product_ids), list(r.scores), r.source,
-                                                    r.event_id, ts, _ms_to_datetime(r.write_ts // 1000), r.write_ts))
-                fs.append(session.execute_async(batch))
+            fs = [session.execute_async(*writer.batch([p for r in chunk[j:j + per] for p in writer.bound(r)]))
+                  for j in range(0, len(chunk), per)]
             for f in fs:
                 f.result()
         return run
