@@ -144,9 +144,12 @@ class Config:
     # are awaited before a checkpoint completes (the Java sink's flush, or the end of the Python
     # bundle). Python writer only: 0 awaits each row at once.
     cassandra_max_in_flight: int = 256
-    # Rows per write request (an unlogged batch of their statements). Ten rows stay under
-    # Cassandra's default batch_size_warn_threshold (5 KiB) with 15 candidates each.
+    # Rows per write request (an unlogged batch of their statements): ~10 KiB with 30 candidates
+    # per row, over Cassandra's default batch_size_warn_threshold (5 KiB; README: raise it to 16 KiB).
     cassandra_batch_rows: int = 10
+    # A partial batch goes out this long after its first row (Java sink): at a trickle of events a
+    # row would otherwise wait for the batch to fill or for the next checkpoint (seconds).
+    cassandra_batch_linger_ms: int = 20
 
     # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,
     # STREAMREC_<FIELD>_FILE (a file holding the secret); they never appear in repr, logs or --help.
@@ -179,6 +182,9 @@ class Config:
         for name in ("parallelism", "blas_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative (0: the default)")
+        if self.cassandra_batch_linger_ms < 0:
+            raise ValueError(f"{ENV_PREFIX}CASSANDRA_BATCH_LINGER_MS: {self.cassandra_batch_linger_ms} is negative "
+                             "(0: a partial batch goes out at the next timer tick)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

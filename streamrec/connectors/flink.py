@@ -114,7 +114,8 @@ def java_cassandra_sink(config: Config) -> Sink:
     return Sink(java_class(SINK_CLASS_NAME)(
         ",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
         config.cassandra_username, config.cassandra_password, INSERT_EVENT_CQL, UPSERT_RECOMMENDATIONS_CQL,
-        config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries))
+        config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries,
+        config.cassandra_batch_linger_ms))
 
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:

@@ -75,6 +75,7 @@ import java.util.List;
 import org.apache.flink.api.connector.sink2.Sink;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.api.connector.sink2.WriterInitContext;
+import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -82,6 +83,10 @@ import org.slf4j.LoggerFactory;
 /**
  * Writes the job's recommendation rows to Cassandra from the JVM: the events insert and the
  * recommendations upsert of each row, a few rows per unlogged batch, many batches in flight.
+ *
+ * <p>A batch goes out when it holds {@code batchRows} rows or {@code lingerMs} after its first row,
+ * whichever comes first: at a trickle of events a row must not wait for nine more (or for the next
+ * checkpoint) before its recommendation is readable.
  *
  * <p>Flink calls {@link SinkWriter#flush} before every checkpoint barrier passes this sink, and
  * flush waits for every write in flight (retrying failed ones), so a completed checkpoint never
@@ -102,12 +107,13 @@ public final class CassandraRowSink implements Sink<Row> {
     private final int batchRows;
     private final int maxInFlight;
     private final int retries;
+    private final long lingerMs;
 
     /** The two CQL statements come from the Python writer (connectors/cassandra.py), so there is one
      *  copy of them; their bind markers are in the order {@code write} binds. */
     public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
                             String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
-                            int retries) {
+                            int retries, long lingerMs) {
         this.hosts = hosts.split(",");
         this.port = port;
         this.keyspace = keyspace;
@@ -118,11 +124,12 @@ public final class CassandraRowSink implements Sink<Row> {
         this.batchRows = Math.max(1, batchRows);
         this.maxInFlight = Math.max(1, maxInFlight);
         this.retries = Math.max(0, retries);
+        this.lingerMs = Math.max(0L, lingerMs);
     }
 
     @Override
     public SinkWriter<Row> createWriter(WriterInitContext context) throws IOException {
-        return new Writer();
+        return new Writer(context.getProcessingTimeService());
     }
 
     private final class Writer implements SinkWriter<Row> {
@@ -134,8 +141,11 @@ public final class CassandraRowSink implements Sink<Row> {
         private final ArrayDeque<Object[]> inFlight = new ArrayDeque<>(); // {statement, future}
         private BatchStatement pending = new BatchStatement(BatchStatement.Type.UNLOGGED);
         private int pendingRows = 0;
+        private final ProcessingTimeService timers;
+        private long lingerTimerAt = -1L; // when the pending batch goes out anyway; -1: no timer
 
-        Writer() throws IOException {
+        Writer(ProcessingTimeService timers) throws IOException {
+            this.timers = timers;
             Cluster.Builder builder = Cluster.builder()
                     .addContactPoints(Arrays.stream(hosts).map(String::trim).toArray(String[]::new))
                     .withPort(port)
@@ -189,10 +199,25 @@ public final class CassandraRowSink implements Sink<Row> {
                         row.getField(12), writeTs));
             }
             if (++pendingRows >= batchRows) {
-                send();
-                if (inFlight.size() > maxInFlight) {
-                    await(inFlight.size() - maxInFlight / 2);
-                }
+                sendAndBound();
+            } else if (pendingRows == 1 && lingerTimerAt < 0) {
+                // the callback runs in the task's mailbox thread, like write(): no locking needed
+                lingerTimerAt = timers.getCurrentProcessingTime() + lingerMs;
+                timers.registerTimer(lingerTimerAt, time -> onLinger());
+            }
+        }
+
+        private void onLinger() throws IOException {
+            lingerTimerAt = -1L;
+            if (pendingRows > 0) {
+                sendAndBound();
+            }
+        }
+
+        private void sendAndBound() throws IOException {
+            send();
+            if (inFlight.size() > maxInFlight) {
+                await(inFlight.size() - maxInFlight / 2);
             }
         }
 

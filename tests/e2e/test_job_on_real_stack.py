@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -17,7 +18,16 @@ import pytest
 from streamrec.runner import BackgroundJob, config_env, wait_for
 from streamrec.udfs.events import Event
 
-from .helpers import MALFORMED, count_events, dead_letters, produce, read_store, tombstones_read, uci_slice
+from .helpers import (
+    MALFORMED,
+    count_events,
+    dead_letters,
+    produce,
+    read_store,
+    stored_recommendation_event,
+    tombstones_read,
+    uci_slice,
+)
 
 
 @pytest.fixture(params=[("thread", "java"), ("process", "python")],
@@ -26,7 +36,9 @@ def replayed(request, e2e_config, uci_history, tmp_path):
     # the default (Python in the TaskManager's JVM, rows written by the Java sink) and the other
     # pair of settings a user may choose: the same events must give the same store
     mode, writer = request.param
-    job_config = e2e_config.replace(python_execution_mode=mode, cassandra_writer=writer)
+    # checkpoints far apart: a row that waited for one (rather than for its batch's linger) would show
+    job_config = e2e_config.replace(python_execution_mode=mode, cassandra_writer=writer,
+                                    checkpoint_interval_ms=60_000)
     events = uci_slice(uci_history, users=12, per_user=30)
     # two shoppers look at the same product; only the second then searches for "lantern"
     ts = events[-1].ts + 1000
@@ -40,15 +52,22 @@ def replayed(request, e2e_config, uci_history, tmp_path):
                  on_timeout=job.log_tail)
         wait_for(lambda: len(dead_letters(e2e_config)) >= len(MALFORMED), timeout=60,
                  what="dead letters", on_timeout=job.log_tail)
+        # then the stream goes quiet, and one more shopper clicks
+        lone = Event("s-4", "shopper-quiet", ts + 2000, "click", "85123A")
+        produce(e2e_config, [lone], malformed=False)
+        sent = time.monotonic()  # the click is in Kafka
+        wait_for(lambda: stored_recommendation_event(e2e_config, lone.user_id) == lone.event_id, timeout=90,
+                 what="the lone click's recommendations", interval=0.05, on_timeout=job.log_tail)
+        lone_seconds = time.monotonic() - sent
         assert job.alive(), job.log_tail()
-    return events, read_store(e2e_config), dead_letters(e2e_config)
+    return events, read_store(e2e_config), dead_letters(e2e_config), lone_seconds
 
 
 def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_topic(
     replayed, e2e_config, uci_catalog
 ):
     # one job run serves several checks (a Flink job start costs 5-20 s here)
-    events, store, dlq = replayed
+    events, store, dlq, _ = replayed
 
     # a search moves the user toward the searched products
     def lanterns(user: str) -> int:
@@ -71,7 +90,7 @@ def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_
     bought = defaultdict(set)
     for e in events:
         bought[e.user_id].add(e.product_id)
-    assert set(store.recommendations) == set(bought) | {"shopper-a", "shopper-b"}
+    assert set(store.recommendations) == set(bought) | {"shopper-a", "shopper-b", "shopper-quiet"}
     for user, (items, scores, source) in store.recommendations.items():
         if user.startswith("shopper-"):
             continue
@@ -90,6 +109,13 @@ def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_
     assert answer["user_id"] == user and answer["source"] == "personal"
     assert [i["product_id"] for i in answer["items"]] == store.recommendations[user][0][:3]
     assert all(isinstance(i["score"], float) for i in answer["items"])
+
+
+def test_a_lone_click_on_a_quiet_stream_is_readable_within_a_second_or_two(replayed):
+    # a partial write batch goes out after its linger (20 ms), not when nine more rows arrive or at
+    # the next checkpoint (a minute away here); the bound leaves room for a slow, shared machine
+    *_, lone_seconds = replayed
+    assert lone_seconds < 3.0, f"a lone click took {lone_seconds:.1f} s to reach Cassandra"
 
 
 def test_similar_products_come_from_the_catalog_in_cassandra(e2e_config, uci_catalog):

@@ -57,3 +57,10 @@ def test_parallelism_is_left_to_flink_unless_set_and_negative_counts_are_refused
         Config.from_env({"STREAMREC_PARALLELISM": "-1"})
     with pytest.raises(ValueError, match="STREAMREC_BLAS_THREADS: -2 is negative"):
         Config(blas_threads=-2)
+
+
+def test_a_partial_cassandra_batch_waits_at_most_the_linger_and_a_negative_linger_is_refused():
+    assert Config().cassandra_batch_linger_ms == 20
+    assert Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "5"}).cassandra_batch_linger_ms == 5
+    with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_BATCH_LINGER_MS: -1 is negative"):
+        Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "-1"})
