@@ -24,8 +24,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"],
-        # `make bench`: plots and py-spy profiles (faiss and threadpoolctl are core dependencies)
-        "bench": ["matplotlib>=3.7", "py-spy>=0.3.14"],
+        # `make bench`: plots, py-spy profiles and the load generator's Kafka client (faiss and
+        # threadpoolctl are core dependencies)
+        "bench": ["matplotlib>=3.7", "py-spy>=0.3.14", "confluent-kafka>=2.3"],
     },
     entry_points={"console_scripts": ["streamrec=streamrec.cli:main"]},
 )

@@ -36,6 +36,9 @@ _E2E_OPTIONS = [
     click.option("--python-worker-mode", type=click.Choice(["loopback", "process"]), default=None,
                  help="Where the minicluster runs the job's Python operators: loopback (PyFlink's default "
                       "for a local job: inside the client process) or process (own worker, as on a cluster)."),
+    click.option("--warmup-seconds", type=click.FloatRange(0), default=180.0, show_default=True,
+                 help="Before the first system: write and read rows in Cassandra until its JIT compiler is "
+                      "quiet, at most this long (0: no warm-up)."),
     click.option("--profile", "profile", is_flag=True,
                  help="py-spy record the Python workers during the throughput phase (bench/profiles/)."),
     click.option("--profile-seconds", type=float, default=20.0, show_default=True),
@@ -61,9 +64,10 @@ def _e2e_options(fn: Any) -> Any:
 def _logging(verbose: bool) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not verbose:
-        for name in ("kafka", "cassandra"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    # -v is for the harness's own details; the clients' debug output (a line per request) would cost
+    # the harness a good part of a core while it measures
+    for name in ("kafka", "cassandra"):
+        logging.getLogger(name).setLevel(logging.ERROR if not verbose else logging.WARNING)
 
 
 def _run_e2e(systems: str, uci_path: Optional[str], plot: bool, verbose: bool, **kw: Any) -> None:

@@ -4,6 +4,8 @@
    also on Ctrl-C); a catalog (synthetic unit vectors, or the UCI catalog) written to a file both read.
 2. The generator's events (Zipf products and users, views >> clicks > carts > purchases) pre-loaded
    into one topic per system, so each reads the same events from its own topic, keyspace and group.
+   Then Cassandra is warmed up (warmup.py) until its JIT compiler is quiet: a fresh Cassandra spends
+   its first minute or two compiling, which only the first system measured would have paid for.
 3. One system at a time (never both: 2 cores): start it, note when the first recommendation row is
    readable and when every user's row names the user's last event; sustained events/s is the event
    count over that window (the start-up is outside it). CPU over the same window from /proc: the
@@ -11,7 +13,8 @@
    Cassandra, this harness and the whole machine (to show how much the other users took).
 4. Freshness: events at a steady rate (by default 80% of the rate just measured) plus a few probe
    events for fresh users; a poller reads each probe user's row until it names the probe:
-   produce -> readable, p50/p95/p99.
+   produce -> readable, p50/p95/p99. The harness produces with confluent-kafka (~90 us of CPU per
+   event; kafka-python took ~510), so the load generator takes little from the 2 cores.
 5. One JSON line per system in ``bench/results.jsonl``.
 """
 
@@ -36,6 +39,7 @@ from streamrec.bench import results
 from streamrec.bench.baseline import model_params
 from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
 from streamrec.bench.procstat import MACHINE, CpuSampler, Group, descendants, process_table, thread_cpu
+from streamrec.bench.warmup import WarmUp, compiler_cpu, warm_up_cassandra
 from streamrec.config import Config
 from streamrec.runner import BackgroundJob, config_env
 from streamrec.udfs.catalog import Catalog
@@ -80,6 +84,8 @@ class BenchOptions:
     # PyFlink runs a minicluster job's Python operators in "loopback" mode (inside the client process)
     # unless told otherwise; "process" gives them their own worker process as on a cluster.
     python_worker_mode: str = ""
+    # Longest time to warm the bench's Cassandra up before the first system (0: no warm-up); see warmup.py.
+    warmup_seconds: float = 180.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,11 +204,47 @@ class System:
 # --------------------------------------------------------------------------------------------
 
 
-def _producer(config: Config, linger_ms: int) -> Any:
-    from kafka import KafkaProducer
+class Producer:
+    """The harness's load generator: confluent-kafka (librdkafka) behind the three calls it needs.
 
-    return KafkaProducer(bootstrap_servers=config.kafka_bootstrap, linger_ms=linger_ms, acks=1,
-                         batch_size=256 * 1024)
+    The harness shares the 2 cores with the system it measures. kafka-python spent ~510 us of CPU
+    per event at 700 events/s (0.36 cores, plus the poller), confluent-kafka ~90 us, so the freshness
+    phases no longer take a third of a core away from the system under test (BENCHMARKS.md).
+    A message that cannot be delivered fails :meth:`flush`: the counts checked afterwards assume
+    every produced event reached the topic.
+    """
+
+    def __init__(self, config: Config, linger_ms: int) -> None:
+        from confluent_kafka import Producer as _Kafka
+
+        self._kafka = _Kafka({"bootstrap.servers": config.kafka_bootstrap, "linger.ms": linger_ms, "acks": 1,
+                              "client.id": "streamrec-bench"})
+        self._errors: list[str] = []
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self._kafka.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                break
+            except BufferError:  # the local queue is full: let librdkafka send some first
+                self._kafka.poll(0.05)
+        self._kafka.poll(0)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        left = self._kafka.flush(timeout)
+        if left or self._errors:
+            raise RuntimeError(f"{left} message(s) not sent in {timeout:.0f} s; delivery errors: {self._errors[:3]}")
+
+    def close(self) -> None:
+        self._kafka.flush(10.0)
+
+
+def _producer(config: Config, linger_ms: int) -> Producer:
+    return Producer(config, linger_ms)
 
 
 def preload(configs: list[Config], events: list[GenEvent]) -> float:
@@ -656,6 +698,15 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         _say(f"{len(events)} events of {opts.users} users ({len(expected)} with recommendations) pre-loaded "
              f"into {len(configs)} topic(s) in {secs:.1f} s; mix "
              f"{ {k: round(v, 3) for k, v in mix_of(events).items()} }")
+        warm: Optional[WarmUp] = None
+        if opts.warmup_seconds > 0:
+            warm_config = base.replace(keyspace=f"bench_warmup_{tag}")
+            ensure_schema(warm_config)
+            stops.append(lambda: drop_keyspace(warm_config))
+            _say(f"warming Cassandra up (until its JIT compiler is quiet, at most {opts.warmup_seconds:.0f} s)")
+            warm = warm_up_cassandra(warm_config, catalog, lambda: cassandra_pids, opts.warmup_seconds)
+            _say(f"Cassandra warm-up: {warm.rows} rows in {warm.seconds:.0f} s, its JIT used "
+                 f"{warm.compiler_cpu_s:.1f} s of CPU; {'quiet' if warm.quiet else 'NOT quiet yet'}")
 
         for name in opts.systems:
             config = configs[name]
@@ -671,8 +722,10 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
             try:
                 _say(f"{name}: starting")
                 t_start = time.time()
+                jit0 = compiler_cpu(cassandra_pids)
                 system.start()
                 tp = watch_throughput(session, system, expected, t_start, opts.timeout, on_tick=observer.tick)
+                cassandra_jit_cores = (compiler_cpu(cassandra_pids) - jit0) / max(time.time() - t_start, 1e-9)
                 observer.wait_profiles(opts.profile_seconds + 30)
                 flink = observer.flink
                 eps = len(events) / tp.seconds
@@ -743,6 +796,10 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                         "cores_used": fresh_cores,
                     },
                     "kept_up": fr.kept_up(),
+                    # Cassandra's JIT compiler threads from this system's start to the end of its
+                    # throughput phase: near 0 once warmed up (warmup.py)
+                    "cassandra_jit_cores": round(cassandra_jit_cores, 3),
+                    "cassandra_warmup": warm.as_record() if warm is not None else None,
                     "stored_events": stored,
                     "stored_events_expected": want,
                     "profiled": opts.profile,

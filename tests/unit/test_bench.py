@@ -278,3 +278,122 @@ def test_a_probe_is_read_every_20_ms_while_young_then_less_often_overstating_by_
         reads += 1
     assert (t - sent) <= 1.05 * (readable - sent) + 0.02
     assert reads < 7.3 / 0.02 / 4
+
+
+# --- warming Cassandra up ------------------------------------------------------------------------
+
+
+def _fake_thread(proc: Path, pid: int, tid: int, comm: str, utime: int, stime: int) -> None:
+    d = proc / str(pid) / "task" / str(tid)
+    d.mkdir(parents=True)
+    # /proc/<pid>/task/<tid>/stat: pid (comm) state ppid ... utime is the 14th field, stime the 15th
+    rest = ["S", "1"] + ["0"] * 9 + [str(utime), str(stime)] + ["0"] * 10
+    (d / "stat").write_text(f"{tid} ({comm}) " + " ".join(rest))
+
+
+def test_compiler_cpu_counts_only_the_jit_compiler_threads(tmp_path: Path):
+    from streamrec.bench.procstat import CLK_TCK
+    from streamrec.bench.warmup import compiler_cpu
+
+    _fake_thread(tmp_path, 10, 11, "C2 CompilerThre", 300, 100)
+    _fake_thread(tmp_path, 10, 12, "C1 CompilerThre", 50, 0)
+    _fake_thread(tmp_path, 10, 13, "MutationStage-1", 9000, 9000)
+    _fake_thread(tmp_path, 20, 21, "C2 CompilerThre", 10, 0)
+    assert compiler_cpu([10], proc=tmp_path) == pytest.approx(450 / CLK_TCK)
+    assert compiler_cpu([10, 20, 99], proc=tmp_path) == pytest.approx(460 / CLK_TCK)  # 99: gone, counts 0
+
+
+def test_warm_up_ends_once_the_compiler_used_under_the_threshold_over_the_window():
+    from streamrec.bench.warmup import QuietDetector
+
+    d = QuietDetector(window=5.0, quiet_cores=0.05, min_seconds=10.0)
+    cpu = 0.0
+    for t in range(0, 10):  # a busy compiler: 0.8 cores
+        d.add(float(t), cpu)
+        cpu += 0.8
+        assert not d.quiet()
+    for t in range(10, 15):  # quiet from t=10 on, but the window still holds busy seconds
+        d.add(float(t), cpu)
+        assert not d.quiet()
+    d.add(15.0, cpu + 0.01)
+    assert d.rate() == pytest.approx(0.01 / 5.0)
+    assert d.quiet()
+    d.add(16.0, cpu + 0.5)  # busy again: not quiet
+    assert not d.quiet()
+
+
+def test_warm_up_is_never_quiet_before_its_minimum_time():
+    from streamrec.bench.warmup import QuietDetector
+
+    d = QuietDetector(window=2.0, quiet_cores=0.05, min_seconds=10.0)
+    for t in range(0, 10):
+        d.add(float(t), 1.0)  # nothing compiled at all
+        assert not d.quiet()
+    d.add(10.0, 1.0)
+    assert d.quiet()
+
+
+def test_warm_up_rows_have_the_shape_both_systems_write():
+    from streamrec.bench.warmup import warm_up_rows
+
+    cat = synthetic_catalog(300, 8, seed=1)
+    rows = warm_up_rows(cat, Config(), n=200)
+    assert len(rows) == 200
+    assert all(r.user_id.startswith("w") and r.event_id.startswith("w") for r in rows)
+    with_recs = [r for r in rows if r.product_ids]
+    assert with_recs and all(len(r.product_ids) == len(r.scores) > 0 for r in with_recs)
+
+
+# --- the load generator's producer ---------------------------------------------------------------
+
+
+class FakeLibrdkafka:
+    """Stands in for confluent_kafka.Producer: a full queue once, then a delivery error on demand."""
+
+    def __init__(self, full_once: bool = False, fail: bool = False) -> None:
+        self.full_once, self.fail = full_once, fail
+        self.produced: list[tuple[str, bytes, bytes]] = []
+        self.callbacks: list = []
+        self.polls = 0
+
+    def produce(self, topic, value, key, on_delivery):
+        if self.full_once:
+            self.full_once = False
+            raise BufferError("Local: Queue full")
+        self.produced.append((topic, key, value))
+        self.callbacks.append(on_delivery)
+
+    def poll(self, timeout):
+        self.polls += 1
+        for cb in self.callbacks:
+            cb("Broker: topic not found" if self.fail else None, None)
+        self.callbacks.clear()
+        return 0
+
+    def flush(self, timeout):
+        self.poll(0)
+        return 0
+
+
+def _producer_with(fake: FakeLibrdkafka):
+    from streamrec.bench.e2e import Producer
+
+    p = Producer.__new__(Producer)
+    p._kafka, p._errors = fake, []
+    return p
+
+
+def test_the_load_generator_retries_a_full_local_queue_and_sends_every_event_once():
+    fake = FakeLibrdkafka(full_once=True)
+    p = _producer_with(fake)
+    for i in range(3):
+        p.send("events", key=b"u%d" % i, value=b"{}")
+    p.flush()
+    assert [k for _, k, _ in fake.produced] == [b"u0", b"u1", b"u2"]
+
+
+def test_the_load_generator_fails_loudly_when_an_event_was_not_delivered():
+    p = _producer_with(FakeLibrdkafka(fail=True))
+    p.send("events", key=b"u1", value=b"{}")
+    with pytest.raises(RuntimeError, match="delivery errors: \\['Broker: topic not found'\\]"):
+        p.flush()
