@@ -46,6 +46,11 @@ class Config:
     products_topic: str = "products"
     dlq_topic: str = "events-dlq"
     consumer_group: str = "streamrec"
+    # The job's Kafka source has the broker answer a fetch once it holds this many bytes or after
+    # this many ms: at a trickle of events, a fetch per one or two records cost the broker and the
+    # source's fetcher ~0.2 of the 2 cores here (BENCHMARKS.md). The wait bounds the latency added.
+    kafka_fetch_min_bytes: int = 16_384
+    kafka_fetch_max_wait_ms: int = 25
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "streamrec"
@@ -179,9 +184,9 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
-        for name in ("parallelism", "blas_threads"):
+        for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative (0: the default)")
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")
         if self.cassandra_batch_linger_ms < 0:
             raise ValueError(f"{ENV_PREFIX}CASSANDRA_BATCH_LINGER_MS: {self.cassandra_batch_linger_ms} is negative "
                              "(0: a partial batch goes out at the next timer tick)")

@@ -112,6 +112,8 @@ def string_source(config: Config, topic: str, start_from_earliest: bool) -> Any:
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
         .set_value_only_deserializer(value_schema)
         .set_property("partition.discovery.interval.ms", "60000")
+        .set_property("fetch.min.bytes", str(config.kafka_fetch_min_bytes))
+        .set_property("fetch.max.wait.ms", str(config.kafka_fetch_max_wait_ms))
     )
     for key, value in java_properties(config).items():
         builder = builder.set_property(key, value)

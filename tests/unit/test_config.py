@@ -64,3 +64,11 @@ def test_a_partial_cassandra_batch_waits_at_most_the_linger_and_a_negative_linge
     assert Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "5"}).cassandra_batch_linger_ms == 5
     with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_BATCH_LINGER_MS: -1 is negative"):
         Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "-1"})
+
+
+def test_the_kafka_source_batches_fetches_for_at_most_25_ms_and_negative_settings_are_refused():
+    c = Config()
+    assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (16_384, 25)
+    assert Config.from_env({"STREAMREC_KAFKA_FETCH_MAX_WAIT_MS": "0"}).kafka_fetch_max_wait_ms == 0
+    with pytest.raises(ValueError, match="STREAMREC_KAFKA_FETCH_MIN_BYTES: -1 is negative"):
+        Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "-1"})
