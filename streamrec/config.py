@@ -47,10 +47,11 @@ class Config:
     dlq_topic: str = "events-dlq"
     consumer_group: str = "streamrec"
     # The job's Kafka source has the broker answer a fetch once it holds this many bytes or after
-    # this many ms: at a trickle of events, a fetch per one or two records cost the broker and the
-    # source's fetcher ~0.2 of the 2 cores here (BENCHMARKS.md). The wait bounds the latency added.
-    kafka_fetch_min_bytes: int = 16_384
-    kafka_fetch_max_wait_ms: int = 25
+    # this many ms (Kafka's defaults: 1 byte, 500 ms). At a trickle of events, 16 KiB / 25 ms halved
+    # the broker's CPU (~0.25 -> ~0.13 cores at ~700 events/s), but it cost ~15% of the job's
+    # events/s per core on a backlog (BENCHMARKS.md, session 6), so it is a setting, not the default.
+    kafka_fetch_min_bytes: int = 1
+    kafka_fetch_max_wait_ms: int = 500
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "streamrec"

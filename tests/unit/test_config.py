@@ -66,9 +66,10 @@ def test_a_partial_cassandra_batch_waits_at_most_the_linger_and_a_negative_linge
         Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "-1"})
 
 
-def test_the_kafka_source_batches_fetches_for_at_most_25_ms_and_negative_settings_are_refused():
+def test_the_kafka_source_fetches_as_kafka_does_unless_told_to_batch_and_negative_settings_are_refused():
     c = Config()
-    assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (16_384, 25)
-    assert Config.from_env({"STREAMREC_KAFKA_FETCH_MAX_WAIT_MS": "0"}).kafka_fetch_max_wait_ms == 0
+    assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (1, 500)  # Kafka's own defaults
+    batched = Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "16384", "STREAMREC_KAFKA_FETCH_MAX_WAIT_MS": "25"})
+    assert (batched.kafka_fetch_min_bytes, batched.kafka_fetch_max_wait_ms) == (16_384, 25)
     with pytest.raises(ValueError, match="STREAMREC_KAFKA_FETCH_MIN_BYTES: -1 is negative"):
         Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "-1"})
