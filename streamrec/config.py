@@ -185,12 +185,10 @@ class Config:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
-        for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms"):
+        for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
+                     "cassandra_batch_linger_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")
-        if self.cassandra_batch_linger_ms < 0:
-            raise ValueError(f"{ENV_PREFIX}CASSANDRA_BATCH_LINGER_MS: {self.cassandra_batch_linger_ms} is negative "
-                             "(0: a partial batch goes out at the next timer tick)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

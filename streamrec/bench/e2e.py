@@ -243,15 +243,11 @@ class Producer:
         self._kafka.flush(10.0)
 
 
-def _producer(config: Config, linger_ms: int) -> Producer:
-    return Producer(config, linger_ms)
-
-
 def preload(configs: list[Config], events: list[GenEvent]) -> float:
     """Write ``events`` to the events topic of every config (keyed by user); return seconds spent."""
     started = time.monotonic()
     payloads = [(e.user_id.encode(), e.to_json().encode()) for e in events]
-    producer = _producer(configs[0], linger_ms=50)
+    producer = Producer(configs[0], linger_ms=50)
     try:
         for config in configs:
             for key, value in payloads:
@@ -437,7 +433,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     stop_time = [0.0]
     poller = threading.Thread(target=poll, name="freshness-poller", daemon=True)
     poller.start()
-    producer = _producer(config, linger_ms=2)
+    producer = Producer(config, linger_ms=2)
     probe_products = gen.popular_products(max(1, int(probe_rate * seconds) + 1))
     sent = 0
     probes = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ from streamrec.bench.generator import EventGenerator, to_event
 from streamrec.config import Config
 from streamrec.udfs.catalog import Catalog
 
-log = logging.getLogger("streamrec.bench")
-
 # HotSpot names its JIT compiler threads "C1 CompilerThread0", "C2 CompilerThread0", ...; the kernel
 # keeps the first 15 characters.
 COMPILER_THREAD_PREFIXES = ("C1 CompilerThre", "C2 CompilerThre")
@@ -31,7 +28,7 @@ COMPILER_THREAD_PREFIXES = ("C1 CompilerThre", "C2 CompilerThre")
 
 def compiler_cpu(pids: Iterable[int], proc: Path = Path("/proc")) -> float:
     """CPU seconds the JIT compiler threads of ``pids`` have used so far (0 for what cannot be read)."""
-    from streamrec.bench.procstat import CLK_TCK
+    from streamrec.bench.procstat import parse_stat
 
     total = 0.0
     for pid in pids:
@@ -44,10 +41,8 @@ def compiler_cpu(pids: Iterable[int], proc: Path = Path("/proc")) -> float:
                 stat = (proc / str(pid) / "task" / tid / "stat").read_text()
             except OSError:
                 continue
-            comm = stat[stat.find("(") + 1:stat.rfind(")")]
-            if comm.startswith(COMPILER_THREAD_PREFIXES):
-                fields = stat[stat.rfind(")") + 2:].split()
-                total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+            if stat[stat.find("(") + 1:].startswith(COMPILER_THREAD_PREFIXES):  # the thread's name
+                total += parse_stat(stat)[1]
     return total
 
 

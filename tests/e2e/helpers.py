@@ -73,16 +73,6 @@ def dead_letters(config: Config) -> list[dict]:
     return [json.loads(x) for x in read_topic(config, config.dlq_topic, timeout_ms=3000)]
 
 
-def stored_recommendation_event(config: Config, user_id: str) -> str | None:
-    """The event id the user's `recommendations` row names (None: no row yet)."""
-    session = connect(config, config.keyspace)
-    try:
-        row = session.execute("SELECT event_id FROM recommendations WHERE user_id = %s", (user_id,)).one()
-        return None if row is None else row.event_id
-    finally:
-        session.cluster.shutdown()
-
-
 def count_events(config: Config) -> int:
     session = connect(config, config.keyspace)
     try:

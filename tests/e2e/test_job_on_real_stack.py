@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from streamrec.connectors.cassandra import QueryClient
 from streamrec.runner import BackgroundJob, config_env, wait_for
 from streamrec.udfs.events import Event
 
@@ -24,7 +25,6 @@ from .helpers import (
     dead_letters,
     produce,
     read_store,
-    stored_recommendation_event,
     tombstones_read,
     uci_slice,
 )
@@ -54,11 +54,15 @@ def replayed(request, e2e_config, uci_history, tmp_path):
                  what="dead letters", on_timeout=job.log_tail)
         # then the stream goes quiet, and one more shopper clicks
         lone = Event("s-4", "shopper-quiet", ts + 2000, "click", "85123A")
-        produce(e2e_config, [lone], malformed=False)
-        sent = time.monotonic()  # the click is in Kafka
-        wait_for(lambda: stored_recommendation_event(e2e_config, lone.user_id) == lone.event_id, timeout=90,
-                 what="the lone click's recommendations", interval=0.05, on_timeout=job.log_tail)
-        lone_seconds = time.monotonic() - sent
+        reader = QueryClient(e2e_config)  # what `streamrec recs` reads with
+        try:
+            produce(e2e_config, [lone], malformed=False)
+            sent = time.monotonic()  # the click is in Kafka
+            wait_for(lambda: getattr(reader.recommendations(lone.user_id), "event_id", None) == lone.event_id,
+                     timeout=90, what="the lone click's recommendations", interval=0.05, on_timeout=job.log_tail)
+            lone_seconds = time.monotonic() - sent
+        finally:
+            reader.close()
         assert job.alive(), job.log_tail()
     return events, read_store(e2e_config), dead_letters(e2e_config), lone_seconds
 
