@@ -17,7 +17,7 @@ _E2E_OPTIONS = [
                  help="Products of the synthetic catalog."),
     click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True),
     click.option("--events", type=click.IntRange(100), default=60_000, show_default=True,
-                 help="Events pre-loaded into each system's topic (the throughput phase)."),
+                 help="Events of the measured throughput phase (produced at once, after the warm-up)."),
     click.option("--users", type=click.IntRange(1), default=3_000, show_default=True),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--partitions", type=click.IntRange(1), default=2, show_default=True),
@@ -39,6 +39,14 @@ _E2E_OPTIONS = [
     click.option("--warmup-seconds", type=click.FloatRange(0), default=180.0, show_default=True,
                  help="Before the first system: write and read rows in Cassandra until its JIT compiler is "
                       "quiet, at most this long (0: no warm-up)."),
+    click.option("--warmup-events", type=click.IntRange(0), default=40_000, show_default=True,
+                 help="Events of other users each system works through before its throughput phase is "
+                      "measured (the JVM's JIT warm-up; the same for every system; 0: none)."),
+    click.option("--fresh-lead-in", type=click.FloatRange(0), default=5.0, show_default=True,
+                 help="Seconds each freshness phase produces at its rate before the first probe."),
+    click.option("--trickle-warmup-seconds", type=click.FloatRange(0), default=90.0, show_default=True,
+                 help="Before the freshness phases: produce at half their rate until the JIT compilers of "
+                      "the system and of Kafka are quiet, at most this long (0: no paced warm-up)."),
     click.option("--profile", "profile", is_flag=True,
                  help="py-spy record the Python workers during the throughput phase (bench/profiles/)."),
     click.option("--profile-seconds", type=float, default=20.0, show_default=True),

@@ -32,14 +32,14 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from streamrec import localstack
 from streamrec.bench import results
 from streamrec.bench.baseline import model_params
 from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
 from streamrec.bench.procstat import MACHINE, CpuSampler, Group, descendants, process_table, thread_cpu
-from streamrec.bench.warmup import WarmUp, compiler_cpu, warm_up_cassandra
+from streamrec.bench.warmup import QuietDetector, WarmUp, compiler_cpu, warm_up_cassandra
 from streamrec.config import Config
 from streamrec.runner import BackgroundJob, config_env
 from streamrec.udfs.catalog import Catalog
@@ -86,6 +86,15 @@ class BenchOptions:
     python_worker_mode: str = ""
     # Longest time to warm the bench's Cassandra up before the first system (0: no warm-up); see warmup.py.
     warmup_seconds: float = 180.0
+    # Events each system works through (other users, same mix) before its throughput phase is measured:
+    # a JVM compiles its hot code for the first ~40 s of load (up to 0.45 cores of C2 on this machine),
+    # and a job runs for weeks, so its bill is the steady state. Both systems get the same events.
+    warmup_events: int = 40_000
+    # Seconds each freshness phase produces at its rate before the first probe (the switch from a
+    # backlog to a trickle runs new code paths; the latency asked about is the steady one).
+    fresh_lead_in: float = 5.0
+    # Longest paced warm-up before the freshness phases (0: none); see warm_up_trickle.
+    trickle_warmup_seconds: float = 90.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -243,6 +252,10 @@ class Producer:
         self._kafka.flush(10.0)
 
 
+# The paced phases' producer batches for up to 5 ms (librdkafka's default), as a shop's services would.
+PACED_LINGER_MS = 5
+
+
 def preload(configs: list[Config], events: list[GenEvent]) -> float:
     """Write ``events`` to the events topic of every config (keyed by user); return seconds spent."""
     started = time.monotonic()
@@ -293,14 +306,18 @@ def _event_seq(event_id: str) -> int:
 
 
 def watch_throughput(session: Any, system: System, expected: dict[str, str], t_start: float, timeout: float,
-                     on_tick: Optional[Callable[[], None]] = None) -> Throughput:
-    """Poll until every user in ``expected`` has a row naming their final event."""
-    first_q = session.prepare("SELECT user_id FROM recommendations LIMIT 1")
+                     on_tick: Optional[Callable[[], None]] = None, first_users: Sequence[str] = ()) -> Throughput:
+    """Poll until every user in ``expected`` has a row naming their final event.
+
+    The phase starts with the first row of one of ``first_users`` (the users of the phase's first
+    events; default: any of ``expected``), so rows left by an earlier phase (the warm-up) do not count."""
     one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
+    watch_first = list(first_users or expected)[:64]
     t_first: Optional[float] = None
     while t_first is None:
         t0 = time.time()
-        if session.execute(first_q).one() is not None:
+        futures = [session.execute_async(one_q, (u,)) for u in watch_first]
+        if any(f.result().one() is not None for f in futures):
             t_first = (t0 + time.time()) / 2
             break
         if not system.alive():
@@ -396,10 +413,66 @@ def next_poll(sent: float, now: float, poll_interval: float, backoff: float) -> 
     return now + max(poll_interval, backoff * (now - sent))
 
 
+@dataclass(frozen=True)
+class TrickleWarmUp:
+    seconds: float
+    events: int
+    compiler_cpu_s: float  # the watched processes' JIT compiler CPU during the warm-up
+    quiet: bool  # False: the time limit passed first
+
+    def as_record(self) -> dict[str, Any]:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_sources: Sequence[Callable[[], list[int]]],
+                    max_seconds: float, detector: Optional[QuietDetector] = None,
+                    look_every: float = 1.0) -> TrickleWarmUp:
+    """Produce ``rate`` events/s until the JIT compilers of the processes ``pid_sources`` name are
+    quiet or ``max_seconds`` pass.
+
+    A backlog and a trickle run different code: after the throughput phase, the system's JVM and the
+    Kafka broker compiled the trickle's paths for the first tens of seconds of a paced phase (0.2-0.3
+    cores each on this machine), which the first system measured paid for and the next did not. A
+    rate the system keeps up with while compiling (half the phase's) runs the same paths."""
+    detector = detector or QuietDetector()
+
+    def pids() -> list[int]:
+        return [pid for source in pid_sources for pid in source()]
+
+    producer = Producer(config, linger_ms=PACED_LINGER_MS)
+    started = time.time()
+    cpu0 = compiler_cpu(pids())
+    detector.add(started, cpu0)
+    sent = 0
+    next_look = started + look_every
+    buffer: list[GenEvent] = []
+    try:
+        while True:
+            now = time.time()
+            if now >= next_look:
+                next_look = now + look_every
+                detector.add(now, compiler_cpu(pids()))
+                if detector.quiet() or now - started >= max_seconds:
+                    break
+            for _ in range(int(rate * (now - started)) - sent):
+                if not buffer:
+                    buffer = gen.batch(1024)[::-1]
+                e = buffer.pop()
+                producer.send(config.events_topic, key=e.user_id.encode(),
+                              value=e.to_json(ts=int(now * 1000)).encode())
+                sent += 1
+            time.sleep(0.005)
+        producer.flush()
+    finally:
+        producer.close()
+    return TrickleWarmUp(time.time() - started, sent, compiler_cpu(pids()) - cpu0, detector.quiet())
+
+
 def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,
                       probe_rate: float, tag: str, poll_interval: float = 0.02, settle: float = 15.0,
-                      backoff: float = 0.05) -> Freshness:
-    """Produce ``rate`` events/s for ``seconds`` plus probes; time each probe until its row is readable."""
+                      backoff: float = 0.05, lead_in: float = 0.0) -> Freshness:
+    """Produce ``rate`` events/s for ``lead_in`` + ``seconds`` plus, after the lead-in, probes; time
+    each probe until its row is readable."""
     one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
     pending: dict[str, tuple[str, float]] = {}  # user -> (event id, produce time)
     due_at: dict[str, float] = {}  # user -> when to read the probe's row next
@@ -433,18 +506,18 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     stop_time = [0.0]
     poller = threading.Thread(target=poll, name="freshness-poller", daemon=True)
     poller.start()
-    producer = Producer(config, linger_ms=2)
+    producer = Producer(config, linger_ms=PACED_LINGER_MS)
     probe_products = gen.popular_products(max(1, int(probe_rate * seconds) + 1))
     sent = 0
     probes = 0
     started = time.time()
     try:
         buffer: list[GenEvent] = []
-        next_probe = started
+        next_probe = started + lead_in
         while True:
             now = time.time()
             elapsed = now - started
-            if elapsed >= seconds:
+            if elapsed >= lead_in + seconds:
                 break
             due = int(rate * elapsed) - sent
             while due > 0:
@@ -674,12 +747,18 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         start_ts = int(time.time() * 1000) - opts.events - 3_600_000  # all in the past of the paced phase
         gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed, start_ts=start_ts)
         events = gen.batch(opts.events)
+        # the warm-up: users of their own ("w..."), before the measured events in event time
+        warm_events = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 2,
+                                     start_ts=start_ts - opts.warmup_events - 60_000, id_prefix="w",
+                                     user_prefix="w").batch(opts.warmup_events) if opts.warmup_events > 0 else []
         # other job settings come from STREAMREC_* variables, as for `streamrec job run`
         base = Config.from_env(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                       jars=str(artifacts.kafka_connector_jar), catalog_path=str(catalog_path),
                       parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms,
                       blas_threads=opts.blas_threads)  # the job pins its own BLAS; the env is for the baseline
         expected = final_recommendation_events(events, catalog, model_params(base))
+        warm_expected = final_recommendation_events(warm_events, catalog, model_params(base))
+        first_users = list(dict.fromkeys(e.user_id for e in events[:500] if e.user_id in expected))
         tag = uuid.uuid4().hex[:6]
         configs = {}
         for name in opts.systems:
@@ -690,9 +769,10 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 consumer_group=f"bench-{tag}-{name}")
             ensure_topics(configs[name], partitions=opts.partitions)
             ensure_schema(configs[name])
-        secs = preload(list(configs.values()), events)
-        _say(f"{len(events)} events of {opts.users} users ({len(expected)} with recommendations) pre-loaded "
-             f"into {len(configs)} topic(s) in {secs:.1f} s; mix "
+        if warm_events:
+            secs = preload(list(configs.values()), warm_events)
+            _say(f"{len(warm_events)} warm-up events pre-loaded into {len(configs)} topic(s) in {secs:.1f} s")
+        _say(f"{len(events)} events of {opts.users} users ({len(expected)} with recommendations) to measure; mix "
              f"{ {k: round(v, 3) for k, v in mix_of(events).items()} }")
         warm: Optional[WarmUp] = None
         if opts.warmup_seconds > 0:
@@ -718,10 +798,24 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
             try:
                 _say(f"{name}: starting")
                 t_start = time.time()
-                jit0 = compiler_cpu(cassandra_pids)
                 system.start()
-                tp = watch_throughput(session, system, expected, t_start, opts.timeout, on_tick=observer.tick)
-                cassandra_jit_cores = (compiler_cpu(cassandra_pids) - jit0) / max(time.time() - t_start, 1e-9)
+                if warm_events:
+                    wt = watch_throughput(session, system, warm_expected, t_start, opts.timeout)
+                    startup_s = wt.t_first - t_start
+                    _say(f"{name}: warm-up of {len(warm_events)} events done in {wt.seconds:.1f} s "
+                         f"({len(warm_events) / max(wt.seconds, 1e-9):.0f} events/s)")
+                t_main = time.time()
+                jit0 = compiler_cpu(cassandra_pids)
+                job_jit0 = compiler_cpu(system.tree())
+                secs = preload([config], events)
+                _say(f"{name}: {len(events)} events produced in {secs:.1f} s")
+                tp = watch_throughput(session, system, expected, t_main, opts.timeout, on_tick=observer.tick,
+                                      first_users=first_users)
+                if not warm_events:
+                    startup_s = tp.t_first - t_start
+                window = max(time.time() - t_main, 1e-9)
+                cassandra_jit_cores = (compiler_cpu(cassandra_pids) - jit0) / window
+                system_jit_cores = (compiler_cpu(system.tree()) - job_jit0) / window
                 observer.wait_profiles(opts.profile_seconds + 30)
                 flink = observer.flink
                 eps = len(events) / tp.seconds
@@ -738,25 +832,38 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 checkpoints = flink.checkpoints() if flink is not None else {}
 
                 rate = opts.fresh_rate or opts.fresh_fraction * eps
+                produced = len(warm_events) + len(events)
+                trickle: Optional[TrickleWarmUp] = None
+                if opts.trickle_warmup_seconds > 0:
+                    _say(f"{name}: warming the paced path up at {rate / 2:.0f} events/s (until the JIT "
+                         f"compilers of {name} and Kafka are quiet, at most {opts.trickle_warmup_seconds:.0f} s)")
+                    trickle_gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 3,
+                                                 id_prefix="t", user_prefix="w")
+                    trickle = warm_up_trickle(config, trickle_gen, rate / 2, [system.tree, lambda: kafka_pids],
+                                              opts.trickle_warmup_seconds)
+                    produced += trickle.events
+                    _stored_events(session, produced, system, timeout=180)
+                    _say(f"{name}: paced warm-up: {trickle.events} events in {trickle.seconds:.0f} s, JIT "
+                         f"{trickle.compiler_cpu_s:.1f} s of CPU; {'quiet' if trickle.quiet else 'NOT quiet yet'}")
                 _say(f"{name}: freshness at {rate:.0f} events/s for {opts.fresh_seconds:.0f} s "
                      f"({opts.probe_rate:g} probes/s)")
                 fresh_gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 1, id_prefix="f")
                 t_fresh = time.time()
                 fr = measure_freshness(session, config, fresh_gen, rate, opts.fresh_seconds, opts.probe_rate,
-                                       f"{tag}-{name}")
+                                       f"{tag}-{name}", lead_in=opts.fresh_lead_in)
                 fresh_cores = round(sampler.cores(name, t_fresh, t_fresh + fr.seconds), 3)
                 low: Optional[Freshness] = None
                 if opts.fresh_low_rate > 0:
                     # the fixed-rate phase measures the latency floor: start it once the previous
                     # phase is stored, not while the system still works off a backlog
-                    _stored_events(session, len(events) + fr.sent + fr.probes, system, timeout=180)
+                    _stored_events(session, produced + fr.sent + fr.probes, system, timeout=180)
                     _say(f"{name}: freshness at a fixed {opts.fresh_low_rate:.0f} events/s for "
                          f"{opts.fresh_seconds:.0f} s")
                     low = measure_freshness(session, config, fresh_gen, opts.fresh_low_rate, opts.fresh_seconds,
-                                            opts.probe_rate, f"{tag}-{name}-low")
+                                            opts.probe_rate, f"{tag}-{name}-low", lead_in=opts.fresh_lead_in)
                     _say(f"{name}: freshness at {opts.fresh_low_rate:.0f} events/s: "
                          f"{results.percentiles(low.latencies_ms)} ms")
-                want = len(events) + fr.sent + fr.probes + (low.sent + low.probes if low else 0)
+                want = produced + fr.sent + fr.probes + (low.sent + low.probes if low else 0)
                 stored = _stored_events(session, want, system)
                 fresh_pct = results.percentiles(fr.latencies_ms)
                 log.debug("%s: probe latencies in send order (ms): %s", name, [round(x) for x in fr.latencies_ms])
@@ -774,7 +881,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                     "partitions": opts.partitions,
                     "parallelism": opts.parallelism if name == "streamrec" else 1,
                     "checkpoint_interval_ms": opts.checkpoint_interval_ms if name == "streamrec" else None,
-                    "startup_s": round(tp.t_first - tp.t_start, 1),
+                    "startup_s": round(startup_s, 1),
+                    "warmup_events": len(warm_events),
                     "seconds": round(tp.seconds, 2),
                     "events_per_s": round(eps, 1),
                     "events_per_s_steady": _round(steady_rate(tp.timeline)),
@@ -792,12 +900,16 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                         "cores_used": fresh_cores,
                     },
                     "kept_up": fr.kept_up(),
-                    # Cassandra's JIT compiler threads from this system's start to the end of its
-                    # throughput phase: near 0 once warmed up (warmup.py)
+                    # Cassandra's JIT compiler threads over this system's measured throughput phase:
+                    # near 0 once warmed up (warmup.py)
                     "cassandra_jit_cores": round(cassandra_jit_cores, 3),
+                    # the system's own JIT compiler threads over the same window (0 for a Python service)
+                    "jit_cores": round(system_jit_cores, 3),
                     "cassandra_warmup": warm.as_record() if warm is not None else None,
                     "stored_events": stored,
                     "stored_events_expected": want,
+                    "fresh_lead_in_s": opts.fresh_lead_in,
+                    "paced_warmup": trickle.as_record() if trickle is not None else None,
                     "profiled": opts.profile,
                     "blas_threads": opts.blas_threads or None,
                     "python_worker_mode": (opts.python_worker_mode or "loopback") if name == "streamrec" else None,

@@ -397,3 +397,45 @@ def test_the_load_generator_fails_loudly_when_an_event_was_not_delivered():
     p.send("events", key=b"u1", value=b"{}")
     with pytest.raises(RuntimeError, match="delivery errors: \\['Broker: topic not found'\\]"):
         p.flush()
+
+
+# --- the paced warm-up before the freshness phases ------------------------------------------------
+
+
+def _paced_warm_up(monkeypatch, compiler_busy_for: float, max_seconds: float):
+    """warm_up_trickle against a fake producer (FakeLibrdkafka) and a fake JIT that compiles at one
+    core for ``compiler_busy_for`` seconds, then stops."""
+    import time as _time
+
+    import streamrec.bench.e2e as e2e
+    from streamrec.bench.warmup import QuietDetector
+
+    fake = FakeLibrdkafka()
+    producer = _producer_with(fake)
+    monkeypatch.setattr(e2e, "Producer", lambda config, linger_ms: producer)
+    started = _time.time()
+    monkeypatch.setattr(e2e, "compiler_cpu", lambda pids: min(_time.time() - started, compiler_busy_for))
+    gen = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="t", user_prefix="w")
+    warm = e2e.warm_up_trickle(Config(events_topic="warm-events"), gen, rate=200.0, pid_sources=[lambda: [1]],
+                               max_seconds=max_seconds, look_every=0.05,
+                               detector=QuietDetector(window=0.3, quiet_cores=0.05, min_seconds=0.3))
+    return warm, fake
+
+
+def test_the_paced_warm_up_produces_at_its_rate_until_the_jit_compilers_are_quiet(monkeypatch):
+    warm, fake = _paced_warm_up(monkeypatch, compiler_busy_for=0.6, max_seconds=10.0)
+    assert warm.quiet
+    assert 0.9 <= warm.seconds < 3.0  # busy for 0.6 s, then a quiet window of 0.3 s
+    assert warm.events == len(fake.produced)
+    assert 0.7 * 200 * warm.seconds <= warm.events <= 200 * warm.seconds + 1
+    assert all(topic == "warm-events" for topic, _, _ in fake.produced)
+    ids = [json.loads(v)["event_id"] for _, _, v in fake.produced]
+    assert len(set(ids)) == len(ids) and all(i.startswith("t") for i in ids)
+    assert warm.compiler_cpu_s == pytest.approx(0.6, abs=0.01)
+
+
+def test_the_paced_warm_up_gives_up_after_its_time_limit_when_the_jit_never_settles(monkeypatch):
+    warm, fake = _paced_warm_up(monkeypatch, compiler_busy_for=1e9, max_seconds=0.8)
+    assert not warm.quiet
+    assert 0.8 <= warm.seconds < 1.5
+    assert warm.as_record()["quiet"] is False and len(fake.produced) == warm.events > 0
