@@ -2,19 +2,24 @@
 
 1. Kafka and Cassandra on the `bench` profile (reused if running; whatever this run starts, it stops,
    also on Ctrl-C); a catalog (synthetic unit vectors, or the UCI catalog) written to a file both read.
-2. The generator's events (Zipf products and users, views >> clicks > carts > purchases) pre-loaded
-   into one topic per system, so each reads the same events from its own topic, keyspace and group.
-   Then Cassandra is warmed up (warmup.py) until its JIT compiler is quiet: a fresh Cassandra spends
-   its first minute or two compiling, which only the first system measured would have paid for.
-3. One system at a time (never both: 2 cores): start it, note when the first recommendation row is
-   readable and when every user's row names the user's last event; sustained events/s is the event
-   count over that window (the start-up is outside it). CPU over the same window from /proc: the
-   system's process tree (PyFlink client + JVM + Python workers, or the baseline process), Kafka,
-   Cassandra, this harness and the whole machine (to show how much the other users took).
-4. Freshness: events at a steady rate (by default 80% of the rate just measured) plus a few probe
-   events for fresh users; a poller reads each probe user's row until it names the probe:
-   produce -> readable, p50/p95/p99. The harness produces with confluent-kafka (~90 us of CPU per
-   event; kafka-python took ~510), so the load generator takes little from the 2 cores.
+2. The generator's events (Zipf products and users, views >> clicks > carts > purchases); each
+   system reads the same events from its own topic, keyspace and group. A warm-up stream of other
+   users is pre-loaded into every topic. Then Cassandra is warmed up (warmup.py) until its JIT
+   compiler is quiet: a fresh Cassandra spends its first minute or two compiling, which only the
+   first system measured would have paid for.
+3. One system at a time (never both: 2 cores): start it, let it work through the warm-up stream (a
+   JVM compiles its hot code for the first ~40 s of load), then produce the measured events at once
+   and note when the first of their rows is readable and when every user's row names the user's last
+   event; sustained events/s is the event count over that window. CPU over the same window from
+   /proc: the system's process tree (PyFlink client + JVM + Python workers, or the baseline process),
+   Kafka, Cassandra, this harness and the whole machine (to show how much the other users took).
+4. Freshness: a paced warm-up at half the phase's rate until the JIT compilers of the system and of
+   Kafka are quiet (a trickle runs other code than a backlog), then events at a steady rate (by
+   default 80% of the rate just measured) plus, after a 5 s lead-in, a few probe events for fresh
+   users; a poller reads each probe user's row until it names the probe: produce -> readable,
+   p50/p95/p99. Then the same at a fixed 100 events/s. The harness produces with confluent-kafka
+   (~90 us of CPU per event; kafka-python took ~510), so the load generator takes little from the
+   2 cores.
 5. One JSON line per system in ``bench/results.jsonl``.
 """
 
@@ -726,7 +731,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
     workdir.mkdir(parents=True, exist_ok=True)
     machine = results.machine()
     artifacts = localstack.fetch()
-    stops: list[Callable[[], None]] = []
+    stops: list[Callable[[], None]] = []  # services this run started
+    drops: list[Callable[[], None]] = []  # data this run made outside the systems' own keyspaces
     records: list[dict[str, Any]] = []
     system: Optional[System] = None
     try:
@@ -778,7 +784,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         if opts.warmup_seconds > 0:
             warm_config = base.replace(keyspace=f"bench_warmup_{tag}")
             ensure_schema(warm_config)
-            stops.append(lambda: drop_keyspace(warm_config))
+            if not opts.keep_data:  # not a service: dropped also with --keep-services
+                drops.append(lambda: drop_keyspace(warm_config))
             _say(f"warming Cassandra up (until its JIT compiler is quiet, at most {opts.warmup_seconds:.0f} s)")
             warm = warm_up_cassandra(warm_config, catalog, lambda: cassandra_pids, opts.warmup_seconds)
             _say(f"Cassandra warm-up: {warm.rows} rows in {warm.seconds:.0f} s, its JIT used "
@@ -947,6 +954,11 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
     finally:
         if system is not None:
             system.stop()
+        for drop in drops:
+            try:
+                drop()
+            except Exception as exc:
+                log.warning("cleanup failed: %s", exc)
         if opts.keep_services:
             stops.clear()
         for stop in reversed(stops):
