@@ -46,12 +46,14 @@ class Config:
     products_topic: str = "products"
     dlq_topic: str = "events-dlq"
     consumer_group: str = "streamrec"
-    # The job's Kafka source has the broker answer a fetch once it holds this many bytes or after
-    # this many ms (Kafka's defaults: 1 byte, 500 ms). At a trickle of events, 16 KiB / 25 ms halved
-    # the broker's CPU (~0.25 -> ~0.13 cores at ~700 events/s), but it cost ~15% of the job's
-    # events/s per core on a backlog (BENCHMARKS.md, session 6), so it is a setting, not the default.
-    kafka_fetch_min_bytes: int = 1
-    kafka_fetch_max_wait_ms: int = 500
+    # The job's events source has the broker answer a fetch once it holds this many bytes or after
+    # this many ms (Kafka's defaults: 1 byte, 500 ms, answer a fetch for every record or two of a
+    # trickle). At ~700 events/s, 16 KiB / 25 ms halved the broker's CPU (~0.25 -> ~0.13 cores) for
+    # at most 25 ms more latency; on a backlog it changes nothing (BENCHMARKS.md, sessions 6 and 7).
+    # The products source keeps Kafka's defaults: it is idle nearly always, and a 25 ms wait there
+    # meant 40 empty fetches a second (what cost ~12% events/s per core when it applied to both).
+    kafka_fetch_min_bytes: int = 16_384
+    kafka_fetch_max_wait_ms: int = 25
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "streamrec"

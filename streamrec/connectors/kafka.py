@@ -79,17 +79,23 @@ def java_properties(config: Config) -> dict[str, str]:
 # --- inside the Flink job ---------------------------------------------------------------------
 
 def events_source(config: Config) -> Any:
-    """KafkaSource over the events topic (see :func:`string_source`)."""
-    return string_source(config, config.events_topic, config.start_from_earliest)
+    """KafkaSource over the events topic (see :func:`string_source`), fetching in batches as
+    ``kafka_fetch_min_bytes`` / ``kafka_fetch_max_wait_ms`` say."""
+    return string_source(config, config.events_topic, config.start_from_earliest,
+                         config.kafka_fetch_min_bytes, config.kafka_fetch_max_wait_ms)
 
 
 def products_source(config: Config) -> Any:
     """KafkaSource over the products topic, from its start: the topic is compacted, so it holds the
-    latest update of every product, and applying an update twice changes nothing."""
-    return string_source(config, config.products_topic, True)
+    latest update of every product, and applying an update twice changes nothing.
+
+    Kafka's fetch defaults (1 byte, 500 ms): an update still arrives as soon as it is written, and
+    the topic is idle nearly always, where a short wait would only poll it many times a second."""
+    return string_source(config, config.products_topic, True, 1, 500)
 
 
-def string_source(config: Config, topic: str, start_from_earliest: bool) -> Any:
+def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_min_bytes: int = 1,
+                  fetch_max_wait_ms: int = 500) -> Any:
     """KafkaSource over ``topic``: values as strings, offsets committed on checkpoints.
 
     Values go through ``NullSafeStringSchema`` (see :mod:`streamrec.connectors.javasupport`): a
@@ -112,8 +118,8 @@ def string_source(config: Config, topic: str, start_from_earliest: bool) -> Any:
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
         .set_value_only_deserializer(value_schema)
         .set_property("partition.discovery.interval.ms", "60000")
-        .set_property("fetch.min.bytes", str(config.kafka_fetch_min_bytes))
-        .set_property("fetch.max.wait.ms", str(config.kafka_fetch_max_wait_ms))
+        .set_property("fetch.min.bytes", str(fetch_min_bytes))
+        .set_property("fetch.max.wait.ms", str(fetch_max_wait_ms))
     )
     for key, value in java_properties(config).items():
         builder = builder.set_property(key, value)

@@ -66,10 +66,23 @@ def test_a_partial_cassandra_batch_waits_at_most_the_linger_and_a_negative_linge
         Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "-1"})
 
 
-def test_the_kafka_source_fetches_as_kafka_does_unless_told_to_batch_and_negative_settings_are_refused():
+def test_the_events_source_fetches_in_batches_unless_told_otherwise_and_negative_settings_are_refused():
     c = Config()
-    assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (1, 500)  # Kafka's own defaults
-    batched = Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "16384", "STREAMREC_KAFKA_FETCH_MAX_WAIT_MS": "25"})
-    assert (batched.kafka_fetch_min_bytes, batched.kafka_fetch_max_wait_ms) == (16_384, 25)
+    assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (16_384, 25)
+    per_record = Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "1", "STREAMREC_KAFKA_FETCH_MAX_WAIT_MS": "500"})
+    assert (per_record.kafka_fetch_min_bytes, per_record.kafka_fetch_max_wait_ms) == (1, 500)  # Kafka's own
     with pytest.raises(ValueError, match="STREAMREC_KAFKA_FETCH_MIN_BYTES: -1 is negative"):
         Config.from_env({"STREAMREC_KAFKA_FETCH_MIN_BYTES": "-1"})
+
+
+def test_only_the_events_source_batches_its_fetches_the_idle_products_source_keeps_kafkas_defaults(monkeypatch):
+    import streamrec.connectors.kafka as kafka
+
+    built: dict[str, tuple] = {}
+    # a fake of string_source (building the real KafkaSource needs a JVM): records what each source asks for
+    monkeypatch.setattr(kafka, "string_source", lambda config, topic, earliest, min_bytes, max_wait:
+                        built.setdefault(topic, (min_bytes, max_wait)))
+    config = Config(events_topic="ev", products_topic="pr", kafka_fetch_min_bytes=4096, kafka_fetch_max_wait_ms=10)
+    kafka.events_source(config)
+    kafka.products_source(config)
+    assert built == {"ev": (4096, 10), "pr": (1, 500)}
