@@ -44,7 +44,7 @@ from streamrec.bench import results
 from streamrec.bench.baseline import model_params
 from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
 from streamrec.bench.procstat import MACHINE, CpuSampler, Group, descendants, process_table, thread_cpu
-from streamrec.bench.warmup import QuietDetector, WarmUp, compiler_cpu, warm_up_cassandra
+from streamrec.bench.warmup import QuietDetector, RoundedRecord, WarmUp, compiler_cpu, warm_up_cassandra
 from streamrec.config import Config
 from streamrec.runner import BackgroundJob, config_env
 from streamrec.udfs.catalog import Catalog
@@ -317,7 +317,7 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
     The phase starts with the first row of one of ``first_users`` (the users of the phase's first
     events; default: any of ``expected``), so rows left by an earlier phase (the warm-up) do not count."""
     one_q = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
-    watch_first = list(first_users or expected)[:64]
+    watch_first = list(first_users or expected)[:16]
     t_first: Optional[float] = None
     while t_first is None:
         t0 = time.time()
@@ -377,6 +377,13 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
     raise AssertionError("unreachable")
 
 
+def first_users(events: Sequence[GenEvent], expected: dict[str, str], n: int = 16) -> list[str]:
+    """The users of a phase's first events that get a row: whichever partition the system reads
+    first, one of them has the phase's first row. A few users suffice, and watching them costs the
+    start-up a read each per poll."""
+    return list(dict.fromkeys(e.user_id for e in events if e.user_id in expected))[:n]
+
+
 def steady_rate(timeline: list[tuple[float, int]], lo: float = 0.2, hi: float = 0.8) -> Optional[float]:
     """Events/s between the times the stream's sequence numbers crossed ``lo`` and ``hi`` of the maximum."""
     if len(timeline) < 3:
@@ -420,15 +427,33 @@ def next_poll(sent: float, now: float, poll_interval: float, backoff: float) -> 
     return now + max(poll_interval, backoff * (now - sent))
 
 
+class Pacer:
+    """Sends ``gen``'s events to ``topic`` at ``rate`` per second from its creation on, each stamped
+    with the wall clock when sent: the load of the paced phases."""
+
+    def __init__(self, producer: Producer, topic: str, gen: EventGenerator, rate: float) -> None:
+        self._producer, self._topic, self._gen, self._rate = producer, topic, gen, rate
+        self._buffer: list[GenEvent] = []
+        self.started = time.time()
+        self.sent = 0
+
+    def send_due(self, now: float) -> None:
+        """Send what is due by ``now``."""
+        for _ in range(int(self._rate * (now - self.started)) - self.sent):
+            if not self._buffer:
+                self._buffer = self._gen.batch(1024)[::-1]
+            e = self._buffer.pop()
+            self._producer.send(self._topic, key=e.user_id.encode(),
+                                value=e.to_json(ts=int(time.time() * 1000)).encode())
+            self.sent += 1
+
+
 @dataclass(frozen=True)
-class TrickleWarmUp:
+class TrickleWarmUp(RoundedRecord):
     seconds: float
     events: int
     compiler_cpu_s: float  # the watched processes' JIT compiler CPU during the warm-up
     quiet: bool  # False: the time limit passed first
-
-    def as_record(self) -> dict[str, Any]:
-        return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_sources: Sequence[Callable[[], list[int]]],
@@ -447,32 +472,24 @@ def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_source
         return [pid for source in pid_sources for pid in source()]
 
     producer = Producer(config, linger_ms=PACED_LINGER_MS)
-    started = time.time()
+    pacer = Pacer(producer, config.events_topic, gen, rate)
     cpu0 = compiler_cpu(pids())
-    detector.add(started, cpu0)
-    sent = 0
-    next_look = started + look_every
-    buffer: list[GenEvent] = []
+    detector.add(pacer.started, cpu0)
+    next_look = pacer.started + look_every
     try:
         while True:
             now = time.time()
             if now >= next_look:
                 next_look = now + look_every
                 detector.add(now, compiler_cpu(pids()))
-                if detector.quiet() or now - started >= max_seconds:
+                if detector.quiet() or now - pacer.started >= max_seconds:
                     break
-            for _ in range(int(rate * (now - started)) - sent):
-                if not buffer:
-                    buffer = gen.batch(1024)[::-1]
-                e = buffer.pop()
-                producer.send(config.events_topic, key=e.user_id.encode(),
-                              value=e.to_json(ts=int(now * 1000)).encode())
-                sent += 1
+            pacer.send_due(now)
             time.sleep(0.005)
         producer.flush()
     finally:
         producer.close()
-    return TrickleWarmUp(time.time() - started, sent, compiler_cpu(pids()) - cpu0, detector.quiet())
+    return TrickleWarmUp(time.time() - pacer.started, pacer.sent, compiler_cpu(pids()) - cpu0, detector.quiet())
 
 
 def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,
@@ -515,26 +532,16 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     poller.start()
     producer = Producer(config, linger_ms=PACED_LINGER_MS)
     probe_products = gen.popular_products(max(1, int(probe_rate * seconds) + 1))
-    sent = 0
     probes = 0
-    started = time.time()
+    pacer = Pacer(producer, config.events_topic, gen, rate)
+    started = pacer.started
     try:
-        buffer: list[GenEvent] = []
         next_probe = started + lead_in
         while True:
             now = time.time()
-            elapsed = now - started
-            if elapsed >= lead_in + seconds:
+            if now - started >= lead_in + seconds:
                 break
-            due = int(rate * elapsed) - sent
-            while due > 0:
-                if not buffer:
-                    buffer = gen.batch(1024)[::-1]
-                e = buffer.pop()
-                producer.send(config.events_topic, key=e.user_id.encode(),
-                              value=e.to_json(ts=int(time.time() * 1000)).encode())
-                sent += 1
-                due -= 1
+            pacer.send_due(now)
             if now >= next_probe and probes < len(probe_products):
                 user = f"probe-{tag}-{probes}"
                 eid = f"probe-{tag}-{probes}"
@@ -555,7 +562,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
         poller.join(settle + 30)
     duration = stop_time[0] - started
     latencies = [seen[u] for u in order if u in seen]
-    return Freshness(rate, sent, duration, latencies, probes, probes - len(latencies))
+    return Freshness(rate, pacer.sent, duration, latencies, probes, probes - len(latencies))
 
 
 # --------------------------------------------------------------------------------------------
@@ -766,7 +773,6 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                       blas_threads=opts.blas_threads)  # the job pins its own BLAS; the env is for the baseline
         expected = final_recommendation_events(events, catalog, model_params(base))
         warm_expected = final_recommendation_events(warm_events, catalog, model_params(base))
-        first_users = list(dict.fromkeys(e.user_id for e in events[:500] if e.user_id in expected))
         tag = uuid.uuid4().hex[:6]
         configs = {}
         for name in opts.systems:
@@ -809,8 +815,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 t_start = time.time()
                 system.start()
                 if warm_events:
-                    wt = watch_throughput(session, system, warm_expected, t_start, opts.timeout)
-                    startup_s = wt.t_first - t_start
+                    wt = watch_throughput(session, system, warm_expected, t_start, opts.timeout,
+                                          first_users=first_users(warm_events, warm_expected))
                     _say(f"{name}: warm-up of {len(warm_events)} events done in {wt.seconds:.1f} s "
                          f"({len(warm_events) / max(wt.seconds, 1e-9):.0f} events/s)")
                 t_main = time.time()
@@ -819,9 +825,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 secs = preload([config], events)
                 _say(f"{name}: {len(events)} events produced in {secs:.1f} s")
                 tp = watch_throughput(session, system, expected, t_main, opts.timeout, on_tick=observer.tick,
-                                      first_users=first_users)
-                if not warm_events:
-                    startup_s = tp.t_first - t_start
+                                      first_users=first_users(events, expected))
+                startup_s = (wt.t_first if warm_events else tp.t_first) - t_start
                 window = max(time.time() - t_main, 1e-9)
                 cassandra_jit_cores = (compiler_cpu(cassandra_pids) - jit0) / window
                 system_jit_cores = (compiler_cpu(system.tree()) - job_jit0) / window

@@ -78,15 +78,20 @@ class QuietDetector:
         return r is not None and r < self.quiet_cores
 
 
+class RoundedRecord:
+    """A dataclass's fields for a results record, floats rounded to 0.1."""
+
+    def as_record(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)  # type: ignore[call-overload]  # the subclasses are dataclasses
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in fields.items()}
+
+
 @dataclass(frozen=True)
-class WarmUp:
+class WarmUp(RoundedRecord):
     seconds: float
     rows: int
     compiler_cpu_s: float  # Cassandra's JIT compiler CPU during the warm-up
     quiet: bool  # False: the time limit passed first
-
-    def as_record(self) -> dict[str, Any]:
-        return {k: round(v, 1) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
 
 
 def warm_up_rows(catalog: Catalog, config: Config, n: int = 2000, seed: int = 12345) -> list[OutputRow]:
