@@ -103,6 +103,9 @@ class UserState:
     last_shown: tuple[str, ...] = ()  # the personal top_k shown after the previous event
     impressions: int = 0  # events that followed a shown personal list
     hits: int = 0  # of those, views/clicks/carts/purchases of a product of that list
+    # Cassandra write timestamp (us) of the row written after the newest event; -1: none yet, or
+    # restored from a release that did not keep it (see write_timestamp_us)
+    write_us: int = -1
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # state pickled by an older version (a savepoint) lacks the newer fields: give them defaults
@@ -139,8 +142,12 @@ def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelP
     its type; a negative weight (remove_from_cart) moves the user away. Only events that move the
     user decay the past.
     """
+    if state.write_us < 0 and state.seq > 0:
+        # restored from a release that stamped max_ts * 1000 + seq % 1000: start above all of those
+        state.write_us = state.max_ts * 1000 + 999
     state.seq += 1
     state.max_ts = max(state.max_ts, event.ts)
+    state.write_us = max(state.max_ts * 1000, state.write_us + 1)
     weight = params.event_weights.get(event.type, 0.0)
     direction: Optional[np.ndarray] = None
     if weight != 0.0:
@@ -182,7 +189,8 @@ def apply_event(state: UserState, event: Event, catalog: Catalog, params: ModelP
     (processing time, same length) is what frees the memory of users who never come back.
     """
     if user_ttl_ms > 0 and state.seq > 0 and event.ts - state.max_ts > user_ttl_ms:
-        state = UserState()
+        # a fresh user, except for the write timestamp: the rows written before must stay older
+        state = UserState(write_us=state.write_us)
     if state.last_shown:
         state.impressions += 1
         if event.type in HIT_TYPES and event.product_id in state.last_shown:
@@ -210,14 +218,16 @@ def eligible_mask(catalog: Catalog, params: ModelParams) -> np.ndarray:
 
 
 def write_timestamp_us(state: UserState) -> int:
-    """The Cassandra write timestamp of the row that reflects ``state``.
+    """The Cassandra write timestamp of the row that reflects ``state`` (after :func:`update_user`).
 
     Derived from event time, never the wall clock, so a replay writes identical cells and an older
-    write never wins over a newer one. The per-user sequence breaks ties between events of the
-    same millisecond (and an out-of-order late event still gets a newer timestamp than the row it
-    replaces, because it is based on the newest event time seen).
+    write never wins over a newer one: it is the newest event time seen (in microseconds), or one
+    microsecond after the user's previous write when that is later. So it grows with every event
+    of the user, also for events of the same millisecond and for late events with an older time
+    (an earlier form, ``max_ts * 1000 + seq % 1000``, went back by 999 us when the sequence
+    wrapped while the newest event time stood still, as it does inside a large invoice).
     """
-    return state.max_ts * 1000 + state.seq % 1000
+    return state.write_us if state.write_us >= 0 else state.max_ts * 1000
 
 
 def top_k_batch(

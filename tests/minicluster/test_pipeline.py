@@ -99,7 +99,7 @@ def test_recommendations_equal_the_offline_model_replayed_in_the_jobs_order(run)
         per_user[r["user_id"]].append(r)
     checked = 0
     for user, rows in per_user.items():
-        rows.sort(key=lambda r: r["write_ts"] % 1000)  # the per-user sequence number: processing order
+        rows.sort(key=lambda r: r["write_ts"])  # grows with every event of a user: processing order
         state = UserState()
         for row in rows:
             state = apply_event(state, by_id[row["event_id"]], catalog, params, config.user_ttl_ms)

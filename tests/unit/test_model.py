@@ -74,7 +74,39 @@ def test_write_timestamps_grow_with_every_event_even_when_event_time_goes_back()
         update_user(s, event(i, "p1", ts=ts), cat, PARAMS)
         stamps.append(write_timestamp_us(s))
     assert stamps == sorted(stamps) and len(set(stamps)) == 4
-    assert stamps[0] == 5000 * 1000 + 1
+    assert stamps[0] == 5000 * 1000 and stamps[-1] == 6000 * 1000
+
+
+def test_a_user_with_thousands_of_events_of_one_millisecond_gets_ever_newer_write_timestamps():
+    # a wholesaler's invoice: every line has the invoice's time; a newer row must never lose to an older one
+    cat = unit_catalog()
+    s = UserState()
+    stamps = []
+    for i in range(2500):
+        update_user(s, event(i, "p1", ts=5000), cat, PARAMS)
+        stamps.append(write_timestamp_us(s))
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    update_user(s, event(2500, "p1", ts=5001), cat, PARAMS)
+    assert write_timestamp_us(s) > stamps[-1]
+
+
+def test_a_state_restored_from_the_previous_stamp_form_writes_above_everything_it_wrote():
+    from streamrec.udfs.model import _restore_user
+
+    # 1999 events at ts 5000, pickled before write_us existed: the old form's stamps went up to 5000 * 1000 + 999
+    restored = _restore_user(None, [], 1999, 5000)
+    update_user(restored, event(0, "p1", ts=5000), unit_catalog(), PARAMS)
+    assert write_timestamp_us(restored) > 5000 * 1000 + 999
+
+
+def test_a_user_reset_after_the_idle_ttl_still_writes_newer_timestamps():
+    cat = unit_catalog()
+    s = UserState()
+    for i in range(1500):
+        s = apply_event(s, event(i, "p1", ts=5000), cat, PARAMS, user_ttl_ms=1)
+    before = write_timestamp_us(s)
+    s = apply_event(s, event(9999, "p2", ts=5002), cat, PARAMS, user_ttl_ms=1)
+    assert s.seq == 1 and write_timestamp_us(s) > before
 
 
 def brute_force(u, cat, k, exclude=()):
