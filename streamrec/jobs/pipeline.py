@@ -6,7 +6,7 @@ with collection sources. ``main`` (see :mod:`streamrec.jobs.job`) attaches the r
 
     events --parse-events--> key_by(user) --update-and-recommend--> recommendations
                   |                                ^ (broadcast: product updates, trending list)
-                  +--> popularity (SQL window) --trending--+
+                  +--> popularity (JVM) ------trending--+
     products --parse-products----------------------+
 """
 
@@ -17,15 +17,15 @@ from typing import Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment
+from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
+from streamrec.connectors.javasupport import POPULARITY_CLASS_NAME, add_support_jar, java_class
 from streamrec.udfs.model import ModelParams
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
     DLQ_TAG,
-    EVENT_FIELDS,
     EVENT_ROW,
     KNOWN_PRODUCTS_STATE,
     RECOMMENDATION_FIELDS,
@@ -63,19 +63,20 @@ def fail_once(config: Config) -> Optional[FailOnce]:
     return FailOnce(config.fault_fail_once_after, config.checkpoint_dir)
 
 
-def popularity_sql(config: Config, table: str) -> str:
-    """Per product, second of processing time and minute of event time: the summed positive event
-    weights and the newest event time. Runs in the JVM, so counting costs the Python side nothing
-    per event; the minute keeps decay right when a backlog of older events arrives at once."""
-    cases = " ".join(
-        f"WHEN '{etype}' THEN CAST({float(w)!r} AS DOUBLE)"
-        for etype, w in sorted(config.event_weights.items()) if w > 0 and etype.isidentifier()
-    )
-    return (
-        f"SELECT product_id, SUM(CASE type {cases} ELSE CAST(0 AS DOUBLE) END) AS weight, MAX(ts) AS ts "
-        f"FROM TABLE(TUMBLE(TABLE {table}, DESCRIPTOR(pt), INTERVAL '1' SECOND)) "
-        f"WHERE product_id IS NOT NULL GROUP BY window_start, window_end, product_id, FLOOR(ts / 60000)"
-    )
+def popularity_counts(env: StreamExecutionEnvironment, events: DataStream, config: Config) -> DataStream:
+    """Per product and minute of event time, the summed positive event weights and the newest event
+    time, as one JSON string ``[[product_id, weight, ts], ...]`` per ``trending_interval_ms`` and
+    per checkpoint. Counted in the JVM (``PopularityCounter``): in Python, or in SQL behind a
+    DataStream-to-Table conversion, counting cost ~150 us per event and took the interpreter lock
+    from the ranking operator (BENCHMARKS.md, session 8). The minute keeps decay right when a
+    backlog of older events arrives at once."""
+    add_support_jar(env)
+    weights = get_gateway().jvm.java.util.HashMap()
+    for etype, weight in config.event_weights.items():
+        weights.put(str(etype), float(weight))
+    counter = java_class(POPULARITY_CLASS_NAME)(weights, int(config.trending_interval_ms))
+    j_stream = events._j_data_stream.transform("popularity", Types.STRING().get_java_type_info(), counter)
+    return DataStream(j_stream).name("popularity").uid("popularity")
 
 
 def build_pipeline(
@@ -105,15 +106,8 @@ def build_pipeline(
         ).name("parse-events").uid("parse-events")
     dead_letters = events.get_side_output(DLQ_TAG)
 
-    # Trending: popularity counted per second in SQL, merged and decayed by one Python instance.
-    t_env = StreamTableEnvironment.create(env)
-    schema = Schema.new_builder()
-    for name, dtype in zip(EVENT_FIELDS, [DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(),
-                                          DataTypes.STRING(), DataTypes.STRING(), DataTypes.STRING()]):
-        schema = schema.column(name, dtype)
-    t_env.create_temporary_view("parsed_events", t_env.from_data_stream(
-        events, schema.column_by_expression("pt", "PROCTIME()").build()))
-    popularity = t_env.to_data_stream(t_env.sql_query(popularity_sql(config, "parsed_events")))
+    # Trending: popularity counted in the JVM, merged and decayed by one Python instance.
+    popularity = popularity_counts(env, events, config)
     trending = (
         popularity.key_by(lambda _: 0, key_type=Types.INT())
         .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,

@@ -34,7 +34,7 @@ from streamrec.udfs.model import (
 )
 from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
 from streamrec.udfs.ranking import Ranker
-from streamrec.udfs.trending import DecayedPopularity
+from streamrec.udfs.trending import DecayedPopularity, popularity_rows
 from streamrec.udfs.variants import Variants
 
 log = logging.getLogger(__name__)
@@ -178,8 +178,7 @@ CONTROL_STATE = MapStateDescriptor("control", Types.STRING(), Types.STRING())
 CONTROL_FIELDS = ["kind", "key", "payload"]  # kind: "product" or "trending"
 CONTROL_ROW = Types.ROW_NAMED(CONTROL_FIELDS, [Types.STRING(), Types.STRING(), Types.STRING()])
 
-# A window of popularity: what the trending branch's SQL hands to TrendingMerge.
-POPULARITY_FIELDS = ["product_id", "weight", "ts"]
+
 
 
 class ParseProducts(ProcessFunction):
@@ -202,11 +201,13 @@ class ParseProducts(ProcessFunction):
 
 
 class TrendingMerge(KeyedProcessFunction):
-    """One key: merges the windows of popularity of all products into decayed popularity and
-    broadcasts the best ``size`` products every ``interval_ms`` of processing time (when changed).
+    """One key: merges the popularity counts of all parallel instances (JSON batches
+    ``[[product_id, weight, ts], ...]``, see ``popularity_counts`` in the pipeline) into decayed
+    popularity and broadcasts the best ``size`` products every ``interval_ms`` of processing time
+    (when changed).
 
-    A window row is only appended to a list state; the popularity (one value for all products) is
-    read and written once per interval, not once per row.
+    A batch is only appended to a list state; the popularity (one value for all products) is read
+    and written once per interval, not once per batch.
     """
 
     def __init__(self, half_life_ms: float, size: int, interval_ms: int) -> None:
@@ -220,8 +221,8 @@ class TrendingMerge(KeyedProcessFunction):
         self._pending = runtime_context.get_list_state(ListStateDescriptor("pending", Types.PICKLED_BYTE_ARRAY()))
         self._timer_at = 0
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
-        self._pending.add((value.product_id, float(value.weight), int(value.ts)))
+    def process_element(self, value: str, ctx: KeyedProcessFunction.Context) -> Iterable[Row]:
+        self._pending.add(value)
         at = ctx.timer_service().current_processing_time()
         if self._timer_at <= at:
             self._timer_at = at + self._interval_ms
@@ -229,12 +230,12 @@ class TrendingMerge(KeyedProcessFunction):
         return []
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Row]:
-        rows = list(self._pending.get() or [])
-        if not rows:
+        batches = list(self._pending.get() or [])
+        if not batches:
             return
         raw = self._state.value()
         pop, now = (DecayedPopularity(self._half_life_ms), 0) if raw is None else pickle.loads(raw)
-        for product_id, weight, ts in rows:
+        for product_id, weight, ts in popularity_rows(batches):
             pop.add(product_id, ts, weight)
             now = max(now, ts)
         self._pending.clear()

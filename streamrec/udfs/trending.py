@@ -8,8 +8,10 @@ never needs a pass over all products to decay them.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
 
 @dataclass
@@ -42,3 +44,15 @@ class DecayedPopularity:
         scale = math.pow(2.0, -(now_ms - self.reference_ms) / self.half_life_ms)
         best = heapq.nsmallest(n, self.scores.items(), key=lambda kv: (-kv[1], kv[0]))
         return [(p, s * scale) for p, s in best]
+
+
+def popularity_rows(batches: Iterable[Any]) -> Iterator[tuple[str, float, int]]:
+    """(product_id, weight, ts) of pending popularity batches: JSON strings from the JVM counter,
+    or single tuples, which a savepoint of a release that counted in SQL may still hold."""
+    for batch in batches:
+        if isinstance(batch, str):
+            for product_id, weight, ts in json.loads(batch):
+                yield str(product_id), float(weight), int(ts)
+        else:
+            product_id, weight, ts = batch
+            yield str(product_id), float(weight), int(ts)

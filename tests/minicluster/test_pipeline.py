@@ -5,6 +5,7 @@ One job run serves every check: a Flink job start costs 5-20 s on this machine.
 
 import json
 import random
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -63,7 +64,11 @@ def run(tmp_path_factory):
     raw = [e.to_json() for e in valid] + list(BAD.values())
     r.shuffle(raw)
 
-    env = StreamExecutionEnvironment.get_execution_environment()
+    from pyflink.common import Configuration
+
+    # the Python workers run this interpreter (its venv has pyflink), as the job's create_env sets it
+    env = StreamExecutionEnvironment.get_execution_environment(
+        Configuration().set_string("python.executable", sys.executable))
     env.set_parallelism(2)
     # product updates arrive while events flow: a new title changes no ranking; a bad one is a dead letter
     products = [json.dumps({"product_id": "p1", "title": "renamed"}), json.dumps({"product_id": 5})]
@@ -126,3 +131,45 @@ def test_users_with_a_product_signal_get_k_recommendations(run):
     personal = [r for r in recs if r["source"] == "personal"]
     # over-fetched, so that query-side filters still leave top_k
     assert personal and all(len(r["product_ids"]) == config.top_k * config.query_overfetch for r in personal)
+
+
+def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
+    """The trending branch's counting (PopularityCounter): per product and minute of event time,
+    the summed positive weights and the newest time, whatever batches the counts leave in."""
+    from pyflink.common import Configuration, Row
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    from streamrec.jobs.pipeline import popularity_counts
+    from streamrec.udfs.operators import EVENT_ROW
+    from streamrec.udfs.trending import popularity_rows
+
+    config = Config(trending_interval_ms=50)
+    r = random.Random(8)
+    products = ["p1", "p2", 'odd "id" \\ with\ttab', "ünïcode-é"]
+    events = []
+    for i in range(3000):
+        etype = r.choice(["view", "click", "add_to_cart", "remove_from_cart", "purchase", "search"])
+        pid = None if etype == "search" else r.choice(products)
+        events.append(Event(f"e{i}", f"u{i % 7}", 1_700_000_000_000 + r.randrange(180_000), etype, pid,
+                            "lamp" if pid is None else None))
+    env = StreamExecutionEnvironment.get_execution_environment(
+        Configuration().set_string("python.executable", sys.executable))
+    env.set_parallelism(2)
+    rows = [Row(e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query) for e in events]
+    counts = popularity_counts(env, env.from_collection(rows, type_info=EVENT_ROW), config)
+    with counts.execute_and_collect() as results:
+        batches = list(results)
+
+    got: dict = defaultdict(lambda: [0.0, 0])
+    for pid, weight, ts in popularity_rows(batches):
+        got[(pid, ts // 60_000)][0] += weight
+        got[(pid, ts // 60_000)][1] = max(got[(pid, ts // 60_000)][1], ts)
+    want: dict = defaultdict(lambda: [0.0, 0])
+    for e in events:
+        if e.product_id is not None:
+            w = max(0.0, config.event_weights.get(e.type, 0.0))  # a negative weight counts as none
+            want[(e.product_id, e.ts // 60_000)][0] += w
+            want[(e.product_id, e.ts // 60_000)][1] = max(want[(e.product_id, e.ts // 60_000)][1], e.ts)
+    assert got.keys() == want.keys() and {p for p, _ in want} == set(products)
+    for key, (weight, ts) in want.items():
+        assert got[key][0] == pytest.approx(weight) and got[key][1] == ts, key

@@ -82,3 +82,10 @@ def test_bad_variant_settings_are_refused_with_the_reason(text, message):
 
     with pytest.raises(ValueError, match=message):
         Variants.from_config(Config(variants=text))
+
+
+def test_popularity_batches_from_the_jvm_and_rows_of_an_older_savepoint_read_alike():
+    from streamrec.udfs.trending import popularity_rows
+
+    pending = ['[["p1",2.0,1000],["p\\"2",1.0E-4,2000]]', ("p3", 1, 3000), "[]"]
+    assert list(popularity_rows(pending)) == [("p1", 2.0, 1000), ('p"2', 0.0001, 2000), ("p3", 1.0, 3000)]
