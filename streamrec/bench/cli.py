@@ -189,6 +189,27 @@ def query_cmd(users: int, products: int, requests: int, results_path: str) -> No
         say=lambda msg: click.echo(f"==> {msg}", err=True))
 
 
+@bench.command("topology")
+@click.option("--events", type=click.IntRange(1000), default=40_000, show_default=True,
+              help="Events measured (beyond a --base run, whose figures are subtracted).")
+@click.option("--base", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--products", type=click.IntRange(40), default=10_000, show_default=True)
+@click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True)
+@click.option("--users", type=click.IntRange(1), default=3_000, show_default=True)
+def topology_cmd(events: int, base: int, products: int, dim: int, users: int) -> None:
+    """CPU per event of the job's topology alone (collection in, outputs discarded, no Kafka or
+    Cassandra), per JVM thread: where a change to the operators shows without the e2e noise."""
+    from streamrec.bench.topology import measure
+
+    click.echo("==> two jobs on a local minicluster (~1 min)", err=True)
+    result = measure(events, base, products, dim, users)
+    click.echo(f"wall {result['wall_us_per_event']:.0f} us per event, "
+               f"CPU {result['cpu_us_per_event']:.0f} us per event of the job's JVM; per thread:")
+    for name, us in result["threads_us_per_event"].items():
+        if us >= 1.0:
+            click.echo(f"  {name:<24} {us:7.0f} us")
+
+
 @bench.command("plot")
 def plot_cmd() -> None:
     """Redraw bench/*.png from bench/results.jsonl and bench/topk.jsonl."""
