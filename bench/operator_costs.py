@@ -32,24 +32,26 @@ IDS = [f"p{i}" for i in range(30)]
 SC = [0.5] * 30
 
 class NoRank(Recommend):
-    def process_element(self, value, ctx):
-        catalog = self._current_catalog()
+    """The real operator's state update, a fixed list instead of the top-k."""
+
+    def _update(self, value):
         variant, params = self._variants.for_user(value.user_id)
         raw = self._state.value()
         state = pickle.loads(raw) if raw is not None else UserState()
-        state = apply_event(state, row_to_event(value), catalog, params, self._user_ttl_ms)
+        state = apply_event(state, row_to_event(value), self._current_catalog(), params, self._user_ttl_ms)
         self._state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        return state, variant
+
+    def process_element(self, value, ctx):
+        state, variant = self._update(value)
         yield Row(*value, write_timestamp_us(state), IDS, SC, "personal", variant, state.impressions, state.hits)
 
-class NoRankSmall(Recommend):
+
+class NoRankSmall(NoRank):
     def process_element(self, value, ctx):
-        catalog = self._current_catalog()
-        _, params = self._variants.for_user(value.user_id)
-        raw = self._state.value()
-        state = pickle.loads(raw) if raw is not None else UserState()
-        state = apply_event(state, row_to_event(value), catalog, params, self._user_ttl_ms)
-        self._state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        self._update(value)
         yield Row(value.event_id)
+
 
 class Bare(Recommend):
     def process_element(self, value, ctx):
