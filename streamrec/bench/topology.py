@@ -20,25 +20,26 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-TICK = os.sysconf("SC_CLK_TCK")
+from streamrec.bench.procstat import descendants, process_table, thread_cpu
 
 
 def _jvm_pid() -> int:
-    out = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True).stdout.split()
-    for pid in out:
-        if "java" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
-            return int(pid)
+    for pid in descendants(process_table(), [os.getpid()]) - {os.getpid()}:
+        try:
+            if "java" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                return pid
+        except OSError:  # gone since the table was read
+            continue
     raise RuntimeError("the PyFlink gateway JVM was not found among this process's children")
 
 
-def _threads(pid: int) -> dict[str, tuple[str, float]]:
+def _threads(pid: int) -> dict[int, tuple[str, float]]:
+    """tid -> (thread name, CPU seconds) of every thread of ``pid``."""
     found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for tid, cpu in thread_cpu(pid).items():
         try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            found[task.name] = (name, (int(fields[11]) + int(fields[12])) / TICK)
-        except OSError:  # the thread ended between the listing and the read
+            found[tid] = (Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip(), cpu)
+        except OSError:  # the thread ended after its CPU was read
             pass
     return found
 
@@ -65,7 +66,7 @@ def run_once(events: int, products: int, dim: int, users: int) -> dict[str, Any]
 
     pid = _jvm_pid()
     first = dict(_threads(pid))
-    last: dict[str, tuple[str, float]] = {}
+    last: dict[int, tuple[str, float]] = {}
     done = threading.Event()
 
     def sample() -> None:

@@ -19,7 +19,7 @@ from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.connectors.flink import attach_cassandra, uses_java_writer
-from streamrec.connectors.javasupport import driver_jars, support_jar
+from streamrec.connectors.javasupport import add_support_jar, driver_jars
 from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source
 from streamrec.jobs.pipeline import build_pipeline
 
@@ -92,10 +92,11 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     if config.checkpoint_interval_ms > 0:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     jars = [j if "://" in j else f"file://{j}" for j in config.jar_list]
-    jars.append(support_jar().as_uri())  # the events source's deserializer, the Cassandra sink
     if uses_java_writer(config):
         jars.extend(j.as_uri() for j in driver_jars())
-    env.add_jars(*jars)
+    if jars:
+        env.add_jars(*jars)
+    add_support_jar(env)  # the events source's deserializer, the Cassandra sink, the popularity counter
     return env
 
 

@@ -179,8 +179,6 @@ CONTROL_FIELDS = ["kind", "key", "payload"]  # kind: "product" or "trending"
 CONTROL_ROW = Types.ROW_NAMED(CONTROL_FIELDS, [Types.STRING(), Types.STRING(), Types.STRING()])
 
 
-
-
 class ParseProducts(ProcessFunction):
     """raw JSON product update -> CONTROL_ROW; bad input -> DLQ_TAG (same codes as events)."""
 

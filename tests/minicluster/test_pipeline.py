@@ -41,10 +41,21 @@ BAD = {
 }
 
 
+def local_env(parallelism: int):
+    """A plain local environment whose Python workers run this interpreter (its venv has pyflink),
+    as the job's create_env sets it."""
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    env = StreamExecutionEnvironment.get_execution_environment(
+        Configuration().set_string("python.executable", sys.executable))
+    env.set_parallelism(parallelism)
+    return env
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from pyflink.common import Types
-    from pyflink.datastream import StreamExecutionEnvironment
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(60, 8)).astype(np.float32)
@@ -64,12 +75,7 @@ def run(tmp_path_factory):
     raw = [e.to_json() for e in valid] + list(BAD.values())
     r.shuffle(raw)
 
-    from pyflink.common import Configuration
-
-    # the Python workers run this interpreter (its venv has pyflink), as the job's create_env sets it
-    env = StreamExecutionEnvironment.get_execution_environment(
-        Configuration().set_string("python.executable", sys.executable))
-    env.set_parallelism(2)
+    env = local_env(parallelism=2)
     # product updates arrive while events flow: a new title changes no ranking; a bad one is a dead letter
     products = [json.dumps({"product_id": "p1", "title": "renamed"}), json.dumps({"product_id": 5})]
     streams = build_pipeline(env, env.from_collection(raw, type_info=Types.STRING()), config,
@@ -136,8 +142,7 @@ def test_users_with_a_product_signal_get_k_recommendations(run):
 def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
     """The trending branch's counting (PopularityCounter): per product and minute of event time,
     the summed positive weights and the newest time, whatever batches the counts leave in."""
-    from pyflink.common import Configuration, Row
-    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.common import Row
 
     from streamrec.jobs.pipeline import popularity_counts
     from streamrec.udfs.operators import EVENT_ROW
@@ -152,9 +157,7 @@ def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
         pid = None if etype == "search" else r.choice(products)
         events.append(Event(f"e{i}", f"u{i % 7}", 1_700_000_000_000 + r.randrange(180_000), etype, pid,
                             "lamp" if pid is None else None))
-    env = StreamExecutionEnvironment.get_execution_environment(
-        Configuration().set_string("python.executable", sys.executable))
-    env.set_parallelism(2)
+    env = local_env(parallelism=2)
     rows = [Row(e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query) for e in events]
     counts = popularity_counts(env, env.from_collection(rows, type_info=EVENT_ROW), config)
     with counts.execute_and_collect() as results:
