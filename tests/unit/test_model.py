@@ -14,6 +14,7 @@ from streamrec.udfs.model import (
     recommend_batch,
     recommend_users,
     remember_shown,
+    select_top,
     top_k_batch,
     update_user,
     write_timestamp_us,
@@ -411,3 +412,21 @@ def test_a_compact_pickle_without_the_fields_a_later_release_added_gets_their_de
     back = _restore_user(np.ones(3, dtype=np.float32).tobytes(), ["p1"], 4)  # vector, purchased, seq only
     assert back.seq == 4 and back.purchased == ["p1"] and back.cart == [] and back.hits == 0
     np.testing.assert_array_equal(back.vector, np.ones(3, dtype=np.float32))
+
+
+def test_top_k_selection_is_exact_best_first_and_breaks_ties_by_catalog_row():
+    # the selection only sorts the scores above a bound taken from block maxima: it must still be
+    # exactly "sort by score, then by row" for any data, ties and filtered-out products included
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        n = int(rng.choice([1, 7, 60, 500, 10_000]))
+        scores = rng.normal(size=n).astype(np.float32)
+        if trial % 3 == 0:
+            scores = np.round(scores, 1)  # many equal scores
+        if trial % 4 == 0:
+            scores[rng.random(n) < 0.9] = -np.inf  # most products filtered out
+        if trial % 7 == 0:
+            scores[:] = 0.5  # all equal
+        k = int(rng.choice([1, 10, 30, 100]))
+        want = np.lexsort((np.arange(n), -scores))[: min(k, n)]
+        assert list(select_top(scores, k)) == list(want), (trial, n, k)
