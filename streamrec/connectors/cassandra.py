@@ -136,14 +136,21 @@ def datetime_to_ms(dt: datetime) -> int:
 
 # The two statements that store a pipeline row: the Python writer and the Java sink
 # (streamrec/connectors/javasupport.py, which receives them as they are) bind the same columns.
-INSERT_EVENT_CQL = (
-    "INSERT INTO events (user_id, ts, event_id, type, product_id, query) "
-    "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-)
-UPSERT_RECOMMENDATIONS_CQL = (
-    "INSERT INTO recommendations (user_id, product_ids, scores, source, event_id, event_ts, updated_at, "
-    "variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-)
+# Qualified with the keyspace: Cassandra keys a prepared statement by its text, and the same
+# unqualified text prepared in two keyspaces of one cluster (the bench's systems, tests) draws a
+# warning that the statement may run against the other keyspace.
+def insert_event_cql(keyspace: str) -> str:
+    return (
+        f"INSERT INTO {_check_ident(keyspace)}.events (user_id, ts, event_id, type, product_id, query) "
+        "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    )
+
+
+def upsert_recommendations_cql(keyspace: str) -> str:
+    return (
+        f"INSERT INTO {_check_ident(keyspace)}.recommendations (user_id, product_ids, scores, source, event_id, "
+        "event_ts, updated_at, variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+    )
 
 
 class RecommendationWriter:
@@ -164,9 +171,9 @@ class RecommendationWriter:
     def open(self) -> None:
         self._session = connect(self._config, self._config.keyspace)
         s = self._session
-        self._insert_event = s.prepare(INSERT_EVENT_CQL)
+        self._insert_event = s.prepare(insert_event_cql(self._config.keyspace))
         self._insert_event.is_idempotent = True
-        self._upsert_recs = s.prepare(UPSERT_RECOMMENDATIONS_CQL)
+        self._upsert_recs = s.prepare(upsert_recommendations_cql(self._config.keyspace))
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:

@@ -11,10 +11,10 @@ from pyflink.datastream.connectors import Sink
 
 from streamrec.config import Config
 from streamrec.connectors.cassandra import (
-    INSERT_EVENT_CQL,
-    UPSERT_RECOMMENDATIONS_CQL,
     RecommendationWriter,
     await_statements,
+    insert_event_cql,
+    upsert_recommendations_cql,
 )
 from streamrec.connectors.javasupport import SINK_CLASS_NAME, java_class
 
@@ -113,7 +113,8 @@ def java_cassandra_sink(config: Config) -> Sink:
     """``CassandraRowSink`` (streamrec/connectors/javasupport.py) for the rows of RECOMMENDATION_ROW."""
     return Sink(java_class(SINK_CLASS_NAME)(
         ",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
-        config.cassandra_username, config.cassandra_password, INSERT_EVENT_CQL, UPSERT_RECOMMENDATIONS_CQL,
+        config.cassandra_username, config.cassandra_password,
+        insert_event_cql(config.keyspace), upsert_recommendations_cql(config.keyspace),
         config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries,
         config.cassandra_batch_linger_ms))
 

@@ -177,7 +177,7 @@ public final class CassandraRowSink implements Sink<Row> {
             // A bound null is stored as a tombstone, and every event lacks either a product or a query;
             // the row is new, so there is nothing to delete: leave the column unset.
             if (row.getField(4) == null) {
-                event.unset(4); // product_id (INSERT_EVENT_CQL's 5th marker)
+                event.unset(4); // product_id (insert_event_cql's 5th marker)
             }
             if (row.getField(5) == null) {
                 event.unset(5); // query
