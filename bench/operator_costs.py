@@ -9,7 +9,9 @@ subtract (start-up is 5-10 s):
 
 Variants: bare (no state, a one-field row out), state_only (+ ValueState read and write),
 norank_small (+ unpickle, apply_event, pickle), norank (+ the full output row, 30 ids and scores),
-full (the real operator: + the top-k). Also: src, map, keymap (the source, a Python map, key_by + map).
+full (the real operator: + the top-k). Also: src, map, keymap (the source, a Python map, key_by + map);
+session 9: norank_str (norank with the 30 ids and scores as one string each), state_ttl (state_only with
+the job's default user TTL).
 """
 import pickle
 import sys
@@ -21,7 +23,15 @@ from streamrec.bench.generator import EventGenerator, synthetic_catalog
 from streamrec.config import Config
 from streamrec.jobs.job import create_env
 from streamrec.udfs.model import UserState, apply_event, write_timestamp_us
-from streamrec.udfs.operators import CONTROL_ROW, CONTROL_STATE, EVENT_ROW, RECOMMENDATION_ROW, Recommend, row_to_event
+from streamrec.udfs.operators import (
+    CONTROL_ROW,
+    CONTROL_STATE,
+    EVENT_ROW,
+    RECOMMENDATION_FIELDS,
+    RECOMMENDATION_ROW,
+    Recommend,
+    row_to_event,
+)
 from streamrec.udfs.variants import Variants
 
 CAT = synthetic_catalog(10_000, 64)
@@ -63,8 +73,25 @@ class StateOnly(Recommend):
         self._state.update(raw or b"x" * 400)
         yield Row(value.event_id)
 
+IDS_STR = "\t".join(IDS)
+SC_STR = ",".join(str(x) for x in SC)
+STRING_ROW = Types.ROW_NAMED(
+    RECOMMENDATION_FIELDS, [*RECOMMENDATION_ROW.get_field_types()[:7], Types.STRING(), Types.STRING(),
+                            *RECOMMENDATION_ROW.get_field_types()[9:]])
+
+
+class NoRankStrings(NoRank):
+    """The full row, but the 30 ids and scores each as one string."""
+
+    def process_element(self, value, ctx):
+        state, variant = self._update(value)
+        yield Row(*value, write_timestamp_us(state), IDS_STR, SC_STR, "personal", variant, state.impressions,
+                  state.hits)
+
+
 VARIANTS = {"full": (Recommend, RECOMMENDATION_ROW), "norank": (NoRank, RECOMMENDATION_ROW),
-            "norank_small": (NoRankSmall, SMALL), "state_only": (StateOnly, SMALL), "bare": (Bare, SMALL)}
+            "norank_small": (NoRankSmall, SMALL), "state_only": (StateOnly, SMALL), "bare": (Bare, SMALL),
+            "norank_str": (NoRankStrings, STRING_ROW), "state_ttl": (StateOnly, SMALL)}
 
 def run(variant, n):
     config = Config.from_env(checkpoint_interval_ms=0)
@@ -86,7 +113,8 @@ def run(variant, n):
         s = src.map(lambda e: Row(e.event_id), output_type=SMALL)
     else:
       s = (src.key_by(lambda e: e.user_id, key_type=Types.STRING()).connect(control.broadcast(CONTROL_STATE))
-         .process(cls(loader, Variants.from_config(config), 0, None, 0, 0.95, 1), output_type=out))
+         .process(cls(loader, Variants.from_config(config), config.user_ttl_ms if variant == "state_ttl" else 0,
+                     None, 0, 0.95, 1), output_type=out))
     from pyflink.java_gateway import get_gateway
     j = get_gateway().jvm
     s._j_data_stream.sinkTo(j.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())

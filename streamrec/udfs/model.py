@@ -237,8 +237,8 @@ def select_top(scores: np.ndarray, k: int) -> np.ndarray:
     Exact: the k-th largest maximum of blocks of consecutive positions is a lower bound of the k-th
     largest score (k blocks each hold a score at least that high), so only the scores at or above
     it, a few more than k on real catalogs, are sorted. At 10k products and k = 30 that took ~17 us
-    against ~107 us for ``np.argpartition`` (BENCHMARKS.md, session 9). -inf (filtered out) sorts
-    last; callers mark it missing.
+    against ~107 us for ``np.argpartition`` (BENCHMARKS.md, session 9). -inf (filtered out) and NaN
+    sort last; callers mark them missing.
     """
     n = len(scores)
     k = min(k, n)
@@ -248,7 +248,7 @@ def select_top(scores: np.ndarray, k: int) -> np.ndarray:
         maxima = scores[: blocks * block].reshape(blocks, block).max(axis=1)
         threshold = np.partition(maxima, blocks - k)[blocks - k]
         candidates = np.flatnonzero(scores >= threshold)
-    else:  # a small catalog: sort it all
+    if block < 8 or len(candidates) < k:  # a small catalog (or NaN scores, which compare false): sort it all
         candidates = np.arange(n)
     order = np.argsort(-scores[candidates], kind="stable")[:k]
     return candidates[order]

@@ -427,6 +427,8 @@ def test_top_k_selection_is_exact_best_first_and_breaks_ties_by_catalog_row():
             scores[rng.random(n) < 0.9] = -np.inf  # most products filtered out
         if trial % 7 == 0:
             scores[:] = 0.5  # all equal
+        if trial % 11 == 0:
+            scores[rng.random(n) < 0.5] = np.nan  # never expected, but must not lose a slot
         k = int(rng.choice([1, 10, 30, 100]))
         want = np.lexsort((np.arange(n), -scores))[: min(k, n)]
         assert list(select_top(scores, k)) == list(want), (trial, n, k)
