@@ -55,6 +55,7 @@ from streamrec.udfs.model import (
     recommend_batch,
     recommend_users,
     remember_shown,
+    select_top,
 )
 
 DAY_MS = 86_400_000
@@ -247,11 +248,10 @@ def top_rows(scores: np.ndarray, excluded: Sequence[Sequence[int]], in_stock: np
     for i, ex in enumerate(excluded):
         if len(ex):
             scores[i, np.asarray(ex, dtype=np.int64)] = -np.inf
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (b, 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)  # best score first, ties by row
-    rows = np.take_along_axis(part, order, axis=1)
-    rows[~np.isfinite(np.take_along_axis(part_scores, order, axis=1))] = -1
+    rows = np.empty((b, kk), dtype=np.int64)
+    for i in range(b):
+        rows[i] = select_top(scores[i], kk)  # best score first, ties by row: the job's selection
+    rows[~np.isfinite(np.take_along_axis(scores, rows, axis=1))] = -1
     if kk < k:
         rows = np.hstack([rows, np.full((b, k - kk), -1, dtype=rows.dtype)])
     return rows
