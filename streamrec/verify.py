@@ -276,15 +276,16 @@ class StoredRecs:
 
 def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[str, StoredRecs]]:
     """Every row of `events` and `recommendations` (prepared statements, paged)."""
-    from streamrec.connectors.cassandra import connect, datetime_to_ms
+    from streamrec.connectors.cassandra import connect, datetime_to_ms, qualified
 
     session = connect(config, config.keyspace)
     try:
-        ev = session.prepare("SELECT user_id, ts, event_id, type, product_id, query FROM events")
+        ev = session.prepare(
+            f"SELECT user_id, ts, event_id, type, product_id, query FROM {qualified(config.keyspace, 'events')}")
         ev.fetch_size = 5000
         rc = session.prepare(
             "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant, impressions, hits "
-            "FROM recommendations")
+            f"FROM {qualified(config.keyspace, 'recommendations')}")
         rc.fetch_size = 5000
         events = [((r.user_id, datetime_to_ms(r.ts), r.event_id), (r.type, r.product_id, r.query))
                   for r in session.execute(ev, timeout=120)]

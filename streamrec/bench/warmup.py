@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 from streamrec.bench.baseline import BaselineModel, OutputRow, model_params
 from streamrec.bench.generator import EventGenerator, to_event
 from streamrec.config import Config
+from streamrec.connectors.cassandra import qualified
 from streamrec.udfs.catalog import Catalog
 
 # HotSpot names its JIT compiler threads "C1 CompilerThread0", "C2 CompilerThread0", ...; the kernel
@@ -116,7 +117,7 @@ def warm_up_cassandra(config: Config, catalog: Catalog, cassandra_pids: Callable
     writer = RecommendationWriter(config)
     writer.open()
     session = writer._session  # the writer's session: its statements are prepared there
-    read = session.prepare("SELECT event_id FROM recommendations WHERE user_id = ?")
+    read = session.prepare(f"SELECT event_id FROM {qualified(session.keyspace, 'recommendations')} WHERE user_id = ?")
     started = time.time()
     cpu0 = compiler_cpu(cassandra_pids())
     detector.add(started, cpu0)

@@ -134,21 +134,26 @@ def datetime_to_ms(dt: datetime) -> int:
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
+def qualified(keyspace: str, table: str) -> str:
+    """``keyspace.table`` for a prepared statement. Every statement names its keyspace: prepared
+    with table names alone in a session bound to a keyspace, Cassandra 5 answers each with the
+    warning "`USE <keyspace>` with prepared statements is considered to be an anti-pattern due to
+    ambiguity in non-qualified table names"."""
+    return f"{_check_ident(keyspace)}.{table}"
+
+
 # The two statements that store a pipeline row: the Python writer and the Java sink
 # (streamrec/connectors/javasupport.py, which receives them as they are) bind the same columns.
-# Qualified with the keyspace: Cassandra keys a prepared statement by its text, and the same
-# unqualified text prepared in two keyspaces of one cluster (the bench's systems, tests) draws a
-# warning that the statement may run against the other keyspace.
 def insert_event_cql(keyspace: str) -> str:
     return (
-        f"INSERT INTO {_check_ident(keyspace)}.events (user_id, ts, event_id, type, product_id, query) "
+        f"INSERT INTO {qualified(keyspace, 'events')} (user_id, ts, event_id, type, product_id, query) "
         "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
     )
 
 
 def upsert_recommendations_cql(keyspace: str) -> str:
     return (
-        f"INSERT INTO {_check_ident(keyspace)}.recommendations (user_id, product_ids, scores, source, event_id, "
+        f"INSERT INTO {qualified(keyspace, 'recommendations')} (user_id, product_ids, scores, source, event_id, "
         "event_ts, updated_at, variant, impressions, hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
     )
 
@@ -273,7 +278,8 @@ def store_catalog(config: Config, catalog: Catalog) -> int:
     session = connect(config, config.keyspace)
     try:
         stmt = session.prepare(
-            "INSERT INTO products (product_id, title, category, price, in_stock, embedding) VALUES (?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO {qualified(config.keyspace, 'products')} (product_id, title, category, price, in_stock, "
+            "embedding) VALUES (?, ?, ?, ?, ?, ?)"
         )
         args = [
             (
@@ -348,15 +354,17 @@ class QueryClient:
 
     def __init__(self, config: Config) -> None:
         self._session = connect(config, config.keyspace)
+        ks = config.keyspace
         self._recs = self._session.prepare(
             "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant "
-            "FROM recommendations WHERE user_id = ?"
+            f"FROM {qualified(ks, 'recommendations')} WHERE user_id = ?"
         )
         self._events = self._session.prepare(
-            "SELECT user_id, ts, event_id, type, product_id, query FROM events WHERE user_id = ? LIMIT ?"
+            f"SELECT user_id, ts, event_id, type, product_id, query FROM {qualified(ks, 'events')} "
+            "WHERE user_id = ? LIMIT ?"
         )
         self._products = self._session.prepare(
-            "SELECT product_id, category, title FROM products WHERE product_id IN ?"
+            f"SELECT product_id, category, title FROM {qualified(ks, 'products')} WHERE product_id IN ?"
         )
 
     def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
@@ -415,8 +423,9 @@ class QueryClient:
 PRODUCT_COLUMNS = ("title", "category", "price", "in_stock", "embedding")
 
 
-def product_upsert_cql(columns: Iterable[str]) -> str:
-    """The upsert of one product that sets only ``columns``: the others keep their value.
+def product_upsert_cql(columns: Iterable[str], keyspace: Optional[str] = None) -> str:
+    """The upsert of one product that sets only ``columns``: the others keep their value
+    (into ``keyspace.products``; without a keyspace, the session's).
 
     An INSERT of a subset of columns writes those cells alone (and creates the row if it is new).
     """
@@ -425,7 +434,8 @@ def product_upsert_cql(columns: Iterable[str]) -> str:
     if unknown or len(set(cols)) != len(cols):
         raise ValueError(f"not a set of product columns: {cols}")
     names = ["product_id", *cols]
-    return f"INSERT INTO products ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    table = "products" if keyspace is None else qualified(keyspace, "products")
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 
 
 def _product_values(update: Any, columns: Iterable[str]) -> tuple[Any, ...]:
@@ -448,13 +458,14 @@ class ProductStore:
     def __init__(self, config: Config, session: Any = None, concurrency: int = 64) -> None:
         self._own = session is None
         self._session = connect(config, config.keyspace) if session is None else session
+        self._keyspace = config.keyspace
         self._statements: dict[tuple[str, ...], Any] = {}
         self._concurrency = max(1, concurrency)
 
     def _statement(self, columns: tuple[str, ...]) -> Any:
         stmt = self._statements.get(columns)
         if stmt is None:
-            stmt = self._session.prepare(product_upsert_cql(columns))
+            stmt = self._session.prepare(product_upsert_cql(columns, self._keyspace))
             stmt.is_idempotent = True
             self._statements[columns] = stmt
         return stmt

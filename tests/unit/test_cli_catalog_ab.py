@@ -10,6 +10,7 @@ which Cassandra and Kafka were written.
 from __future__ import annotations
 
 import json
+import re
 from collections import namedtuple
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -90,6 +91,10 @@ class FakeSession:
         self.in_queries: list[list[str]] = []
 
     def prepare(self, cql: str) -> FakePrepared:
+        # every prepared statement must name the keyspace (Cassandra warns about table names alone
+        # after USE); the fake's tables are those of the default keyspace and it keeps the bare name
+        assert re.search(r"\b(FROM|INTO) streamrec\.", cql), f"keyspace not named: {cql}"
+        cql = re.sub(r"\b(FROM|INTO) streamrec\.", r"\1 ", cql)
         self.prepared.append(cql)
         return FakePrepared(cql)
 
@@ -279,6 +284,10 @@ def test_product_upsert_cql_sets_only_the_given_columns():
     assert product_upsert_cql(PRODUCT_COLUMNS) == (
         "INSERT INTO products (product_id, title, category, price, in_stock, embedding) VALUES (?, ?, ?, ?, ?, ?)")
     assert product_upsert_cql([]) == "INSERT INTO products (product_id) VALUES (?)"
+    # the job's stores name the keyspace (Cassandra warns about table names alone after USE)
+    assert product_upsert_cql(["price"], "shop") == "INSERT INTO shop.products (product_id, price) VALUES (?, ?)"
+    with pytest.raises(ValueError):
+        product_upsert_cql(["price"], "shop; DROP TABLE x")
     for bad in (["in_stock; DROP TABLE x"], ["price", "price"], ["product_id"]):
         with pytest.raises(ValueError):
             product_upsert_cql(bad)
