@@ -13,7 +13,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from streamrec.bench.generator import synthetic_catalog
-from streamrec.udfs.model import select_top, top_k_batch
+from streamrec.udfs.model import select_top_rows, top_k_batch
 from streamrec.udfs.ranking import user_like_queries
 
 
@@ -38,7 +38,7 @@ def main() -> None:
             old = argpartition_rows(scores, k)
             timings["argpartition"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            new = np.stack([select_top(row, k) for row in scores])
+            new = select_top_rows(scores, k)
             timings["select_top"].append(time.perf_counter() - t)
             t = time.perf_counter()
             top_k_batch(queries, catalog, k)

@@ -55,7 +55,7 @@ from streamrec.udfs.model import (
     recommend_batch,
     recommend_users,
     remember_shown,
-    select_top,
+    select_top_rows,
 )
 
 DAY_MS = 86_400_000
@@ -248,9 +248,7 @@ def top_rows(scores: np.ndarray, excluded: Sequence[Sequence[int]], in_stock: np
     for i, ex in enumerate(excluded):
         if len(ex):
             scores[i, np.asarray(ex, dtype=np.int64)] = -np.inf
-    rows = np.empty((b, kk), dtype=np.int64)
-    for i in range(b):
-        rows[i] = select_top(scores[i], kk)  # best score first, ties by row: the job's selection
+    rows = select_top_rows(scores, kk)  # best score first, ties by row: the job's selection
     rows[~np.isfinite(np.take_along_axis(scores, rows, axis=1))] = -1
     if kk < k:
         rows = np.hstack([rows, np.full((b, k - kk), -1, dtype=rows.dtype)])

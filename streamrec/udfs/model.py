@@ -254,6 +254,14 @@ def select_top(scores: np.ndarray, k: int) -> np.ndarray:
     return candidates[order]
 
 
+def select_top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`select_top` of each row of ``scores`` (b, n): (b, min(k, n)) positions."""
+    rows = np.empty((scores.shape[0], min(k, scores.shape[1])), dtype=np.int64)
+    for i, row in enumerate(scores):
+        rows[i] = select_top(row, k)
+    return rows
+
+
 def top_k_batch(
     user_vectors: np.ndarray,
     catalog: Catalog,
@@ -285,9 +293,7 @@ def top_k_batch(
         if len(excluded):
             scores[i, np.asarray(excluded, dtype=np.int64)] = -np.inf
     scores[(norms[:, 0] == 0)] = -np.inf
-    rows = np.empty((b, kk), dtype=np.int64)
-    for i in range(b):
-        rows[i] = select_top(scores[i], kk)
+    rows = select_top_rows(scores, kk)
     top = np.take_along_axis(scores, rows, axis=1).astype(np.float32)
     missing = ~np.isfinite(top)
     rows[missing] = -1
