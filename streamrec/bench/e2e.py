@@ -44,9 +44,15 @@ from streamrec.bench import results
 from streamrec.bench.baseline import model_params
 from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
 from streamrec.bench.procstat import MACHINE, CpuSampler, Group, descendants, process_table, thread_cpu
-from streamrec.bench.warmup import QuietDetector, RoundedRecord, WarmUp, compiler_cpu, warm_up_cassandra
+from streamrec.bench.warmup import (
+    QuietDetector,
+    RoundedRecord,
+    WarmUp,
+    compiler_cpu,
+    prepare_event_id_read,
+    warm_up_cassandra,
+)
 from streamrec.config import Config
-from streamrec.connectors.cassandra import qualified
 from streamrec.runner import BackgroundJob, config_env
 from streamrec.udfs.catalog import Catalog
 
@@ -317,7 +323,7 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
 
     The phase starts with the first row of one of ``first_users`` (the users of the phase's first
     events; default: any of ``expected``), so rows left by an earlier phase (the warm-up) do not count."""
-    one_q = session.prepare(f"SELECT event_id FROM {qualified(session.keyspace, 'recommendations')} WHERE user_id = ?")
+    one_q = prepare_event_id_read(session)
     watch_first = list(first_users or expected)[:16]
     t_first: Optional[float] = None
     while t_first is None:
@@ -498,7 +504,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
                       backoff: float = 0.05, lead_in: float = 0.0) -> Freshness:
     """Produce ``rate`` events/s for ``lead_in`` + ``seconds`` plus, after the lead-in, probes; time
     each probe until its row is readable."""
-    one_q = session.prepare(f"SELECT event_id FROM {qualified(session.keyspace, 'recommendations')} WHERE user_id = ?")
+    one_q = prepare_event_id_read(session)
     pending: dict[str, tuple[str, float]] = {}  # user -> (event id, produce time)
     due_at: dict[str, float] = {}  # user -> when to read the probe's row next
     order: list[str] = []

@@ -101,6 +101,11 @@ def warm_up_rows(catalog: Catalog, config: Config, n: int = 2000, seed: int = 12
     return BaselineModel(catalog, model_params(config)).process([to_event(e) for e in gen.batch(n)])
 
 
+def prepare_event_id_read(session: Any) -> Any:
+    """The read of a user's newest event id, as the freshness poller and ``streamrec recs`` do it."""
+    return session.prepare(f"SELECT event_id FROM {qualified(session.keyspace, 'recommendations')} WHERE user_id = ?")
+
+
 def warm_up_cassandra(config: Config, catalog: Catalog, cassandra_pids: Callable[[], list[int]],
                       max_seconds: float = 180.0, detector: Optional[QuietDetector] = None,
                       batch_rows: int = 10, in_flight: int = 16) -> WarmUp:
@@ -117,7 +122,7 @@ def warm_up_cassandra(config: Config, catalog: Catalog, cassandra_pids: Callable
     writer = RecommendationWriter(config)
     writer.open()
     session = writer._session  # the writer's session: its statements are prepared there
-    read = session.prepare(f"SELECT event_id FROM {qualified(session.keyspace, 'recommendations')} WHERE user_id = ?")
+    read = prepare_event_id_read(session)
     started = time.time()
     cpu0 = compiler_cpu(cassandra_pids())
     detector.add(started, cpu0)
