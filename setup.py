@@ -19,7 +19,7 @@ setup(
         "rich>=13",
         "pyyaml>=6",
         "threadpoolctl>=3.1",  # BLAS pinned to one thread per Python worker (and in `bench pieces`)
-        "faiss-cpu>=1.8",  # approximate top-k for large catalogs (udfs.ranking)
+        "faiss-cpu>=1.8",  # approximate top-k for large catalogs (model.ranking)
         "matplotlib>=3.7",  # `streamrec evaluate --plot`
     ],
     extras_require={

@@ -17,8 +17,8 @@ from threadpoolctl import threadpool_limits
 
 from streamrec.bench.generator import EventGenerator, synthetic_catalog
 from streamrec.config import Config
-from streamrec.udfs.events import parse_event
-from streamrec.udfs.model import (
+from streamrec.model.events import parse_event
+from streamrec.model.model import (
     UserState,
     apply_event,
     eligible_mask,
@@ -26,8 +26,8 @@ from streamrec.udfs.model import (
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.udfs.ranking import Ranker
-from streamrec.udfs.variants import Variants
+from streamrec.model.ranking import Ranker
+from streamrec.model.variants import Variants
 
 threadpool_limits(1)  # one core, as the job pins BLAS
 cat = synthetic_catalog(10_000, 64)

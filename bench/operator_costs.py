@@ -22,7 +22,8 @@ from pyflink.common import Row, Types
 from streamrec.bench.generator import EventGenerator, synthetic_catalog
 from streamrec.config import Config
 from streamrec.jobs.job import create_env
-from streamrec.udfs.model import UserState, apply_event, write_timestamp_us
+from streamrec.model.model import UserState, apply_event, write_timestamp_us
+from streamrec.model.variants import Variants
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
@@ -32,7 +33,6 @@ from streamrec.udfs.operators import (
     Recommend,
     row_to_event,
 )
-from streamrec.udfs.variants import Variants
 
 CAT = synthetic_catalog(10_000, 64)
 def loader(): return CAT

@@ -13,8 +13,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from streamrec.bench.generator import synthetic_catalog
-from streamrec.udfs.model import select_top_rows, top_k_batch
-from streamrec.udfs.ranking import user_like_queries
+from streamrec.model.model import select_top_rows, top_k_batch
+from streamrec.model.ranking import user_like_queries
 
 
 def argpartition_rows(scores: np.ndarray, k: int) -> np.ndarray:

@@ -187,7 +187,7 @@ def events_cmd(user: str, limit: int, output: str, **conn: Any) -> None:
 def similar(product: str, k: int, output: str, **conn: Any) -> None:
     """Show the in-stock products most similar to PRODUCT (same vectors as the job)."""
     from streamrec.connectors.cassandra import load_catalog
-    from streamrec.udfs.similar import similar_products
+    from streamrec.model.similar import similar_products
 
     cat = load_catalog(_config(**conn))
     try:
@@ -403,7 +403,7 @@ def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: boo
 def catalog_load(file: str, **conn: Any) -> None:
     """Write a catalog file into the Cassandra `products` table."""
     from streamrec.connectors.cassandra import store_catalog
-    from streamrec.udfs.catalog import Catalog
+    from streamrec.model.catalog import Catalog
 
     n = store_catalog(_config(**conn), Catalog.load(file))
     _err(f"loaded {n} products")
@@ -541,7 +541,7 @@ def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, mo
 
     from streamrec import evaluate as ev
     from streamrec.datasets import read_history
-    from streamrec.udfs.model import ModelParams
+    from streamrec.model.model import ModelParams
 
     params = ModelParams.from_config(Config.from_env())
     defaults = ev.EvalSettings()

@@ -101,7 +101,7 @@ class Config:
     # exclude_purchased, exclude_cart, include_categories, exclude_categories, cold_start_events.
     # Empty: one variant named "default" with the settings above.
     variants: str = ""
-    # Where the job reads the catalog from: a catalog file (.npz, see udfs.catalog) or, when
+    # Where the job reads the catalog from: a catalog file (.npz, see model.catalog) or, when
     # empty, the Cassandra `products` table.
     catalog_path: str = ""
 

@@ -21,7 +21,7 @@ from typing import IO, Any, Iterator, Union
 
 import pandas as pd
 
-from streamrec.udfs.events import Event
+from streamrec.model.events import Event
 
 OTTO_TYPES = {"clicks": "click", "carts": "add_to_cart", "orders": "purchase"}
 UCI_PRODUCT_CODE = r"^\d{5}[A-Za-z]{0,2}$"

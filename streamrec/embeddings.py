@@ -14,7 +14,7 @@ implicitly factorises a shifted PMI matrix; Barkan & Koenigstein 2016 apply it t
    ``Q * Lambda^p`` (``p = eig_power``), made unit length: products that appear next to the same
    products point the same way.
 4. Products with fewer than ``min_count`` events (too little history), or none, get the
-   vector of their title (:mod:`streamrec.udfs.text`: the idf-weighted mean of the vectors of
+   vector of their title (:mod:`streamrec.model.text`: the idf-weighted mean of the vectors of
    its words, a word's vector being the mean of the learned products whose title has it).
 5. Categories: the data has none, so they are derived: spherical k-means over the vectors
    (``categories`` clusters), each cluster named after its most distinctive title words
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.text import TextIndex, tokens
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.text import TextIndex, tokens
 
 if TYPE_CHECKING:  # the CLI imports this module for its defaults: keep the import light
     import scipy.sparse as sp

@@ -10,8 +10,8 @@ The protocol (docs/EVALUATION.md says why):
   the training events; products first seen later keep their title vector (when the data has
   titles) or are unknown (the job would send their events to the dead-letter topic).
 - **Replay with the job's functions.** Every event, training and test, goes through
-  :func:`streamrec.udfs.model.update_user` in time order; streamrec's recommendations come from
-  :func:`streamrec.udfs.model.recommend_batch` with the state the job would hold. There is no second
+  :func:`streamrec.model.model.update_user` in time order; streamrec's recommendations come from
+  :func:`streamrec.model.model.recommend_batch` with the state the job would hold. There is no second
   implementation of the model here.
 - **Cases: the next item, as the job sees events.** The job updates a user's recommendations after
   every event; the next event shows whether they were right. So every target event in the window
@@ -45,9 +45,9 @@ import scipy.sparse as sp
 
 from streamrec.datasets import History
 from streamrec.embeddings import EmbeddingSettings, build_catalog
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     apply_event,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from streamrec.udfs.events import WRONG_TYPE, BadRecord
-from streamrec.udfs.products import ProductUpdate, parse_product_update
+from streamrec.model.events import WRONG_TYPE, BadRecord
+from streamrec.model.products import ProductUpdate, parse_product_update
 
 # The variant of a recommendations row written before A/B variants existed (or without them).
 DEFAULT_VARIANT = "default"

@@ -37,9 +37,9 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 
 from streamrec.config import Config
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord, parse_event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import BadRecord, parse_event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     apply_event,
@@ -50,7 +50,7 @@ from streamrec.udfs.model import (
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.udfs.variants import Variants
+from streamrec.model.variants import Variants
 
 log = logging.getLogger("streamrec.verify")
 

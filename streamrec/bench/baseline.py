@@ -1,7 +1,7 @@
 """The baseline: the service a user would write instead of the Flink job.
 
 One plain Python process: a kafka-python consumer (auto-commit, the library's default) -> the same
-parsing, update rule and top-k functions as the job (:mod:`streamrec.udfs`) -> the same Cassandra
+parsing, update rule and top-k functions as the job (:mod:`streamrec.model`) -> the same Cassandra
 writer and prepared statements (:class:`~streamrec.connectors.cassandra.RecommendationWriter`).
 The user states live in a dict in memory: no checkpoints, no recovery (a crash loses every
 embedding, and auto-commit may have committed offsets of events whose writes never happened),
@@ -28,9 +28,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from streamrec.config import Config
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import BadRecord, Event, parse_event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     excluded_ids,

@@ -53,8 +53,8 @@ from streamrec.bench.warmup import (
     warm_up_cassandra,
 )
 from streamrec.config import Config
+from streamrec.model.catalog import Catalog
 from streamrec.runner import BackgroundJob, config_env
-from streamrec.udfs.catalog import Catalog
 
 log = logging.getLogger("streamrec.bench")
 

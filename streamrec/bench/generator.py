@@ -17,9 +17,9 @@ from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import ModelParams, UserState, update_user
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import ModelParams, UserState, update_user
 
 # Share of each event type in the stream (sums to 1).
 DEFAULT_MIX: Mapping[str, float] = {

@@ -18,8 +18,8 @@ import numpy as np
 from streamrec.bench.baseline import OutputRow, _write_concurrently, model_params
 from streamrec.bench.generator import EventGenerator, synthetic_catalog
 from streamrec.config import Config
-from streamrec.udfs.events import Event, parse_event
-from streamrec.udfs.model import UserState, recommend_batch, update_user
+from streamrec.model.events import Event, parse_event
+from streamrec.model.model import UserState, recommend_batch, update_user
 
 
 def _cpu_us(fn: Callable[[], Any], n: int) -> float:

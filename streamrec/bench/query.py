@@ -57,7 +57,7 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
         ensure_schema,
         store_catalog,
     )
-    from streamrec.udfs.catalog import Catalog
+    from streamrec.model.catalog import Catalog
 
     profile = localstack.PROFILES["bench"]
     localstack.fetch()

@@ -2,7 +2,7 @@
 
 For each catalog size and dataset: events/s per core (one query = one event's top-k, asked in
 batches of ``batch`` users, BLAS and faiss pinned to one thread with threadpoolctl) and recall@10
-against the exact answer of the job's own function (:func:`streamrec.udfs.model.top_k_batch`).
+against the exact answer of the job's own function (:func:`streamrec.model.model.top_k_batch`).
 IVF and HNSW are swept over their search knob (nprobe, efSearch); every point is recorded, and the
 summary picks the fastest setting that reaches the recall floor.
 
@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from streamrec.bench import results
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 log = logging.getLogger("streamrec.bench.topk")
 
@@ -97,7 +97,7 @@ def model_user_vectors(catalog: Catalog, histories: Sequence[Sequence[Any]], cou
     """User vectors as the model builds them: each history replayed, snapshot at a random event."""
     from streamrec.bench.baseline import model_params
     from streamrec.config import Config
-    from streamrec.udfs.model import UserState, update_user
+    from streamrec.model.model import UserState, update_user
 
     params = model_params(Config())
     rng = np.random.default_rng(seed)
@@ -186,7 +186,7 @@ def _timed(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, batc
 
 
 def _numpy_search(catalog: Catalog, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    from streamrec.udfs.model import top_k_batch
+    from streamrec.model.model import top_k_batch
 
     def search(q: np.ndarray) -> np.ndarray:
         rows, _ = top_k_batch(q, catalog, k)

@@ -20,7 +20,7 @@ from streamrec.bench.baseline import BaselineModel, OutputRow, model_params
 from streamrec.bench.generator import EventGenerator, to_event
 from streamrec.config import Config
 from streamrec.connectors.cassandra import qualified
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 # HotSpot names its JIT compiler threads "C1 CompilerThread0", "C2 CompilerThread0", ...; the kernel
 # keeps the first 15 characters.

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from streamrec.config import Config
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from streamrec.config import Config
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 _cache: dict[str, Catalog] = {}
 _lock = threading.Lock()

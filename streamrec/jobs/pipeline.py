@@ -21,7 +21,8 @@ from pyflink.java_gateway import get_gateway
 
 from streamrec.config import Config
 from streamrec.connectors.javasupport import POPULARITY_CLASS_NAME, add_support_jar, java_class
-from streamrec.udfs.model import ModelParams
+from streamrec.model.model import ModelParams
+from streamrec.model.variants import Variants
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
@@ -38,7 +39,6 @@ from streamrec.udfs.operators import (
     Recommend,
     TrendingMerge,
 )
-from streamrec.udfs.variants import Variants
 
 __all__ = ["RECOMMENDATION_FIELDS", "PipelineStreams", "build_pipeline", "model_params"]
 

@@ -1,5 +1,2 @@
-"""The model and the per-record logic: pure Python + numpy, importable without a JVM.
-
-The Flink job, the offline tools and the tests all call these functions; there is one
-implementation of the model.
-"""
+"""The thin PyFlink adapters around :mod:`streamrec.model`: they only translate Flink's calling
+convention (rows, state, side outputs, batches of bytes) into calls of the pure model."""

@@ -1,7 +1,7 @@
 """Thin PyFlink wrappers around the pure functions of this package.
 
 Each class only adapts Flink's calling convention (rows, state, side outputs, Arrow batches) to
-the plain functions in :mod:`streamrec.udfs.events` and :mod:`streamrec.udfs.model`. Importing
+the plain functions in :mod:`streamrec.model.events` and :mod:`streamrec.model.model`. Importing
 this module needs pyflink but starts no JVM.
 """
 
@@ -21,9 +21,9 @@ from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction,
 from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcastProcessFunction
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import BadRecord, Event, parse_event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     apply_event,
@@ -32,10 +32,10 @@ from streamrec.udfs.model import (
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
-from streamrec.udfs.ranking import Ranker
-from streamrec.udfs.trending import DecayedPopularity, popularity_rows
-from streamrec.udfs.variants import Variants
+from streamrec.model.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
+from streamrec.model.ranking import Ranker
+from streamrec.model.trending import DecayedPopularity, popularity_rows
+from streamrec.model.variants import Variants
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_c
 from streamrec.connectors.kafka import ensure_topics
 from streamrec.datasets import read_uci
 from streamrec.embeddings import build_catalog
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 REPO = Path(__file__).resolve().parents[2]
 UCI = REPO.parent / "shared" / "data" / "uci-online-retail" / "onlineretail.csv.gz"

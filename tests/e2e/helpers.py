@@ -11,7 +11,7 @@ from streamrec.config import Config
 from streamrec.connectors.cassandra import connect, datetime_to_ms
 from streamrec.connectors.kafka import produce_lines, read_topic
 from streamrec.datasets import History
-from streamrec.udfs.events import Event
+from streamrec.model.events import Event
 
 # One record of every bad-input class the contract names, with the code it must get.
 MALFORMED = [

@@ -16,8 +16,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from streamrec.connectors.cassandra import QueryClient
+from streamrec.model.events import Event
 from streamrec.runner import BackgroundJob, config_env, wait_for
-from streamrec.udfs.events import Event
 
 from .helpers import (
     MALFORMED,

@@ -24,11 +24,11 @@ import pytest
 
 from streamrec.config import Config
 from streamrec.connectors.cassandra import QueryClient
+from streamrec.model.events import Event
+from streamrec.model.model import ModelParams, UserState, apply_event, recommend_users, trending_recommendation
+from streamrec.model.trending import DecayedPopularity
+from streamrec.model.variants import Variants, assign_variant
 from streamrec.runner import BackgroundJob, config_env, wait_for
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import ModelParams, UserState, apply_event, recommend_users, trending_recommendation
-from streamrec.udfs.trending import DecayedPopularity
-from streamrec.udfs.variants import Variants, assign_variant
 
 from .conftest import REPO
 from .helpers import count_events, produce, uci_slice

@@ -15,8 +15,8 @@ from collections import Counter
 import pytest
 
 from streamrec import localstack
+from streamrec.model.events import Event
 from streamrec.runner import BackgroundJob, wait_for
-from streamrec.udfs.events import Event
 from streamrec.verify import verify
 from tests.e2e.helpers import MALFORMED, uci_slice
 

@@ -14,9 +14,9 @@ import pytest
 from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.jobs.pipeline import build_pipeline, model_params
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import (
     UserState,
     apply_event,
     excluded_ids,
@@ -145,8 +145,8 @@ def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
     from pyflink.common import Row
 
     from streamrec.jobs.pipeline import popularity_counts
+    from streamrec.model.trending import popularity_rows
     from streamrec.udfs.operators import EVENT_ROW
-    from streamrec.udfs.trending import popularity_rows
 
     config = Config(trending_interval_ms=50)
     r = random.Random(8)

@@ -28,9 +28,9 @@ from streamrec.bench.generator import (
 from streamrec.bench.procstat import CpuSampler, Group, descendants, interpolate, parse_stat
 from streamrec.bench.profile import bundle_thread, categorize, read_raw, summarize, top_functions
 from streamrec.config import Config
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event, parse_event
-from streamrec.udfs.model import UserState, excluded_ids, recommend_batch, update_user
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event, parse_event
+from streamrec.model.model import UserState, excluded_ids, recommend_batch, update_user
 
 # --- catalog and generator -----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import pytest
 
 from streamrec.bench.generator import synthetic_catalog
 from streamrec.bench.topk import best_per_method, jittered, model_user_vectors, normalise, recall_at_k, summary_table
-from streamrec.udfs.events import Event
+from streamrec.model.events import Event
 
 
 def test_recall_at_k_counts_overlap_and_ignores_missing():

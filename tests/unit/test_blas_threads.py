@@ -22,9 +22,9 @@ import json, sys
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 from streamrec.config import Config
-from streamrec.udfs.model import Catalog
+from streamrec.model.model import Catalog
 from streamrec.udfs.operators import Recommend
-from streamrec.udfs.variants import Variants
+from streamrec.model.variants import Variants
 
 class FakeRuntimeContext:  # stands in for PyFlink's: open() only asks it for the user state
     def get_state(self, descriptor):

@@ -30,6 +30,7 @@ from streamrec.connectors.cassandra import (
     StoredRecommendations,
     product_upsert_cql,
 )
+from streamrec.model.products import ProductUpdate
 from streamrec.query import (
     DEFAULT_VARIANT,
     VariantStats,
@@ -38,7 +39,6 @@ from streamrec.query import (
     parse_update_lines,
     split_ids,
 )
-from streamrec.udfs.products import ProductUpdate
 
 # --- fakes -------------------------------------------------------------------------------------
 

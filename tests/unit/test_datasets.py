@@ -64,7 +64,7 @@ def test_the_real_otto_sample_reads_completely():
 def test_products_bought_together_end_up_closer_than_unrelated_ones(tmp_path):
     from streamrec.datasets import History
     from streamrec.embeddings import EmbeddingSettings
-    from streamrec.udfs.events import Event
+    from streamrec.model.events import Event
 
     events = []
     # two groups of customers with disjoint tastes

@@ -14,8 +14,8 @@ from streamrec.embeddings import (
     sppmi,
     with_popularity,
 )
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
 
 MINUTE = 60_000
 

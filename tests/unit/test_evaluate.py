@@ -10,9 +10,9 @@ from streamrec import evaluate as ev
 from streamrec.config import DEFAULT_EVENT_WEIGHTS
 from streamrec.datasets import History
 from streamrec.embeddings import EmbeddingSettings, build_catalog
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import ModelParams, UserState, recommend_batch, update_user
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import ModelParams, UserState, recommend_batch, update_user
 
 DAY = ev.DAY_MS
 PARAMS = ModelParams(DEFAULT_EVENT_WEIGHTS, half_life_events=1.0, top_k=10)

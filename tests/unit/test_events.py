@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from streamrec.udfs.events import (
+from streamrec.model.events import (
     ERROR_CODES,
     MISSING_FIELD,
     NON_FINITE,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from streamrec.config import DEFAULT_EVENT_WEIGHTS
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import Event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     apply_event,
@@ -92,7 +92,7 @@ def test_a_user_with_thousands_of_events_of_one_millisecond_gets_ever_newer_writ
 
 
 def test_a_state_restored_from_the_previous_stamp_form_writes_above_everything_it_wrote():
-    from streamrec.udfs.model import _restore_user
+    from streamrec.model.model import _restore_user
 
     # 1999 events at ts 5000, pickled before write_us existed: the old form's stamps went up to 5000 * 1000 + 999
     restored = _restore_user(None, [], 1999, 5000)
@@ -407,7 +407,7 @@ def test_the_state_round_trips_through_its_compact_pickle():
 
 
 def test_a_compact_pickle_without_the_fields_a_later_release_added_gets_their_defaults():
-    from streamrec.udfs.model import _restore_user
+    from streamrec.model.model import _restore_user
 
     back = _restore_user(np.ones(3, dtype=np.float32).tobytes(), ["p1"], 4)  # vector, purchased, seq only
     assert back.seq == 4 and back.purchased == ["p1"] and back.cart == [] and back.hits == 0

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord
-from streamrec.udfs.model import ModelParams, eligible_mask
-from streamrec.udfs.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import BadRecord
+from streamrec.model.model import ModelParams, eligible_mask
+from streamrec.model.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
 
 
 def catalog() -> Catalog:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.similar import similar_products
+from streamrec.model.catalog import Catalog
+from streamrec.model.similar import similar_products
 
 
 def catalog(in_stock=None):

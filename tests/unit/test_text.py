@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.text import TextIndex, embed_query, text_index, tokens
+from streamrec.model.catalog import Catalog
+from streamrec.model.text import TextIndex, embed_query, text_index, tokens
 
 
 def axis(i, d=4):

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from streamrec.udfs.trending import DecayedPopularity
-from streamrec.udfs.variants import assign_variant, bucket
+from streamrec.model.trending import DecayedPopularity
+from streamrec.model.variants import assign_variant, bucket
 
 HOUR = 3_600_000
 
@@ -57,7 +57,7 @@ def test_bad_shares_are_refused():
 
 def test_variants_come_from_json_with_their_own_settings():
     from streamrec.config import Config
-    from streamrec.udfs.variants import Variants
+    from streamrec.model.variants import Variants
 
     v = Variants.from_config(Config(variants='{"A": {"share": 1}, "B": {"share": 1, "top_k": 4, '
                                               '"exclude_categories": "toys,garden"}}'))
@@ -78,14 +78,14 @@ def test_variants_come_from_json_with_their_own_settings():
 ])
 def test_bad_variant_settings_are_refused_with_the_reason(text, message):
     from streamrec.config import Config
-    from streamrec.udfs.variants import Variants
+    from streamrec.model.variants import Variants
 
     with pytest.raises(ValueError, match=message):
         Variants.from_config(Config(variants=text))
 
 
 def test_popularity_batches_from_the_jvm_and_rows_of_an_older_savepoint_read_alike():
-    from streamrec.udfs.trending import popularity_rows
+    from streamrec.model.trending import popularity_rows
 
     pending = ['[["p1",2.0,1000],["p\\"2",1.0E-4,2000]]', ("p3", 1, 3000), "[]"]
     assert list(popularity_rows(pending)) == [("p1", 2.0, 1000), ('p"2', 0.0001, 2000), ("p3", 1.0, 3000)]

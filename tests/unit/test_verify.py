@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import BadRecord, Event, parse_event
-from streamrec.udfs.model import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import BadRecord, Event, parse_event
+from streamrec.model.model import (
     ModelParams,
     UserState,
     apply_event,
@@ -26,7 +26,7 @@ from streamrec.udfs.model import (
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.udfs.variants import Variants
+from streamrec.model.variants import Variants
 from streamrec.verify import Expectation, Report, StoredRecs, compare, same_top_k
 
 PARAMS = ModelParams(event_weights={"view": 1.0, "click": 2.0, "search": 0.0, "add_to_cart": 3.0,

@@ -3,7 +3,7 @@
 A word's vector is the normalised mean of the vectors of the products whose title has the word; a
 text (a search query, or the title of a product with too little history to learn from) is the
 normalised, idf-weighted mean of the vectors of its known words. Everything is derived from a
-:class:`~streamrec.udfs.catalog.Catalog` (titles + vectors), so the job can build it at load time
+:class:`~streamrec.model.catalog.Catalog` (titles + vectors), so the job can build it at load time
 from the Cassandra ``products`` table: :func:`text_index` does that once per catalog object.
 """
 
@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Words that say nothing about what a product is.

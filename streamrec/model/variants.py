@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from streamrec.config import Config
-from streamrec.udfs.model import ModelParams
+from streamrec.model.model import ModelParams
 
 
 def bucket(user_id: str, buckets: int = 10_000) -> int:

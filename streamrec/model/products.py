@@ -3,7 +3,7 @@
 A product update names a product and any of its fields; fields it leaves out keep their value, so
 ``{"product_id": "X", "in_stock": false}`` takes X off sale. A product the catalog does not know is
 added (it needs an embedding of the catalog's dimension to be recommendable). Parsing never raises:
-bad input becomes a :class:`~streamrec.udfs.events.BadRecord` with the events' error codes.
+bad input becomes a :class:`~streamrec.model.events.BadRecord` with the events' error codes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.events import (
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import (
     MAX_ID_CHARS,
     MISSING_FIELD,
     NON_FINITE,

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from streamrec.udfs.catalog import Catalog
+from streamrec.model.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def exact_top_k(user_vectors: np.ndarray, catalog: Catalog, k: int, exclude: Sequence[Sequence[int]] = (),
                 eligible: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-    from streamrec.udfs.model import top_k_batch
+    from streamrec.model.model import top_k_batch
 
     return top_k_batch(user_vectors, catalog, k, exclude, eligible)
 
@@ -96,7 +96,7 @@ class Ranker:
 
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]],
               eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Like :func:`streamrec.udfs.model.top_k_batch`: (rows, scores), -1/NaN where fewer."""
+        """Like :func:`streamrec.model.model.top_k_batch`: (rows, scores), -1/NaN where fewer."""
         if self.ann is None:
             return exact_top_k(user_vectors, self.catalog, k, exclude, eligible)
         b = user_vectors.shape[0]

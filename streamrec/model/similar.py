@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamrec.udfs.catalog import Catalog
-from streamrec.udfs.model import top_k_batch
+from streamrec.model.catalog import Catalog
+from streamrec.model.model import top_k_batch
 
 
 def similar_products(catalog: Catalog, product_id: str, k: int) -> list[tuple[str, float]]:

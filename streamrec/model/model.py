@@ -1,0 +1,410 @@
+"""The recommendation model: how an event moves a user's embedding, and top-k over the catalog.
+
+A user is a decayed, weighted sum of the vectors of the products they touched and the queries
+they searched. Each such event multiplies the past by ``decay`` (per event, and per elapsed event
+time when ``half_life_days`` is set) and adds ``weight(type) * v``, where ``v`` is the product's
+vector or the query's (:mod:`streamrec.model.text`: from the words of product titles). The user's
+direction (the sum normalised) is compared with every product by cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from streamrec.config import DEFAULT_HALF_LIFE_DAYS, DEFAULT_HALF_LIFE_EVENTS, Config
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.text import embed_query
+
+if TYPE_CHECKING:
+    from streamrec.model.ranking import Ranker
+
+DAY_MS = 86_400_000
+
+# Bound the per-user state: a wholesaler with thousands of purchases must not grow it forever.
+MAX_REMEMBERED_PURCHASES = 1000
+MAX_CART = 200
+
+# An event of these types naming a product of the list shown before it counts as a hit.
+HIT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase"})
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    event_weights: Mapping[str, float]
+    half_life_events: float = DEFAULT_HALF_LIFE_EVENTS
+    top_k: int = 10
+    exclude_purchased: bool = True
+    half_life_days: float = DEFAULT_HALF_LIFE_DAYS  # 0: no decay by event time
+    exclude_cart: bool = True
+    include_categories: frozenset[str] = frozenset()  # empty: every category
+    exclude_categories: frozenset[str] = frozenset()
+    cold_start_events: int = 1  # fewer events that moved the user: trending instead of personal
+    candidates: int = 0  # how many products a recommendation holds (0: top_k)
+
+    @classmethod
+    def from_config(cls, config: Config, **overrides: Any) -> ModelParams:
+        """The model settings of ``config``; ``overrides`` (an A/B variant's) replace single settings."""
+        values: dict[str, Any] = dict(
+            event_weights=dict(config.event_weights),
+            half_life_events=config.half_life_events,
+            top_k=config.top_k,
+            exclude_purchased=config.exclude_purchased,
+            half_life_days=config.half_life_days,
+            exclude_cart=config.exclude_cart,
+            include_categories=config.include_categories,
+            exclude_categories=config.exclude_categories,
+            cold_start_events=config.cold_start_events,
+        )
+        values.update(overrides)
+        for name in ("include_categories", "exclude_categories"):
+            values[name] = _category_set(values[name])
+        values["event_weights"] = {str(k): float(v) for k, v in dict(values["event_weights"]).items()}
+        values["candidates"] = int(values["top_k"]) * max(1, config.query_overfetch)
+        return cls(**values)
+
+    @property
+    def stored_k(self) -> int:
+        return self.candidates or self.top_k
+
+    @property
+    def decay(self) -> float:
+        return 0.5 ** (1.0 / self.half_life_events) if self.half_life_events > 0 else 0.0
+
+    def time_decay(self, elapsed_ms: int) -> float:
+        """How much of the past is left after ``elapsed_ms`` of event time (1: no time decay)."""
+        if self.half_life_days <= 0 or elapsed_ms <= 0:
+            return 1.0
+        return 0.5 ** (elapsed_ms / (self.half_life_days * DAY_MS))
+
+
+def _category_set(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(c.strip() for c in value.split(",") if c.strip())
+    return frozenset(str(c) for c in value)
+
+
+@dataclass
+class UserState:
+    """What the job keeps per user in Flink keyed state (pickled as one value)."""
+
+    vector: Optional[np.ndarray] = None  # (d,) float32 decayed sum; None until a product event
+    purchased: list[str] = field(default_factory=list)  # most recent last, bounded
+    seq: int = 0  # events seen for this user (every valid event counts)
+    max_ts: int = 0  # newest event time seen, epoch ms
+    vector_ts: int = 0  # newest event time that moved the vector (for time decay), epoch ms
+    cart: list[str] = field(default_factory=list)  # added and neither removed nor bought, oldest first
+    moves: int = 0  # events that moved the vector
+    last_shown: tuple[str, ...] = ()  # the personal top_k shown after the previous event
+    impressions: int = 0  # events that followed a shown personal list
+    hits: int = 0  # of those, views/clicks/carts/purchases of a product of that list
+    # Cassandra write timestamp (us) of the row written after the newest event; -1: none yet, or
+    # restored from a release that did not keep it (see write_timestamp_us)
+    write_us: int = -1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # state pickled by an older version (a savepoint) lacks the newer fields: give them defaults
+        self.__dict__.update(UserState().__dict__)
+        self.__dict__.update(state)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # The job unpickles and pickles this once per event. The default form (a dict, with the
+        # ndarray pickled through numpy's reducer) cost ~37 us a round trip; raw float32 bytes and
+        # the other fields in declaration order cost ~10 us.
+        vector = None if self.vector is None else np.asarray(self.vector, dtype=np.float32).tobytes()
+        return _restore_user, (vector, *_user_fields(self))
+
+
+def _restore_user(vector: Optional[bytes], *values: Any) -> UserState:
+    """The inverse of :meth:`UserState.__reduce__`. Fields a newer version appends are missing
+    from an older pickle and keep their defaults."""
+    state = UserState(None, *values)
+    if vector is not None:
+        state.vector = np.frombuffer(vector, dtype=np.float32).copy()
+    return state
+
+
+_USER_FIELDS = tuple(f.name for f in fields(UserState))
+assert _USER_FIELDS[0] == "vector"
+_user_fields = operator.attrgetter(*_USER_FIELDS[1:])
+
+
+def update_user(state: UserState, event: Event, catalog: Catalog, params: ModelParams) -> UserState:
+    """Apply one event to a user's state, in place, and return it.
+
+    Product events move the user toward the product's vector, searches toward the query's
+    (nothing happens for a query with no word the catalog's titles know), each with the weight of
+    its type; a negative weight (remove_from_cart) moves the user away. Only events that move the
+    user decay the past.
+    """
+    if state.write_us < 0 and state.seq > 0:
+        # restored from a release that stamped max_ts * 1000 + seq % 1000: start above all of those
+        state.write_us = state.max_ts * 1000 + 999
+    state.seq += 1
+    state.max_ts = max(state.max_ts, event.ts)
+    state.write_us = max(state.max_ts * 1000, state.write_us + 1)
+    weight = params.event_weights.get(event.type, 0.0)
+    direction: Optional[np.ndarray] = None
+    if weight != 0.0:
+        if event.product_id is not None:
+            row = catalog.index.get(event.product_id)
+            direction = None if row is None else catalog.vectors[row]
+        elif event.type == "search" and event.query:
+            direction = embed_query(catalog, event.query)
+    if direction is not None:
+        state.moves += 1
+        contribution = np.float32(weight) * direction
+        if state.vector is None:
+            state.vector = contribution.astype(np.float32, copy=True)
+        else:
+            factor = np.float32(params.decay * params.time_decay(event.ts - state.vector_ts))
+            state.vector = (factor * state.vector + contribution).astype(np.float32)
+        state.vector_ts = max(state.vector_ts, event.ts)
+    if event.product_id is None:
+        return state
+    if event.type == "purchase" and event.product_id not in state.purchased:
+        state.purchased.append(event.product_id)
+        if len(state.purchased) > MAX_REMEMBERED_PURCHASES:
+            del state.purchased[: len(state.purchased) - MAX_REMEMBERED_PURCHASES]
+    if event.type == "add_to_cart" and event.product_id not in state.cart:
+        state.cart.append(event.product_id)
+        if len(state.cart) > MAX_CART:
+            del state.cart[: len(state.cart) - MAX_CART]
+    elif event.type in ("remove_from_cart", "purchase") and event.product_id in state.cart:
+        state.cart.remove(event.product_id)
+    return state
+
+
+def apply_event(state: UserState, event: Event, catalog: Catalog, params: ModelParams,
+                user_ttl_ms: int = 0) -> UserState:
+    """What the job does with each event of a user: the idle-user TTL, the online hit count, then
+    :func:`update_user`. Returns the new state (a fresh one when the user was idle too long).
+
+    The TTL is measured in event time, so a replay resets the same users; Flink's own state TTL
+    (processing time, same length) is what frees the memory of users who never come back.
+    """
+    if user_ttl_ms > 0 and state.seq > 0 and event.ts - state.max_ts > user_ttl_ms:
+        # a fresh user, except for the write timestamp: the rows written before must stay older
+        state = UserState(write_us=state.write_us)
+    if state.last_shown:
+        state.impressions += 1
+        if event.type in HIT_TYPES and event.product_id in state.last_shown:
+            state.hits += 1
+    return update_user(state, event, catalog, params)
+
+
+def excluded_ids(state: UserState, params: ModelParams) -> list[str]:
+    """The products this user must not be shown: bought ones, and what is in the cart."""
+    out: list[str] = list(state.purchased) if params.exclude_purchased else []
+    if params.exclude_cart:
+        out.extend(state.cart)
+    return out
+
+
+def eligible_mask(catalog: Catalog, params: ModelParams) -> np.ndarray:
+    """(n,) bool: products that may be recommended at all: in stock, with an embedding, and in
+    the allowed categories."""
+    mask = catalog.in_stock & (np.abs(catalog.vectors).sum(axis=1) > 0)
+    if params.include_categories:
+        mask &= np.isin(np.asarray(catalog.categories, dtype=object), list(params.include_categories))
+    if params.exclude_categories:
+        mask &= ~np.isin(np.asarray(catalog.categories, dtype=object), list(params.exclude_categories))
+    return mask
+
+
+def write_timestamp_us(state: UserState) -> int:
+    """The Cassandra write timestamp of the row that reflects ``state`` (after :func:`update_user`).
+
+    Derived from event time, never the wall clock, so a replay writes identical cells and an older
+    write never wins over a newer one: it is the newest event time seen (in microseconds), or one
+    microsecond after the user's previous write when that is later. So it grows with every event
+    of the user, also for events of the same millisecond and for late events with an older time
+    (an earlier form, ``max_ts * 1000 + seq % 1000``, went back by 999 us when the sequence
+    wrapped while the newest event time stood still, as it does inside a large invoice).
+    """
+    return state.write_us if state.write_us >= 0 else state.max_ts * 1000
+
+
+def select_top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest of ``scores`` (1-d), best first; equal scores in position
+    order, so that a product's rank never depends on how the search was batched.
+
+    Exact: the k-th largest maximum of blocks of consecutive positions is a lower bound of the k-th
+    largest score (k blocks each hold a score at least that high), so only the scores at or above
+    it, a few more than k on real catalogs, are sorted. At 10k products and k = 30 that took ~17 us
+    against ~107 us for ``np.argpartition`` (BENCHMARKS.md, session 9). -inf (filtered out) and NaN
+    sort last; callers mark them missing.
+    """
+    n = len(scores)
+    k = min(k, n)
+    block = n // (4 * k) if k > 0 else 0
+    if block >= 8:
+        blocks = n // block
+        maxima = scores[: blocks * block].reshape(blocks, block).max(axis=1)
+        threshold = np.partition(maxima, blocks - k)[blocks - k]
+        candidates = np.flatnonzero(scores >= threshold)
+    if block < 8 or len(candidates) < k:  # a small catalog (or NaN scores, which compare false): sort it all
+        candidates = np.arange(n)
+    order = np.argsort(-scores[candidates], kind="stable")[:k]
+    return candidates[order]
+
+
+def select_top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`select_top` of each row of ``scores`` (b, n): (b, min(k, n)) positions."""
+    rows = np.empty((scores.shape[0], min(k, scores.shape[1])), dtype=np.int64)
+    for i, row in enumerate(scores):
+        rows[i] = select_top(row, k)
+    return rows
+
+
+def top_k_batch(
+    user_vectors: np.ndarray,
+    catalog: Catalog,
+    k: int,
+    exclude: Sequence[Sequence[int]] = (),
+    eligible: Optional[np.ndarray] = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k products for a batch of users with one matrix product.
+
+    ``user_vectors`` is (b, d); rows need not be normalised (zero rows get no results).
+    ``exclude[i]`` lists catalog rows user i must not be shown. Only ``eligible`` products are
+    returned (default: those in stock). Returns (rows, scores), both (b, k'): k' = min(k, catalog size); rows are -1 and
+    scores NaN where fewer than k' products are eligible. Scores are cosine similarities.
+    """
+    b = user_vectors.shape[0]
+    n = len(catalog)
+    kk = min(k, n)
+    if b == 0 or kk == 0:
+        return np.empty((b, kk), dtype=np.int64), np.empty((b, kk), dtype=np.float32)
+    if b == 1:
+        return _top_k_one(np.asarray(user_vectors[0], dtype=np.float32), catalog, kk,
+                          exclude[0] if len(exclude) else (), eligible)
+    u = np.asarray(user_vectors, dtype=np.float32)
+    norms = np.linalg.norm(u, axis=1, keepdims=True)
+    u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
+    scores = u @ catalog.vectors.T  # (b, n)
+    scores[:, ~(catalog.in_stock if eligible is None else eligible)] = -np.inf
+    for i, excluded in enumerate(exclude):
+        if len(excluded):
+            scores[i, np.asarray(excluded, dtype=np.int64)] = -np.inf
+    scores[(norms[:, 0] == 0)] = -np.inf
+    rows = select_top_rows(scores, kk)
+    top = np.take_along_axis(scores, rows, axis=1).astype(np.float32)
+    missing = ~np.isfinite(top)
+    rows[missing] = -1
+    top[missing] = np.nan
+    return rows, top
+
+
+def _top_k_one(v: np.ndarray, catalog: Catalog, kk: int, excluded: Sequence[int],
+               eligible: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k_batch` for one user, the job's case (one event at a time): the same steps on 1-d
+    arrays, so the same products in the same order (ties included), at about half the cost of the
+    2-d bookkeeping (take_along_axis, boolean masks built per call)."""
+    norm = float(np.sqrt(np.dot(v, v)))
+    if norm == 0.0:
+        return np.full((1, kk), -1, dtype=np.int64), np.full((1, kk), np.nan, dtype=np.float32)
+    scores = catalog.vectors @ (v / np.float32(norm))
+    np.putmask(scores, ~(catalog.in_stock if eligible is None else eligible), np.float32(-np.inf))
+    if len(excluded):
+        scores[np.asarray(excluded, dtype=np.int64)] = -np.inf
+    rows = select_top(scores, kk)
+    top = scores[rows]
+    missing = ~np.isfinite(top)
+    rows[missing] = -1
+    top[missing] = np.nan
+    return rows[None, :], top[None, :]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    product_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    source: str  # "personal", "trending" (cold start) or "none" (nothing to show yet)
+
+
+NO_RECOMMENDATION = Recommendation((), (), "none")
+
+
+def recommend_batch(
+    user_vectors: Sequence[Optional[np.ndarray]],
+    excluded: Sequence[Sequence[str]],
+    catalog: Catalog,
+    params: ModelParams,
+    eligible: Optional[np.ndarray] = None,
+    ranker: Optional[Ranker] = None,
+) -> list[Recommendation]:
+    """Personal recommendations for a batch of users (``params.stored_k`` each), with one matrix
+    product. ``excluded[i]``: product ids user i must not get (see :func:`excluded_ids`);
+    ``eligible``: :func:`eligible_mask` (computed here when not given); ``ranker``: the search
+    to use for a large catalog (:class:`streamrec.model.ranking.Ranker`; default exact)."""
+    b = len(user_vectors)
+    if b == 0:
+        return []
+    mat = np.zeros((b, catalog.dim), dtype=np.float32)
+    for i, v in enumerate(user_vectors):
+        if v is not None and len(v):
+            mat[i] = v
+    exclude = [catalog.indices(ids) for ids in excluded]
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    if ranker is None:
+        rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask)
+    else:
+        rows, scores = ranker.top_k(mat, params.stored_k, exclude, mask)
+    out = []
+    product_ids = catalog.product_ids
+    for i in range(b):
+        keep = rows[i] >= 0
+        ids = tuple([product_ids[r] for r in rows[i][keep].tolist()])
+        sc = tuple([s for s in scores[i][keep].tolist() if math.isfinite(s)])
+        out.append(Recommendation(ids, sc, "personal") if ids else NO_RECOMMENDATION)
+    return out
+
+
+def trending_recommendation(trending: Sequence[tuple[str, float]], excluded: Sequence[str], catalog: Catalog,
+                            params: ModelParams, eligible: Optional[np.ndarray] = None) -> Recommendation:
+    """The cold-start list: the most popular eligible products right now, best first."""
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    skip = set(excluded)
+    ids: list[str] = []
+    scores: list[float] = []
+    for pid, score in trending:
+        row = catalog.index.get(pid)
+        if row is None or not mask[row] or pid in skip:
+            continue
+        ids.append(pid)
+        scores.append(float(score))
+        if len(ids) == params.stored_k:
+            break
+    return Recommendation(tuple(ids), tuple(scores), "trending") if ids else NO_RECOMMENDATION
+
+
+def is_cold(state: UserState, params: ModelParams) -> bool:
+    return state.vector is None or state.moves < params.cold_start_events
+
+
+def recommend_users(states: Sequence[UserState], catalog: Catalog, params: ModelParams,
+                    trending: Sequence[tuple[str, float]] = (),
+                    eligible: Optional[np.ndarray] = None, ranker: Optional[Ranker] = None) -> list[Recommendation]:
+    """What the job stores for each of these users: personal top-k, or trending for a cold user."""
+    mask = eligible_mask(catalog, params) if eligible is None else eligible
+    warm = [i for i, s in enumerate(states) if not is_cold(s, params)]
+    personal = recommend_batch([states[i].vector for i in warm], [excluded_ids(states[i], params) for i in warm],
+                               catalog, params, mask, ranker)
+    out: list[Recommendation] = [NO_RECOMMENDATION] * len(states)
+    for i, rec in zip(warm, personal):
+        out[i] = rec
+    for i, s in enumerate(states):
+        if is_cold(s, params):
+            out[i] = trending_recommendation(trending, excluded_ids(s, params), catalog, params, mask)
+    return out
+
+
+def remember_shown(state: UserState, rec: Recommendation, params: ModelParams) -> None:
+    """Keep what the user was shown (the first top_k of a personal list) to count the next hit."""
+    state.last_shown = rec.product_ids[: params.top_k] if rec.source == "personal" else ()
