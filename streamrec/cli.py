@@ -103,48 +103,35 @@ def recs(user: str, k: int, exclude: tuple[str, ...], categories: tuple[str, ...
     the filters drop candidates in their stored order and the first k that pass are shown.
     Categories are those of the `products` table; a product without one matches no --category.
     """
-    from streamrec.connectors.cassandra import ProductInfo, QueryClient
-    from streamrec.query import filter_candidates, split_ids
+    from streamrec.connectors.cassandra import QueryClient
+    from streamrec.query import recommendations_answer, split_ids
 
     user = _valid_user_id(user)
     by_category = bool(categories or exclude_categories)
     client = QueryClient(_config(**conn))
     try:
         stored = client.recommendations(user)
-        info: dict[str, ProductInfo] = {}
-        if stored is not None and by_category:
-            info = client.products(stored.product_ids)
-        pairs = [] if stored is None else filter_candidates(
-            stored.product_ids, stored.scores, k, exclude=split_ids(exclude),
-            categories={p: i.category for p, i in info.items()} if by_category else None,
-            include_categories=categories, exclude_categories=exclude_categories)
-        if pairs and output == "table" and not by_category:
-            info = client.products(p for p, _ in pairs)
+        # the same answer as the HTTP service's (streamrec.service), which also fills from trending
+        result = recommendations_answer(user, stored, k, client.products, exclude=split_ids(exclude),
+                                        categories=categories, exclude_categories=exclude_categories)
     finally:
         client.close()
-    items: list[dict[str, Any]] = [{"product_id": p, "score": round(float(s), 6)} for p, s in pairs]
-    result: dict[str, Any] = {"user_id": user, "source": None if stored is None else stored.source, "items": items}
-    if stored is not None:
-        result["event_id"] = stored.event_id
-        result["event_ts"] = None if stored.event_ts is None else stored.event_ts.isoformat() + "Z"
-        if stored.variant:
-            result["variant"] = stored.variant
+    items: list[dict[str, Any]] = result["items"]
     if output == "json":
         _print_json(result)
     elif stored is None:
         _err(f"no recommendations for user {user!r} yet")
-    elif not pairs:
+    elif not items:
         _err(f"no recommendations for user {user!r} pass the filters ({len(stored.product_ids)} candidates stored)")
     else:
         variant = f", variant {stored.variant}" if stored.variant else ""
         columns = ["#", "product_id", "title", *(["category"] if by_category else []), "score"]
         rows: list[list[Any]] = []
-        for i, (p, s) in enumerate(pairs):
-            known = info.get(p)
-            row: list[Any] = [i + 1, p, known.title if known else ""]
+        for i, item in enumerate(items):
+            row: list[Any] = [i + 1, item["product_id"], item["title"] or ""]
             if by_category:
-                row.append(known.category if known else "")
-            rows.append([*row, f"{s:.4f}"])
+                row.append(item["category"] or "")
+            rows.append([*row, f"{item['score']:.4f}"])
         _table(f"recommendations for {user} ({result['source'] or 'none'}{variant})", columns, rows)
     if stored is None:
         sys.exit(1)
@@ -187,19 +174,18 @@ def events_cmd(user: str, limit: int, output: str, **conn: Any) -> None:
 def similar(product: str, k: int, output: str, **conn: Any) -> None:
     """Show the in-stock products most similar to PRODUCT (same vectors as the job)."""
     from streamrec.connectors.cassandra import load_catalog
-    from streamrec.model.similar import similar_products
+    from streamrec.query import similar_answer
 
     cat = load_catalog(_config(**conn))
     try:
-        pairs = similar_products(cat, product, k)
+        answer = similar_answer(cat, product, k)  # the HTTP service's answer too
     except KeyError:
         raise click.ClickException(f"product {product!r} is not in the catalog") from None
     if output == "json":
-        _print_json({"product_id": product, "items": [
-            {"product_id": p, "score": round(s, 6), "title": cat.titles[cat.index[p]]} for p, s in pairs]})
+        _print_json(answer)
     else:
-        _table(f"similar to {product} ({cat.titles[cat.index[product]]})", ["#", "product_id", "title", "score"],
-               [[i + 1, p, cat.titles[cat.index[p]], f"{s:.4f}"] for i, (p, s) in enumerate(pairs)])
+        _table(f"similar to {product} ({answer['title']})", ["#", "product_id", "title", "score"],
+               [[i + 1, it["product_id"], it["title"], f"{it['score']:.4f}"] for i, it in enumerate(answer["items"])])
 
 
 # --- producing --------------------------------------------------------------------------------

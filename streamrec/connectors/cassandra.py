@@ -13,6 +13,7 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
+from streamrec.query import ProductInfo
 
 log = logging.getLogger(__name__)
 
@@ -337,12 +338,6 @@ class StoredRecommendations:
     variant: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class ProductInfo:
-    category: str
-    title: str
-
-
 # Product ids per `IN ?` query: Cassandra warns on (and may refuse) large multi-partition IN lists.
 _IN_CHUNK = 100
 # Rows per page when the A/B report scans `recommendations`.
@@ -364,7 +359,7 @@ class QueryClient:
             "WHERE user_id = ? LIMIT ?"
         )
         self._products = self._session.prepare(
-            f"SELECT product_id, category, title FROM {qualified(ks, 'products')} WHERE product_id IN ?"
+            f"SELECT product_id, category, title, price FROM {qualified(ks, 'products')} WHERE product_id IN ?"
         )
 
     def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
@@ -388,12 +383,12 @@ class QueryClient:
         ]
 
     def products(self, product_ids: Iterable[str]) -> dict[str, ProductInfo]:
-        """Category and title of each known product among ``product_ids`` (unknown ones are absent)."""
+        """Category, title and price of each known product among ``product_ids`` (unknown ones are absent)."""
         ids = list(dict.fromkeys(product_ids))
         out: dict[str, ProductInfo] = {}
         for i in range(0, len(ids), _IN_CHUNK):
             for r in self._session.execute(self._products, (ids[i:i + _IN_CHUNK],)):
-                out[r.product_id] = ProductInfo(r.category or "", r.title or "")
+                out[r.product_id] = ProductInfo(r.category or "", r.title or "", r.price)
         return out
 
     def titles(self, product_ids: Iterable[str]) -> dict[str, str]:
@@ -411,6 +406,14 @@ class QueryClient:
         if table not in ("events", "recommendations", "products"):
             raise ValueError(table)
         return int(self._session.execute(f"SELECT COUNT(*) FROM {table}", timeout=120).one()[0])
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """Whether Cassandra answers a trivial read within ``timeout`` seconds."""
+        try:
+            self._session.execute("SELECT release_version FROM system.local", timeout=timeout)
+            return True
+        except Exception:
+            return False
 
     def close(self) -> None:
         self._session.cluster.shutdown()

@@ -43,7 +43,7 @@ from streamrec.query import (
 # --- fakes -------------------------------------------------------------------------------------
 
 RecRow = namedtuple("RecRow", "user_id product_ids scores source event_id event_ts updated_at variant")
-ProductRow = namedtuple("ProductRow", "product_id category title")
+ProductRow = namedtuple("ProductRow", "product_id category title price")
 EmbeddingRow = namedtuple("EmbeddingRow", "embedding")
 CounterRow = namedtuple("CounterRow", "variant impressions hits")
 
@@ -104,10 +104,10 @@ class FakeSession:
         if cql.startswith("SELECT user_id, product_ids"):
             row = self.recs.get(values[0])
             return FakeResult([row] if row else [])
-        if cql == "SELECT product_id, category, title FROM products WHERE product_id IN ?":
+        if cql == "SELECT product_id, category, title, price FROM products WHERE product_id IN ?":
             self.in_queries.append(list(values[0]))
-            return FakeResult(ProductRow(p, self.products[p].get("category"), self.products[p].get("title"))
-                              for p in values[0] if p in self.products)
+            return FakeResult(ProductRow(p, self.products[p].get("category"), self.products[p].get("title"),
+                                         self.products[p].get("price")) for p in values[0] if p in self.products)
         if cql.startswith("SELECT embedding FROM products"):
             return FakeResult(EmbeddingRow(cols.get("embedding")) for cols in self.products.values())
         if cql == "SELECT variant, impressions, hits FROM recommendations":
@@ -343,7 +343,7 @@ def test_query_client_products_folds_titles_and_chunks_the_in_list(fake_session)
     fake_session.products.update({f"p{i}": {"title": f"T{i}", "category": "c" if i % 2 else None}
                                   for i in range(250)})
     client = QueryClient(Config())
-    assert "SELECT product_id, category, title FROM products WHERE product_id IN ?" in fake_session.prepared
+    assert "SELECT product_id, category, title, price FROM products WHERE product_id IN ?" in fake_session.prepared
     ids = [f"p{i}" for i in range(250)] + ["p1", "unknown"]
     info = client.products(ids)
     assert len(info) == 250 and info["p1"] == ProductInfo("c", "T1") and info["p2"] == ProductInfo("", "T2")
@@ -392,14 +392,18 @@ def _store_recs(session: FakeSession, variant: Optional[str] = "B") -> None:
         session.products[pid] = {"category": cat, "title": f"Title {pid}"}
 
 
-def test_recs_json_keeps_its_shape_and_adds_the_variant(fake_session):
+def test_recs_json_keeps_its_shape_adds_the_variant_and_each_items_details(fake_session):
     _store_recs(fake_session)
+    fake_session.products["p1"]["price"] = 2.5
     result = _run("recs", "u1", "-k", "2", "-o", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {
         "user_id": "u1", "source": "personal", "variant": "B", "event_id": "e9", "event_ts": "2024-01-02T03:04:05Z",
-        "items": [{"product_id": "p1", "score": 0.9}, {"product_id": "p2", "score": 0.8}]}
-    assert fake_session.in_queries == []  # no product lookup needed for JSON without category filters
+        "items": [{"product_id": "p1", "score": 0.9, "source": "personal", "title": "Title p1",
+                   "category": CATS["p1"], "price": 2.5},
+                  {"product_id": "p2", "score": 0.8, "source": "personal", "title": "Title p2",
+                   "category": CATS["p2"], "price": None}]}
+    assert fake_session.in_queries == [["p1", "p2"]]  # the details of the items shown, in one query
 
 
 def test_recs_json_has_no_variant_when_the_row_has_none(fake_session):
