@@ -15,6 +15,10 @@ setup(
         "scipy>=1.10",
         "cassandra-driver==3.30.1",
         "kafka-python>=2.2,<4",
+        # the codecs kafka-python decompresses with: records from any producer (lz4, snappy, zstd)
+        "lz4>=4",
+        "python-snappy>=0.7",
+        "zstandard>=0.21",
         "click>=8.1",
         "rich>=13",
         "pyyaml>=6",
@@ -23,7 +27,9 @@ setup(
         "matplotlib>=3.7",  # `streamrec evaluate --plot`
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs"],
+        # hypothesis: the fuzz tests; confluent-kafka (librdkafka): the e2e tests' producer that is
+        # not the project's own (every codec, transactions)
+        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs", "hypothesis>=6.100", "confluent-kafka>=2.3"],
         # `make bench`: plots, py-spy profiles and the load generator's Kafka client (faiss and
         # threadpoolctl are core dependencies)
         "bench": ["matplotlib>=3.7", "py-spy>=0.3.14", "confluent-kafka>=2.3"],

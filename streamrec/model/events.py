@@ -1,15 +1,24 @@
 """Parsing and validation of the JSON events that arrive on the `events` topic.
 
 Every input either becomes an :class:`Event` or a :class:`BadRecord` with a stable error code;
-nothing raises, because one poison pill must never restart the job.
+nothing raises, because one poison pill must never restart the job. :func:`parse_guarded` (what the
+job calls) also turns an exception the parser did not foresee into an ``INTERNAL`` dead letter.
+
+The text rule (:func:`text_problem`): ids (event, user, product) and search queries must be valid
+Unicode (no lone surrogate: a JSON ``\\ud800`` escape decodes to one, and the JVM refuses it when the
+row crosses to Java), hold no character of :data:`FORBIDDEN_CATEGORIES` or :data:`FORBIDDEN_CHARS`
+(they rewrite a terminal or reorder what it shows) and have 1..``max_chars`` characters. A record
+that breaks it is dead-lettered as ``BAD_ID``; an id is never altered (no trimming, no
+normalisation): what the producer sent is what the store holds, byte for byte.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Any, Container, Optional, Union
+from typing import Any, Callable, Container, Optional, TypeVar, Union
 
 EVENT_TYPES = ("view", "click", "search", "add_to_cart", "remove_from_cart", "purchase")
 
@@ -21,9 +30,43 @@ UNKNOWN_TYPE = "UNKNOWN_TYPE"
 UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT"
 OVERSIZED = "OVERSIZED"
 NON_FINITE = "NON_FINITE"
-ERROR_CODES = (NOT_JSON, MISSING_FIELD, WRONG_TYPE, UNKNOWN_TYPE, UNKNOWN_PRODUCT, OVERSIZED, NON_FINITE)
+BAD_ID = "BAD_ID"  # an id or a query that breaks the text rule (text_problem)
+INTERNAL = "INTERNAL"  # an exception raised by one record's own processing (internal_dead_letter)
+ERROR_CODES = (NOT_JSON, MISSING_FIELD, WRONG_TYPE, UNKNOWN_TYPE, UNKNOWN_PRODUCT, OVERSIZED, NON_FINITE, BAD_ID,
+               INTERNAL)
 
 MAX_ID_CHARS = 256
+
+# Cc: C0, DEL and C1 controls (NUL, ESC sequences, bell, ...); Cs: lone surrogates. Both are refused
+# in every id and query. Cf (format) stays allowed, except the characters below: zero-width joiners
+# build emoji and ZWNJ is part of Persian and Indic spelling. Co (private use) and Cn (unassigned)
+# stay allowed: refusing Cn would make a record's fate depend on the Unicode version of the Python
+# that parses it (the job's and verify's could differ).
+FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
+# Bidi embeddings, overrides and isolates (a terminal then shows another string than the stored
+# one: "Trojan source"), and the line and paragraph separators (line breaks to some readers).
+FORBIDDEN_CHARS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+# The longest exception text an INTERNAL dead letter keeps.
+MAX_REASON_CHARS = 1000
+
+
+def forbidden_char(ch: str) -> bool:
+    """True for a character no id or query may hold (see the module docstring)."""
+    return ch in FORBIDDEN_CHARS or unicodedata.category(ch) in FORBIDDEN_CATEGORIES
+
+
+def text_problem(value: str, max_chars: int = MAX_ID_CHARS) -> Optional[str]:
+    """Why ``value`` may not be an id or a query, or None when it may. The one rule of the job's
+    parser, ``streamrec produce``, the query commands and ``verify``; it never alters the value."""
+    if not value:
+        return "is empty"
+    if len(value) > max_chars:
+        return f"has {len(value)} characters, limit {max_chars}"
+    for i, ch in enumerate(value):
+        if forbidden_char(ch):
+            kind = "a lone surrogate" if unicodedata.category(ch) == "Cs" else "a control character"
+            return f"holds {kind} (U+{ord(ch):04X}) at position {i}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -94,8 +137,10 @@ def parse_event(
         value = obj[name]
         if not isinstance(value, str):
             return bad(WRONG_TYPE, f"{name!r} must be a string, got {type(value).__name__}")
-        if not value or len(value) > MAX_ID_CHARS:
-            return bad(WRONG_TYPE, f"{name!r} must have 1..{MAX_ID_CHARS} characters")
+    for name in ("event_id", "user_id"):
+        problem = text_problem(obj[name])
+        if problem is not None:
+            return bad(BAD_ID, f"{name!r} {problem}")
 
     ts = obj["ts"]
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
@@ -122,17 +167,60 @@ def parse_event(
             return bad(WRONG_TYPE, f"'query' must be a string, got {type(query).__name__}")
         if len(query) > max_query_chars:
             return bad(OVERSIZED, f"query has {len(query)} characters, limit {max_query_chars}")
+        problem = text_problem(query, max_query_chars)
+        if problem is not None:
+            return bad(BAD_ID, f"'query' {problem}")
     elif query is not None:
         return bad(WRONG_TYPE, f"'query' is only allowed on search events, not {etype!r}")
 
     if product_id is not None:
         if not isinstance(product_id, str):
             return bad(WRONG_TYPE, f"'product_id' must be a string, got {type(product_id).__name__}")
-        if not product_id or len(product_id) > MAX_ID_CHARS:
-            return bad(WRONG_TYPE, f"'product_id' must have 1..{MAX_ID_CHARS} characters")
+        problem = text_problem(product_id)
+        if problem is not None:
+            return bad(BAD_ID, f"'product_id' {problem}")
     elif etype != "search":
         return bad(MISSING_FIELD, f"a {etype!r} event needs 'product_id'")
     if product_id is not None and known_products is not None and product_id not in known_products:
         return bad(UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog")
 
     return Event(obj["event_id"], obj["user_id"], ts, etype, product_id, query)
+
+
+def internal_dead_letter(payload: Union[str, bytes, None], exc: BaseException) -> BadRecord:
+    """The ``INTERNAL`` dead letter of a record whose processing raised ``exc``: the exception's
+    type and text, and the payload (bytes decoded as the job's source decodes them). Its JSON is
+    ASCII whatever the payload holds (json.dumps escapes lone surrogates), so it always crosses to
+    Java."""
+    if payload is None:
+        text = ""
+    elif isinstance(payload, bytes):
+        text = payload.decode("utf-8", errors="replace")
+    else:
+        text = payload
+    reason = f"{type(exc).__name__}: {exc}"
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[:MAX_REASON_CHARS] + "..."
+    return BadRecord(INTERNAL, reason, text)
+
+
+T = TypeVar("T")
+
+
+def guarded(fn: Callable[..., T], raw: Union[str, bytes, None], *args: Any) -> Union[T, BadRecord]:
+    """``fn(raw, *args)``, or the ``INTERNAL`` dead letter of ``raw`` when it raises: one record can
+    never fail the operator that processes it (a restart would meet the same record again)."""
+    try:
+        return fn(raw, *args)
+    except Exception as exc:
+        return internal_dead_letter(raw, exc)
+
+
+def parse_guarded(
+    raw: Union[str, bytes],
+    known_products: Optional[Container[str]] = None,
+    max_record_bytes: int = 64 * 1024,
+    max_query_chars: int = 1024,
+) -> Union[Event, BadRecord]:
+    """:func:`parse_event` that never raises: what the job's parsers and ``verify`` call."""
+    return guarded(parse_event, raw, known_products, max_record_bytes, max_query_chars)

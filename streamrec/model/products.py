@@ -3,7 +3,9 @@
 A product update names a product and any of its fields; fields it leaves out keep their value, so
 ``{"product_id": "X", "in_stock": false}`` takes X off sale. A product the catalog does not know is
 added (it needs an embedding of the catalog's dimension to be recommendable). Parsing never raises:
-bad input becomes a :class:`~streamrec.model.events.BadRecord` with the events' error codes.
+bad input becomes a :class:`~streamrec.model.events.BadRecord` with the events' error codes. The
+product id follows the events' text rule (``BAD_ID``), and so do a title and a category (which may
+also be empty, to clear them).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import numpy as np
 
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import (
-    MAX_ID_CHARS,
+    BAD_ID,
     MISSING_FIELD,
     NON_FINITE,
     NOT_JSON,
     OVERSIZED,
     WRONG_TYPE,
     BadRecord,
+    text_problem,
 )
 
 MAX_TEXT_CHARS = 1024
@@ -76,8 +79,11 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
     pid = obj.get("product_id")
     if pid is None:
         return BadRecord(MISSING_FIELD, "product_id is required", text)
-    if not isinstance(pid, str) or not pid or len(pid) > MAX_ID_CHARS:
-        return BadRecord(WRONG_TYPE, f"product_id must be a non-empty string of at most {MAX_ID_CHARS} chars", text)
+    if not isinstance(pid, str):
+        return BadRecord(WRONG_TYPE, f"product_id must be a string, got {type(pid).__name__}", text)
+    problem = text_problem(pid)
+    if problem is not None:
+        return BadRecord(BAD_ID, f"product_id {problem}", text)
     out: dict[str, Any] = {"product_id": pid}
     for name in ("title", "category"):
         v = obj.get(name)
@@ -85,6 +91,9 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
             continue
         if not isinstance(v, str) or len(v) > MAX_TEXT_CHARS:
             return BadRecord(WRONG_TYPE, f"{name} must be a string of at most {MAX_TEXT_CHARS} chars", text)
+        problem = text_problem(v, MAX_TEXT_CHARS) if v else None
+        if problem is not None:
+            return BadRecord(BAD_ID, f"{name} {problem}", text)
         out[name] = v
     price = obj.get("price")
     if price is not None:
