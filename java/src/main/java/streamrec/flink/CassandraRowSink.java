@@ -14,10 +14,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Date;
 import java.util.List;
+import org.apache.flink.annotation.VisibleForTesting;
+import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.Sink;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.api.connector.sink2.WriterInitContext;
-import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -39,24 +40,24 @@ import org.slf4j.LoggerFactory;
 public final class CassandraRowSink implements Sink<Row> {
     private static final long serialVersionUID = 1L;
 
-    private final String[] hosts;
+    @VisibleForTesting final String[] hosts;
     private final int port;
     private final String keyspace;
     private final String username;
     private final String password;
     private final String insertEventCql;
     private final String upsertRecsCql;
-    private final int batchRows;
-    private final int maxInFlight;
-    private final int retries;
-    private final long lingerMs;
+    @VisibleForTesting final int batchRows;
+    @VisibleForTesting final int maxInFlight;
+    @VisibleForTesting final int retries;
+    @VisibleForTesting final long lingerMs;
 
     /** The two CQL statements come from the Python writer (connectors/cassandra.py), so there is one
      *  copy of them; their bind markers are in the order {@code write} binds. */
     public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
                             String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
                             int retries, long lingerMs) {
-        this.hosts = hosts.split(",");
+        this.hosts = Arrays.stream(hosts.split(",")).map(String::trim).toArray(String[]::new);
         this.port = port;
         this.keyspace = keyspace;
         this.username = username;
@@ -89,7 +90,7 @@ public final class CassandraRowSink implements Sink<Row> {
         Writer(ProcessingTimeService timers) throws IOException {
             this.timers = timers;
             Cluster.Builder builder = Cluster.builder()
-                    .addContactPoints(Arrays.stream(hosts).map(String::trim).toArray(String[]::new))
+                    .addContactPoints(hosts)
                     .withPort(port)
                     .withProtocolVersion(ProtocolVersion.V5)
                     .withoutJMXReporting();
