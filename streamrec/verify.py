@@ -25,6 +25,7 @@ catalog that changed while the job ran (`streamrec catalog publish`), a job star
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -38,7 +39,7 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import BadRecord, parse_event
+from streamrec.model.events import BadRecord, internal_dead_letter, parse_guarded
 from streamrec.model.model import (
     ModelParams,
     UserState,
@@ -112,12 +113,26 @@ class Expectation:
         self.records += 1
         # A record without a value (a tombstone) reaches the parser as "" (NullSafeStringSchema).
         text = "" if value is None else value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-        parsed = parse_event(text, self._known, self._max_record_bytes, self._max_query_chars)
+        parsed = parse_guarded(text, self._known, self._max_record_bytes, self._max_query_chars)
         if isinstance(parsed, BadRecord):
             self.dead_letters[(parsed.code, parsed.payload)] += 1
             return
-        self.valid += 1
         e = parsed
+        user = self.users.get(e.user_id)
+        # what the job's update-and-recommend operator does with the event, step by step; where it
+        # raises, the job writes nothing for the event, keeps the user's state as it was (its copy
+        # was unpickled for the event) and dead-letters the event as INTERNAL
+        try:
+            variant, params = self.variants.for_user(e.user_id)
+            state = copy.deepcopy(user.state) if user is not None else UserState()
+            state = apply_event(state, e, self.catalog, params, self._user_ttl_ms)
+            rec = recommend_users([state], self.catalog, params, (), self._masks[variant])[0]
+            remember_shown(state, rec, params)
+        except Exception as exc:
+            letter = internal_dead_letter(e.to_json(), exc)
+            self.dead_letters[(letter.code, letter.payload)] += 1
+            return
+        self.valid += 1
         key = (e.user_id, e.ts, e.event_id)
         value_ = (e.type, e.product_id, e.query)
         old = self.events.get(key)
@@ -126,15 +141,10 @@ class Expectation:
             self.conflicts.append(f"event {e.event_id!r} of user {e.user_id!r} at ts {e.ts} occurs twice "
                                   f"with different content: {old} and {value_}")
         self.events[key] = value_
-        user = self.users.get(e.user_id)
         if user is None:
             user = self.users[e.user_id] = _User()
         user.partitions.add(partition)
-        # what the job's update-and-recommend operator does with the event, step by step
-        variant, params = self.variants.for_user(e.user_id)
-        state = user.state = apply_event(user.state, e, self.catalog, params, self._user_ttl_ms)
-        rec = recommend_users([state], self.catalog, params, (), self._masks[variant])[0]
-        remember_shown(state, rec, params)
+        user.state = state
         row = ExpectedRecs(rec.product_ids, rec.scores, rec.source, e.event_id, e.ts,
                            write_timestamp_us(state) // 1000, variant, state.impressions, state.hits)
         if is_cold(state, params):

@@ -130,4 +130,6 @@ def build_pipeline(
         # the uid of the keyed user state since the first release: savepoints keep restoring it
         .uid("update-embeddings")
     )
+    # INTERNAL dead letters of events whose update or ranking raised (see Recommend)
+    dead_letters = dead_letters.union(recommendations.get_side_output(DLQ_TAG))
     return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)

@@ -22,7 +22,7 @@ from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcas
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import BadRecord, Event, parse_event
+from streamrec.model.events import BadRecord, Event, guarded, internal_dead_letter, parse_guarded
 from streamrec.model.model import (
     ModelParams,
     UserState,
@@ -84,7 +84,7 @@ class ParseEvents(ProcessFunction):
         self.known = set(self._load().product_ids)
 
     def parse(self, value: str) -> Iterable[Any]:
-        parsed = parse_event(value, self.known, self._max_record_bytes, self._max_query_chars)
+        parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars)
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
@@ -192,7 +192,7 @@ class ParseProducts(ProcessFunction):
         self._dim = self._load().dim
 
     def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        parsed = parse_product_update(value, self._dim, self._max_record_bytes)
+        parsed = guarded(parse_product_update, value, self._dim, self._max_record_bytes)
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
@@ -359,15 +359,24 @@ class Recommend(KeyedBroadcastProcessFunction):
             self._fail_once.record()
         catalog = self._current_catalog()
         event = row_to_event(value)
-        variant, params = self._variants.for_user(event.user_id)
-        raw = self._state.value()
-        state: UserState = pickle.loads(raw) if raw is not None else UserState()
-        state = apply_event(state, event, catalog, params, self._user_ttl_ms)
-        rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params), self._ranker)[0]
-        remember_shown(state, rec, params)
-        self._state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-        yield Row(*value, write_timestamp_us(state), list(rec.product_ids), [float(x) for x in rec.scores],
-                  rec.source, variant, state.impressions, state.hits)
+        raw = self._state.value()  # state access stays outside the guard: a backend failure must fail over
+        try:
+            # the record's own processing: an exception here would meet the same record after every restart
+            variant, params = self._variants.for_user(event.user_id)
+            state: UserState = pickle.loads(raw) if raw is not None else UserState()
+            state = apply_event(state, event, catalog, params, self._user_ttl_ms)
+            rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params),
+                                  self._ranker)[0]
+            remember_shown(state, rec, params)
+            blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            out = Row(*value, write_timestamp_us(state), list(rec.product_ids), [float(x) for x in rec.scores],
+                      rec.source, variant, state.impressions, state.hits)
+        except Exception as exc:
+            # the user's state stays as it was; verify expects the same letter (same payload)
+            yield DLQ_TAG, internal_dead_letter(event.to_json(), exc).to_json()
+            return
+        self._state.update(blob)
+        yield out
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Row]:
         state = ctx.get_broadcast_state(CONTROL_STATE)

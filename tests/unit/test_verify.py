@@ -239,3 +239,24 @@ def test_equal_scores_may_come_in_either_order():
     state = exp.user_state("u")
     assert same_top_k(want, list(reversed(want.product_ids)), list(want.scores), cat, state, params)
     assert not same_top_k(want, ["p0", "p1"], list(want.scores), cat, state, params)
+
+
+def test_verify_expects_an_INTERNAL_dead_letter_and_no_row_where_the_jobs_model_raises():
+    # the job's update-and-recommend operator dead-letters an event whose model step raises and
+    # leaves the user's state as it was: verify must expect exactly that, not a missing row
+    class Poisoned(Variants):
+        def for_user(self, user_id):
+            if user_id == "boom":
+                raise ValueError("model failure")
+            return super().for_user(user_id)
+
+    expect = Expectation(CATALOG, Poisoned.single(PARAMS))
+    good = Event("e1", "u1", 1_700_000_000_000, "view", "p1")
+    boom = Event("e2", "boom", 1_700_000_000_001, "view", "p2")
+    expect.feed(good.to_json())
+    expect.feed(boom.to_json())
+    expect.feed('{"event_id": "e3", "user_id": "\\ud800", "ts": 1, "type": "view", "product_id": "p1"}')
+    assert expect.records == 3 and expect.valid == 1
+    assert set(expect.events) == {("u1", good.ts, "e1")}
+    assert expect.dead_letter_codes() == {"INTERNAL": 1, "BAD_ID": 1}
+    assert ("INTERNAL", boom.to_json()) in expect.dead_letters
