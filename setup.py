@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Real-time recommendations: Kafka -> PyFlink keyed state -> vectorized top-k -> Cassandra",
     packages=find_packages(include=["streamrec", "streamrec.*"]),
-    package_data={"streamrec.localstack": ["templates/*", "maven/*.xml"]},
+    package_data={"streamrec.localstack": ["templates/*", "maven/*.xml"], "streamrec.service": ["static/*"]},
     python_requires=">=3.9,<3.13",
     install_requires=[
         "apache-flink==2.2.1",
@@ -25,11 +25,17 @@ setup(
         "threadpoolctl>=3.1",  # BLAS pinned to one thread per Python worker (and in `bench pieces`)
         "faiss-cpu>=1.8",  # approximate top-k for large catalogs (model.ranking)
         "matplotlib>=3.7",  # `streamrec evaluate --plot`
+        # `streamrec serve`: the HTTP API, its server and its Prometheus metrics
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # hypothesis: the fuzz tests; confluent-kafka (librdkafka): the e2e tests' producer that is
         # not the project's own (every codec, transactions)
-        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs", "hypothesis>=6.100", "confluent-kafka>=2.3"],
+        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs", "hypothesis>=6.100", "confluent-kafka>=2.3",
+                # FastAPI's TestClient; the demo page's browser test (with Debian's chromium)
+                "httpx>=0.27", "selenium>=4.20"],
         # `make bench`: plots, py-spy profiles and the load generator's Kafka client (faiss and
         # threadpoolctl are core dependencies)
         "bench": ["matplotlib>=3.7", "py-spy>=0.3.14", "confluent-kafka>=2.3"],

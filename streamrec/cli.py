@@ -188,6 +188,29 @@ def similar(product: str, k: int, output: str, **conn: Any) -> None:
                [[i + 1, it["product_id"], it["title"], f"{it['score']:.4f}"] for i, it in enumerate(answer["items"])])
 
 
+@main.command()
+@click.option("--host", envvar="STREAMREC_SERVE_HOST", show_envvar=True, default="127.0.0.1", show_default=True,
+              help="Address to listen on.")
+@click.option("--port", envvar="STREAMREC_SERVE_PORT", show_envvar=True, type=click.IntRange(0, 65535), default=8000,
+              show_default=True, help="Port to listen on.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+@connection_options
+def serve(host: str, port: int, log_level: str, **conn: Any) -> None:
+    """Serve recommendations over HTTP (OpenAPI at /docs) and the demo shop page at /.
+
+    Routes: GET /v1/users/{id}/recommendations, /v1/users/{id}/events, /v1/products/{id}/similar,
+    /v1/trending, /v1/products; POST /v1/events; /healthz, /readyz, /metrics. Settings:
+    STREAMREC_SERVE_API_KEY (or ..._FILE: clients then send X-API-Key), STREAMREC_SERVE_CORS_ORIGINS,
+    STREAMREC_SERVE_MAX_BODY_BYTES, STREAMREC_SERVE_MAX_BATCH, STREAMREC_SERVE_MAX_K (see streamrec/config.py).
+    """
+    from streamrec.service import serve as run_service
+
+    config = _config(**conn).replace(serve_host=host, serve_port=port)
+    _err(f"streamrec service on http://{host}:{port}/ (API docs: /docs)")
+    run_service(config, log_level=log_level)
+
+
 # --- producing --------------------------------------------------------------------------------
 
 @main.command()

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 ENV_PREFIX = "STREAMREC_"
 
 # Fields that hold secrets: hidden from repr and to_json; also read from STREAMREC_<FIELD>_FILE.
-SECRET_FIELDS = ("cassandra_password", "kafka_sasl_password")
+SECRET_FIELDS = ("cassandra_password", "kafka_sasl_password", "serve_api_key")
 
 # The event types the job understands and how strongly each one moves a user's embedding
 # (docs/EVALUATION.md says why): ordered as the literature orders intent, TencentRec's
@@ -176,6 +176,25 @@ class Config:
     kafka_tls_ca_file: str = ""  # PEM bundle to verify the brokers; empty: the system's CAs
     kafka_tls_client_pem: str = ""  # client certificate chain + unencrypted key in one PEM (mutual TLS)
 
+    # --- the HTTP service (`streamrec serve`, streamrec/service) ---------------------------------
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    # Clients must send this in X-API-Key for /v1/* (empty: no key). A secret: prefer
+    # STREAMREC_SERVE_API_KEY_FILE; it is never logged.
+    serve_api_key: str = field(default="", repr=False)
+    # Origins a browser page may call the API from (comma-separated; "*": any; empty: none but its own).
+    serve_cors_origins: str = ""
+    # A request body larger than this is refused (413) before it is parsed.
+    serve_max_body_bytes: int = 1024 * 1024
+    serve_max_batch: int = 1000  # events in one POST /v1/events
+    serve_max_k: int = 100  # the largest k (and n of /events) a request may ask for
+    # The catalog the service holds in memory is reloaded from Cassandra when an update passes on
+    # the products topic, and at the latest after this many seconds (a safety net).
+    serve_catalog_refresh_s: float = 300.0
+    # The service's trending list: decayed popularity (trending_half_life_minutes) of the valid events
+    # on the events topic, read from this many minutes back (record time) when it starts.
+    serve_trending_lookback_minutes: float = 24 * 60.0
+
     # --- fault injection (tests only) ----------------------------------------------------------
     # > 0: subtask 0 of update-and-recommend raises once (attempt 0 only), at its first record after
     # it has processed this many records AND a checkpoint has completed in checkpoint_dir.
@@ -188,7 +207,7 @@ class Config:
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
         for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
-                     "cassandra_batch_linger_ms"):
+                     "cassandra_batch_linger_ms", "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")
 

@@ -1,0 +1,331 @@
+"""The HTTP API (FastAPI): recommendations, events, similar products, trending, event intake, health.
+
+Every answer of a query route is built by the functions the CLI uses (:mod:`streamrec.query`);
+every event is judged by the job's own parser (:func:`streamrec.model.events.parse_event`), so a
+bad event gets here the code it would get on the dead-letter topic. Errors are JSON objects
+``{"error": CODE, "reason": "..."}``; bad input is always a 4xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from importlib import resources
+from typing import Any, Callable, Optional, Sequence
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from streamrec.config import Config
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import UNKNOWN_PRODUCT, BadRecord, Event, parse_event
+from streamrec.query import catalog_details, recommendations_answer, similar_answer, split_ids, trending_answer
+from streamrec.service.backend import Backend
+
+# Codes of the service's own refusals (the parser's codes, model.events.ERROR_CODES, come on top).
+BAD_PARAMETER = "BAD_PARAMETER"
+EMPTY_BATCH = "EMPTY_BATCH"
+TOO_LARGE = "TOO_LARGE"
+UNAUTHORIZED = "UNAUTHORIZED"
+NOT_FOUND = "NOT_FOUND"
+METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+NOT_READY = "NOT_READY"
+UNAVAILABLE = "UNAVAILABLE"
+
+# Latency buckets (seconds) around the target of p99 < 10 ms for a recommendations request.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason, self.extra = status, code, reason, extra
+
+
+def _error(status: int, code: str, reason: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": code, "reason": reason, **extra}, status_code=status)
+
+
+# --- ids: valid exactly when the parser accepts an event that carries them ----------------------
+
+_PROBE = {"event_id": "id-check", "user_id": "u", "ts": 0, "type": "view", "product_id": "p"}
+
+
+def id_error(name: str, value: str) -> Optional[BadRecord]:
+    """The parser's verdict on ``value`` as the ``name`` field of an otherwise valid event (None: valid).
+
+    The rules stay the parser's alone: an id the API accepts is one the job accepts."""
+    parsed = parse_event(json.dumps({**_PROBE, name: value}))
+    return parsed if isinstance(parsed, BadRecord) else None
+
+
+def _check_id(name: str, value: str) -> str:
+    bad = id_error(name, value)
+    if bad is not None:
+        raise ApiError(400, bad.code, bad.reason)
+    return value
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+class Metrics:
+    """Request counts and latencies per route template (``/v1/users/{user_id}/...``, never the
+    ids themselves: one time series per route, not per user)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("streamrec_http_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("streamrec_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events = Counter("streamrec_events", "Events posted, by outcome (sent, rejected, failed)",
+                              ["outcome"], registry=self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI, so that it sees the route the router matched (``scope["route"]``) and every status."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def record_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route, method, str(status[0])).inc()
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+
+
+# --- the application ----------------------------------------------------------------------------
+
+# query parameters of the recommendations route (FastAPI reads them from the defaults)
+_EXCLUDE = Query([], description="products never to show (repeatable or comma-separated)")
+_CATEGORY = Query([], description="show only these categories (repeatable: any of them)")
+_EXCLUDE_CATEGORY = Query([], description="never show these categories (repeatable)")
+_SEARCH = Query("", max_length=256, description="words of the title or the id")
+
+def page_html() -> str:
+    return resources.files("streamrec.service").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def create_app(config: Config, backend: Backend) -> FastAPI:
+    """The API over ``backend`` (a LiveBackend in `streamrec serve`, a fake one in the unit tests)."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app = FastAPI(title="streamrec", version="0.1.0",
+                  description="Real-time recommendations: Kafka -> PyFlink -> Cassandra, served over HTTP.")
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.state.backend = backend
+    origins = [o.strip() for o in config.serve_cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "X-API-Key"])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    max_k = config.serve_max_k
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.reason, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = ["{}: {}".format(".".join(str(x) for x in e.get("loc", ()) if x != "query"), e.get("msg", ""))
+                   for e in exc.errors()]
+        return _error(400, BAD_PARAMETER, "; ".join(reasons) or "bad request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, BAD_PARAMETER)
+        return _error(exc.status_code, code, str(exc.detail))
+
+    def require_key(x_api_key: Optional[str] = Header(None, include_in_schema=False)) -> None:
+        if not config.serve_api_key:
+            return
+        given = (x_api_key or "").encode("utf-8")
+        if not hmac.compare_digest(given, config.serve_api_key.encode("utf-8")):
+            raise ApiError(401, UNAUTHORIZED, "missing or wrong X-API-Key")
+
+    def catalog_or_503() -> Catalog:
+        catalog = backend.catalog()
+        if catalog is None:
+            raise ApiError(503, NOT_READY, "the catalog is not loaded yet")
+        return catalog
+
+    def guarded(call: Callable[[], Any]) -> Any:
+        """A backend call; a dependency that fails is the service's problem (503), not the client's."""
+        try:
+            return call()
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise ApiError(503, UNAVAILABLE, f"a dependency failed ({type(exc).__name__})") from exc
+
+    v1 = [Depends(require_key)]
+    k_query = Query(10, ge=1, le=max_k, description=f"how many items, 1..{max_k}")
+    n_query = Query(20, ge=1, le=max_k, description=f"the newest n, 1..{max_k}")
+    page_k = Query(min(24, max_k), ge=1, le=max_k, description=f"how many products, 1..{max_k}")
+
+    @app.get("/v1/users/{user_id}/recommendations", dependencies=v1, tags=["query"])
+    def recommendations(
+        user_id: str,
+        k: int = k_query,
+        exclude: list[str] = _EXCLUDE,
+        category: list[str] = _CATEGORY,
+        exclude_category: list[str] = _EXCLUDE_CATEGORY,
+    ) -> dict[str, Any]:
+        """The user's current recommendations, as `streamrec recs -o json` shows them; when fewer
+        than k personal items pass the filters, trending products fill the list (each item says its
+        `source`)."""
+        _check_id("user_id", user_id)
+        catalog = catalog_or_503()
+        stored = guarded(lambda: backend.recommendations(user_id))
+        return recommendations_answer(user_id, stored, k, lambda ids: catalog_details(catalog, ids),
+                                      exclude=split_ids(exclude), categories=category,
+                                      exclude_categories=exclude_category, trending=backend.trending())
+
+    @app.get("/v1/users/{user_id}/events", dependencies=v1, tags=["query"])
+    def user_events(user_id: str, n: int = n_query) -> dict[str, Any]:
+        """The user's newest events as the job stored them (the answer of `streamrec events -o json`)."""
+        _check_id("user_id", user_id)
+        return {"user_id": user_id, "events": guarded(lambda: backend.events(user_id, n))}
+
+    @app.get("/v1/products/{product_id}/similar", dependencies=v1, tags=["query"])
+    def similar(product_id: str, k: int = k_query) -> dict[str, Any]:
+        """The in-stock products closest to this one (the answer of `streamrec similar -o json`)."""
+        _check_id("product_id", product_id)
+        catalog = catalog_or_503()
+        try:
+            return similar_answer(catalog, product_id, k)
+        except KeyError:
+            raise ApiError(404, UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog") from None
+
+    @app.get("/v1/trending", dependencies=v1, tags=["query"])
+    def trending(k: int = k_query) -> dict[str, Any]:
+        """The most popular in-stock products right now (decayed popularity of the recent events)."""
+        return trending_answer(catalog_or_503(), backend.trending(), k)
+
+    @app.get("/v1/products", dependencies=v1, tags=["query"])
+    def products(q: str = _SEARCH, k: int = page_k) -> dict[str, Any]:
+        """Catalog search for the demo page: in-stock products whose title or id contains every word
+        of `q`, most popular first (all in-stock products when `q` is empty)."""
+        catalog = catalog_or_503()
+        words = q.lower().split()
+        picked: list[int] = []
+        for row in _by_popularity(catalog):
+            text = f"{catalog.product_ids[row]} {catalog.titles[row]}".lower()
+            if all(w in text for w in words):
+                picked.append(row)
+                if len(picked) >= k:
+                    break
+        details = catalog_details(catalog, [catalog.product_ids[r] for r in picked])
+        return {"items": [{"product_id": pid, "title": d.title, "category": d.category, "price": d.price}
+                          for pid, d in details.items()]}
+
+    @app.post("/v1/events", status_code=202, dependencies=v1, tags=["events"],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                  "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}}}})
+    async def post_events(request: Request) -> JSONResponse:
+        """One event or a JSON array of events, checked by the job's parser. All valid: produced to
+        the events topic (acks=all, idempotent), 202. Any invalid: 400 with each bad event's index
+        and dead-letter code, and none of the batch is sent. A broker failure: 503 naming the indices
+        that were sent and those that were not."""
+        body = await _read_body(request, config.serve_max_body_bytes)
+        raws = _split_batch(body, config.serve_max_batch)
+        catalog = catalog_or_503()
+        parsed = [parse_event(raw, known_products=catalog.index, max_record_bytes=config.max_record_bytes,
+                              max_query_chars=config.max_query_chars) for raw in raws]
+        bad = [(i, p) for i, p in enumerate(parsed) if isinstance(p, BadRecord)]
+        if bad:
+            metrics.events.labels("rejected").inc(len(bad))
+            first = bad[0][1]
+            return _error(400, first.code, first.reason, sent=[],
+                          errors=[{"index": i, "error": b.code, "reason": b.reason} for i, b in bad])
+        events: list[Event] = [p for p in parsed if isinstance(p, Event)]
+        result = await run_in_threadpool(guarded, lambda: backend.send(events))
+        metrics.events.labels("sent").inc(len(result.sent))
+        if result.failed:
+            metrics.events.labels("failed").inc(len(result.failed))
+            return _error(503, UNAVAILABLE, "some events were not accepted by Kafka", sent=result.sent,
+                          failed=[{"index": i, "reason": why} for i, why in result.failed])
+        return JSONResponse({"accepted": len(events), "event_ids": [e.event_id for e in events]}, status_code=202)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """Cassandra and Kafka reachable and the catalog loaded: 200, else 503 naming what is not."""
+        checks = guarded(backend.readiness)
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"])
+    def prometheus() -> Response:
+        """Prometheus text format: request counts and latency histograms per route."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(page_html())
+
+    return app
+
+
+def _by_popularity(catalog: Catalog) -> Sequence[int]:
+    import numpy as np
+
+    rows = np.flatnonzero(catalog.in_stock)
+    return [int(r) for r in rows[np.argsort(-catalog.popularity[rows], kind="stable")]]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, TOO_LARGE, f"the body is {declared} bytes, limit {limit}")
+    body = bytearray()
+    async for chunk in request.stream():  # a body without Content-Length is counted as it comes
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, TOO_LARGE, f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def _split_batch(body: bytes, max_batch: int) -> list[str]:
+    """The raw JSON of each event in the body: the body itself when it is one object (the parser
+    sees exactly what was sent), else each element of a JSON array, serialised again."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        # NaN/Infinity survive this outer parse so that the parser, not this one, names them
+        outer = json.loads(text)
+    except (ValueError, RecursionError):
+        return [text]  # the parser gives it its NOT_JSON code
+    if not isinstance(outer, list):
+        return [text]
+    if not outer:
+        raise ApiError(400, EMPTY_BATCH, "an empty array holds no event")
+    if len(outer) > max_batch:
+        raise ApiError(413, TOO_LARGE, f"{len(outer)} events in one request, limit {max_batch}")
+    return [json.dumps(item, ensure_ascii=False) for item in outer]
+

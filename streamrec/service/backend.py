@@ -1,0 +1,227 @@
+"""What the HTTP service reads and writes: Cassandra, the catalog in memory, trending, the producer.
+
+:class:`Backend` is the service's only view of the outside world, so the routes are tested with a
+fake one (tests/unit/test_service.py) and run on the real stack with :class:`LiveBackend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol, Sequence
+
+from streamrec.config import Config
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event, parse_event
+from streamrec.model.model import ModelParams
+from streamrec.model.trending import DecayedPopularity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SendResult:
+    """Which events of one request reached the events topic (indices into the request's list)."""
+
+    sent: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (index, why)
+
+
+class Backend(Protocol):
+    def recommendations(self, user_id: str) -> Any:
+        """The user's stored row (a StoredRecommendations) or None."""
+
+    def events(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """The user's newest stored events, newest first."""
+
+    def catalog(self) -> Optional[Catalog]:
+        """The catalog held in memory; None until it is loaded."""
+
+    def trending(self) -> list[tuple[str, float]]:
+        """(product_id, score), best first."""
+
+    def send(self, events: Sequence[Event]) -> SendResult:
+        """Produce the events to the events topic and wait for the broker's answers."""
+
+    def readiness(self) -> dict[str, bool]:
+        """Each dependency (cassandra, kafka, catalog) and whether it is usable now."""
+
+    def close(self) -> None: ...
+
+
+class TrendingTracker:
+    """The trending list from the events themselves: the model's DecayedPopularity over the valid
+    events (parsed by the job's parse_event, positive weights only), as the job's trending branch
+    computes it. The job keeps its list inside the stream and stores none, so the service counts on
+    its own; the job counts per minute of event time, this per event (the same order up to ties)."""
+
+    def __init__(self, config: Config) -> None:
+        params = ModelParams.from_config(config)
+        self._weights = {t: w for t, w in params.event_weights.items() if w > 0}
+        self._config = config
+        self._popularity = DecayedPopularity(config.trending_half_life_minutes * 60_000)
+        self._now = 0
+        self._lock = threading.Lock()
+        self._cached: list[tuple[str, float]] = []
+        self._dirty = False
+
+    def add_raw(self, raw: bytes, known: Optional[Catalog]) -> None:
+        parsed = parse_event(raw, known_products=known.index if known is not None else None,
+                             max_record_bytes=self._config.max_record_bytes,
+                             max_query_chars=self._config.max_query_chars)
+        if isinstance(parsed, Event):
+            self.add(parsed)
+
+    def add(self, event: Event) -> None:
+        weight = self._weights.get(event.type, 0.0)
+        if weight <= 0 or event.product_id is None:
+            return
+        with self._lock:
+            self._popularity.add(event.product_id, event.ts, weight)
+            self._now = max(self._now, event.ts)
+            self._dirty = True
+
+    def top(self) -> list[tuple[str, float]]:
+        with self._lock:
+            if self._dirty:
+                self._cached = self._popularity.top(self._config.trending_size, self._now)
+                self._dirty = False
+            return self._cached
+
+
+class LiveBackend:
+    """Cassandra (prepared statements, QueryClient), the catalog loaded once and reloaded when the
+    products topic says it changed, trending from the events topic, and the acks=all idempotent
+    producer of the CLI. One background thread follows both topics."""
+
+    def __init__(self, config: Config) -> None:
+        from streamrec.connectors.cassandra import QueryClient
+        from streamrec.connectors.kafka import new_producer
+
+        self._config = config
+        self._client = QueryClient(config)
+        self._producer = new_producer(config)
+        self._catalog: Optional[Catalog] = None
+        self._catalog_loaded_at = 0.0
+        self._reload = threading.Event()
+        self._stop = threading.Event()
+        self._kafka_ok_at = 0.0
+        self._trending = TrendingTracker(config)
+        self._load_catalog()
+        self._thread = threading.Thread(target=self._follow, name="streamrec-serve-follow", daemon=True)
+        self._thread.start()
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def recommendations(self, user_id: str) -> Any:
+        return self._client.recommendations(user_id)
+
+    def events(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        return self._client.events(user_id, limit)
+
+    def catalog(self) -> Optional[Catalog]:
+        return self._catalog
+
+    def trending(self) -> list[tuple[str, float]]:
+        return self._trending.top()
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def send(self, events: Sequence[Event]) -> SendResult:
+        from streamrec.connectors.kafka import send_keyed
+
+        report = send_keyed(((i, e.user_id, e.to_json()) for i, e in enumerate(events)), self._config.events_topic,
+                            self._config, producer=self._producer)
+        failed = {i for i, _ in report.rejected}
+        return SendResult(sent=[i for i in range(len(events)) if i not in failed], failed=list(report.rejected))
+
+    # --- health --------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "cassandra": self._client.ping(),
+            # the follower asks the broker for the topics' end offsets every couple of seconds
+            "kafka": time.monotonic() - self._kafka_ok_at < 10.0,
+            "catalog": self._catalog is not None,
+        }
+
+    # --- the catalog and the topics ------------------------------------------------------------
+
+    def _load_catalog(self) -> None:
+        from streamrec.connectors.cassandra import load_catalog
+
+        try:
+            catalog = load_catalog(self._config)
+        except Exception as exc:  # an empty table or Cassandra away: keep what we have, say why
+            log.warning("catalog not (re)loaded: %s: %s", type(exc).__name__, exc)
+            self._catalog_loaded_at = time.monotonic()
+            return
+        self._catalog = catalog  # one reference swap: readers see the old or the new catalog whole
+        self._catalog_loaded_at = time.monotonic()
+        log.info("catalog loaded: %d products", len(catalog))
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow_once()
+            except Exception as exc:
+                log.warning("following the topics failed (%s: %s); again in 2 s", type(exc).__name__, exc)
+                self._stop.wait(2.0)
+
+    def _follow_once(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        from streamrec.connectors.kafka import client_options
+
+        config = self._config
+        consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                                 **client_options(config))
+        try:
+            parts: list[Any] = []
+            for topic in (config.events_topic, config.products_topic):
+                ids = consumer.partitions_for_topic(topic) or set()
+                parts += [TopicPartition(topic, p) for p in sorted(ids)]
+            if not parts:
+                raise RuntimeError(f"no partitions yet for {config.events_topic} / {config.products_topic}")
+            consumer.assign(parts)
+            events = [tp for tp in parts if tp.topic == config.events_topic]
+            products = [tp for tp in parts if tp.topic == config.products_topic]
+            since = int(time.time() * 1000 - config.serve_trending_lookback_minutes * 60_000)
+            starts = consumer.offsets_for_times({tp: since for tp in events})
+            ends = consumer.end_offsets(parts)
+            for tp in events:
+                found = starts.get(tp)
+                consumer.seek(tp, found.offset if found is not None else ends[tp])
+            for tp in products:  # the catalog just loaded already holds what came before
+                consumer.seek(tp, ends[tp])
+            self._kafka_ok_at = time.monotonic()
+            checked = time.monotonic()
+            while not self._stop.is_set():
+                batches = consumer.poll(timeout_ms=500, max_records=5000)
+                for tp, records in batches.items():
+                    if tp.topic == config.products_topic:
+                        self._reload.set()
+                        continue
+                    catalog = self._catalog
+                    for record in records:
+                        if record.value is not None:
+                            self._trending.add_raw(record.value, catalog)
+                now = time.monotonic()
+                if now - checked >= 2.0:
+                    consumer.end_offsets(parts)  # raises when the broker is gone
+                    self._kafka_ok_at = checked = now
+                # no catalog yet (an empty table at start): try again every few seconds
+                every = 5.0 if self._catalog is None else config.serve_catalog_refresh_s
+                if self._reload.is_set() or now - self._catalog_loaded_at >= every:
+                    self._reload.clear()
+                    self._load_catalog()
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._producer.close()
+        self._client.close()
