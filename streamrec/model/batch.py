@@ -1,0 +1,242 @@
+"""The fast path's two Python steps, one call per batch of events, and the byte formats they share
+with the JVM operators (``java/src/main/java/streamrec/flink/``).
+
+1. :func:`parse_batch`: raw Kafka values (``RecordBatcher``'s format) -> the valid events, one
+   text block (``EventUnbatcher`` reads it), and the dead letters.
+2. :class:`BatchRanker`: a batch of ``UserStateOperator`` (each user's newest state: remembered
+   events, purchases, cart) -> one recommendation per user, ranked together with one matrix
+   product per variant, for ``RecommendationUnbatcher``; the events part passes through untouched.
+
+Text blocks separate records with RS (0x1E) and fields with US (0x1F): ``str.split`` is the
+fastest way Python has to cut them, and no field can hold either (the parser dead-letters ids
+and queries with control characters, :func:`streamrec.model.events.text_problem`). Numbers in
+text are decimal; scores travel as little-endian float32. Lengths are big-endian int32 (Java's
+``DataOutputStream``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Container, Optional, Sequence, Union
+
+import numpy as np
+
+from streamrec.model.events import BadRecord, Event, internal_dead_letter, parse_guarded
+from streamrec.model.history import QueryVectors, fold_vectors
+from streamrec.model.live import LiveCatalog
+from streamrec.model.model import HistoryEntry, Recommendation, UserState, recommend_users
+
+RS = "\x1e"
+US = "\x1f"
+_INT = struct.Struct(">i")
+
+
+# --- raw records -> events ---------------------------------------------------------------------
+
+def encode_raw_batch(values: Sequence[Optional[bytes]]) -> bytes:
+    """``RecordBatcher``'s format: count, the length of each value, then the values (a record
+    without a value is an empty one). For tests and tools; the job's batches come from Java."""
+    body = [v or b"" for v in values]
+    return struct.pack(f">i{len(body)}i", len(body), *(len(v) for v in body)) + b"".join(body)
+
+
+def decode_raw_batch(data: bytes) -> list[bytes]:
+    (n,) = _INT.unpack_from(data, 0)
+    lengths = np.frombuffer(data, dtype=">i4", count=n, offset=4).tolist()
+    out = []
+    at = 4 + 4 * n
+    for length in lengths:
+        out.append(data[at:at + length])
+        at += length
+    return out
+
+
+def event_line(e: Event) -> str:
+    """One event as ``EventUnbatcher`` reads it: event_id, user_id, ts, type, product_id ("" for
+    none: ids are never empty), query (only a search's counts; "" otherwise)."""
+    return US.join((e.event_id, e.user_id, str(e.ts), e.type, e.product_id or "",
+                    e.query or "" if e.type == "search" else ""))
+
+
+def decode_events(data: bytes) -> list[Event]:
+    """The inverse of the events block of :func:`parse_batch` (what the Java side does)."""
+    if not data:
+        return []
+    out = []
+    for line in data.decode("utf-8").split(RS):
+        event_id, user_id, ts, etype, product_id, query = line.split(US)
+        out.append(Event(event_id, user_id, int(ts), etype, product_id or None,
+                         query if etype == "search" else None))
+    return out
+
+
+def parse_batch(data: bytes, known_products: Optional[Container[str]], max_record_bytes: int,
+                max_query_chars: int) -> tuple[bytes, list[BadRecord]]:
+    """A ``RecordBatcher`` batch -> (the valid events as one UTF-8 block, the dead letters), both in
+    input order. Never raises for one record's sake: the parser's own failures become ``INTERNAL``
+    dead letters, and so does an event whose text cannot be framed (a rule the parser missed)."""
+    lines: list[str] = []
+    dead: list[BadRecord] = []
+    for raw in decode_raw_batch(data):
+        parsed = parse_guarded(raw, known_products, max_record_bytes, max_query_chars)
+        if isinstance(parsed, BadRecord):
+            dead.append(parsed)
+            continue
+        line = event_line(parsed)
+        if line.count(US) != 5 or RS in line:
+            dead.append(internal_dead_letter(raw, ValueError("a field holds a record separator")))
+            continue
+        lines.append(line)
+    text = RS.join(lines)
+    try:
+        return text.encode("utf-8"), dead
+    except UnicodeEncodeError:  # a lone surrogate the parser let through: find it, keep the rest
+        kept = []
+        for line in lines:
+            try:
+                line.encode("utf-8")
+                kept.append(line)
+            except UnicodeEncodeError as exc:
+                dead.append(internal_dead_letter(line.encode("utf-8", "backslashreplace"), exc))
+        return RS.join(kept).encode("utf-8"), dead
+
+
+# --- user states -> recommendations -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UserRequest:
+    """What ``UserStateOperator`` sends for one user of a batch: the state after their newest event."""
+
+    user_id: str
+    history: list[HistoryEntry]
+    purchased: list[str]
+    cart: list[str]
+
+
+@dataclass(frozen=True)
+class UserResult:
+    variant: str
+    recommendation: Recommendation
+
+
+def encode_rank_request(events_block: bytes, users: Sequence[UserRequest]) -> bytes:
+    """``UserStateOperator``'s format (the reference its Java tests compare with)."""
+    records = []
+    for u in users:
+        fields = [u.user_id, str(len(u.history))]
+        for etype, ts, product_id, query in u.history:
+            fields.extend((etype, str(ts), product_id or "", query or ""))
+        fields.append(str(len(u.purchased)))
+        fields.extend(u.purchased)
+        fields.append(str(len(u.cart)))
+        fields.extend(u.cart)
+        records.append(US.join(fields))
+    return _INT.pack(len(events_block)) + events_block + RS.join(records).encode("utf-8")
+
+
+def decode_rank_request(data: bytes) -> tuple[bytes, list[UserRequest]]:
+    (n,) = _INT.unpack_from(data, 0)
+    events_block = data[4:4 + n]
+    users = []
+    for record in data[4 + n:].decode("utf-8").split(RS):
+        f = record.split(US)
+        nh = int(f[1])
+        at = 2 + 4 * nh
+        history = [(f[i], int(f[i + 1]), f[i + 2] or None, f[i + 3] or None) for i in range(2, at, 4)]
+        n_purchased = int(f[at])
+        purchased = f[at + 1:at + 1 + n_purchased]
+        at += 1 + n_purchased
+        n_cart = int(f[at])
+        users.append(UserRequest(f[0], history, purchased, f[at + 1:at + 1 + n_cart]))
+    return events_block, users
+
+
+def encode_rank_result(events_block: bytes, results: Sequence[UserResult]) -> bytes:
+    """``RecommendationUnbatcher``'s format: the events block as it came, then per user (in the
+    request's order) source, variant, count, product ids as text, then all scores as float32."""
+    records = []
+    scores: list[float] = []
+    for r in results:
+        rec = r.recommendation
+        records.append(US.join((rec.source, r.variant, str(len(rec.product_ids)), *rec.product_ids)))
+        scores.extend(rec.scores)
+    text = RS.join(records).encode("utf-8")
+    return b"".join((_INT.pack(len(events_block)), events_block, _INT.pack(len(text)), text,
+                     np.asarray(scores, dtype="<f4").tobytes()))
+
+
+def decode_rank_result(data: bytes) -> tuple[bytes, list[UserResult]]:
+    (n,) = _INT.unpack_from(data, 0)
+    events_block = data[4:4 + n]
+    (t,) = _INT.unpack_from(data, 4 + n)
+    text = data[8 + n:8 + n + t].decode("utf-8")
+    scores = np.frombuffer(data, dtype="<f4", offset=8 + n + t).tolist()
+    out = []
+    at = 0
+    for record in text.split(RS):
+        f = record.split(US)
+        k = int(f[2])
+        ids = tuple(f[3:3 + k])
+        out.append(UserResult(f[1], Recommendation(ids, tuple(scores[at:at + k]), f[0])))
+        at += k
+    return events_block, out
+
+
+class BatchRanker:
+    """Ranks every user of a batch for their newest state: users are grouped by A/B variant, each
+    group's vectors come from one fold of their histories and their lists from one matrix product
+    (:func:`recommend_users`: filters, trending for cold users)."""
+
+    def __init__(self, live: LiveCatalog) -> None:
+        self.live = live
+        self._queries: Optional[QueryVectors] = None
+
+    def rank_users(self, users: Sequence[UserRequest]) -> list[UserResult]:
+        catalog = self.live.catalog
+        if self._queries is None or self._queries.catalog is not catalog:
+            self._queries = QueryVectors(catalog)
+        variants = self.live.variants
+        groups: dict[str, list[int]] = {}
+        names = []
+        for i, u in enumerate(users):
+            name = variants.for_user(u.user_id)[0]
+            names.append(name)
+            groups.setdefault(name, []).append(i)
+        results: list[Optional[UserResult]] = [None] * len(users)
+        for name, members in groups.items():
+            params = variants.params[name]
+            vectors, moves = fold_vectors([users[i].history for i in members], catalog, params, self._queries)
+            states = [UserState(vector=vectors[j] if moves[j] else None, purchased=users[i].purchased,
+                                cart=users[i].cart, moves=int(moves[j])) for j, i in enumerate(members)]
+            recs = recommend_users(states, catalog, params, self.live.trending, self.live.mask(name, params),
+                                   self.live.ranker)
+            for i, rec in zip(members, recs):
+                results[i] = UserResult(name, rec)
+        return [r for r in results if r is not None]
+
+    def rank(self, data: bytes) -> tuple[bytes, list[BadRecord]]:
+        """A ``UserStateOperator`` batch -> (``RecommendationUnbatcher``'s input, dead letters).
+
+        If ranking the batch raises, each user is ranked alone and a user whose ranking still
+        raises gets an empty list (their events are still stored) and an ``INTERNAL`` dead letter
+        naming them: one user can never stop the job."""
+        events_block, users = decode_rank_request(data)
+        try:
+            return encode_rank_result(events_block, self.rank_users(users)), []
+        except Exception:
+            pass
+        results: list[UserResult] = []
+        dead: list[BadRecord] = []
+        for u in users:
+            try:
+                results.extend(self.rank_users([u]))
+            except Exception as exc:
+                results.append(UserResult(self.live.variants.for_user(u.user_id)[0],
+                                          Recommendation((), (), "none")))
+                dead.append(internal_dead_letter(_request_text(u), exc))
+        return encode_rank_result(events_block, results), dead
+
+
+def _request_text(u: UserRequest) -> Union[str, bytes]:
+    return encode_rank_request(b"", [u])[4:]
