@@ -7,18 +7,28 @@ BIN := $(VENV)/bin
 UCI ?= $(abspath ../shared/data/uci-online-retail/onlineretail.csv.gz)
 CATALOG := .stack/catalog-uci.npz
 export JAVA_HOME ?= $(firstword $(wildcard /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-17-openjdk*))
+MVN ?= mvn
+MVN_ARGS := -B -ntp -f java/pom.xml
+JAVA_SOURCES := $(shell find java/src -type f 2>/dev/null)
 
-.PHONY: setup venv fetch demo demo-down test test-unit test-minicluster test-e2e test-faults lint up down status clean \
+.PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean \
 	bench bench-micro bench-deps bench-down
 
-## setup: Python environment in .venv and the Maven artifacts (Kafka, Cassandra, Flink connector)
-setup: venv fetch
+## setup: Python environment in .venv, the job's jar (java/) and the Maven artifacts (Kafka, Cassandra, Flink connector)
+setup: venv java fetch
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel setuptools
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## java: java/target/streamrec-flink-<version>.jar, the job's Java with the Cassandra driver shaded in; rebuilt
+## only when java/src or the pom changed (its tests run in `make test`, so a setup stays quick)
+java: java/target/.packaged
+java/target/.packaged: java/pom.xml $(JAVA_SOURCES)
+	$(MVN) -q $(MVN_ARGS) package -DskipTests
 	touch $@
 
 fetch: venv
@@ -31,14 +41,19 @@ demo: setup
 demo-down: venv
 	$(PY) -m streamrec.localstack down --profile demo
 
-## test: every tier (unit, minicluster, e2e and faults on real Kafka/Cassandra/Flink; faults ~15 min)
-test: setup
+## test: every tier (the Java unit tests, then unit, minicluster, e2e and faults on real Kafka/Cassandra/Flink;
+## faults ~15 min)
+test: setup test-java
 	$(PY) -m pytest
+
+## test-java: the java/ module's unit tests (Flink's operator test harnesses) through Maven Surefire
+test-java: java
+	$(MVN) $(MVN_ARGS) test
 
 test-unit: venv
 	$(PY) -m pytest -m unit -q
 
-test-minicluster: venv
+test-minicluster: venv java
 	$(PY) -m pytest -m minicluster
 
 test-e2e: setup
@@ -85,4 +100,4 @@ status: venv
 	$(PY) -m streamrec.localstack status --profile dev
 
 clean:
-	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache java/target
