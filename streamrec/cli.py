@@ -49,21 +49,38 @@ def _print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
 
+def terminal_safe(value: Any) -> str:
+    """``value`` as text a terminal shows as it is: every character the id rule forbids (controls
+    such as ESC, lone surrogates, bidi overrides, line separators) written as its escape (\\x1b,
+    \\u202e). Stored data may predate the rule, and titles come from catalog files."""
+    from streamrec.model.events import forbidden_char
+
+    text = "" if value is None else str(value)
+    if not any(forbidden_char(ch) for ch in text):
+        return text
+    return "".join(ch.encode("unicode_escape").decode("ascii") if forbidden_char(ch) else ch for ch in text)
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title)
+    # Text, not str: rich would read "[link=...]" or "[red]" in a value as markup
+    t = Table(title=Text(terminal_safe(title)))
     for c in columns:
-        t.add_column(c)
+        t.add_column(Text(c))
     for r in rows:
-        t.add_row(*[("" if v is None else str(v)) for v in r])
+        t.add_row(*[Text(terminal_safe(v)) for v in r])
     Console(file=sys.stdout).print(t)
 
 
 def _valid_user_id(user_id: str) -> str:
-    if not user_id or len(user_id) > 256 or any(ord(ch) < 32 for ch in user_id):
-        raise click.BadParameter("a user id has 1..256 printable characters", param_hint="USER")
+    from streamrec.model.events import text_problem
+
+    problem = text_problem(user_id)
+    if problem is not None:  # the job's rule for ids: such a user cannot have been stored
+        raise click.BadParameter(f"the user id {problem}", param_hint="USER")
     return user_id
 
 
@@ -214,12 +231,19 @@ def serve(host: str, port: int, log_level: str, **conn: Any) -> None:
 # --- producing --------------------------------------------------------------------------------
 
 @main.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"), default="-")
-@click.option("--raw", is_flag=True, help="Send every line as it is, even lines that are not JSON "
-              "(the job routes them to the dead-letter topic).")
+# surrogateescape: a line that is not UTF-8 is reported (or, with --raw, sent byte for byte), not a traceback
+@click.argument("file", type=click.File("r", encoding="utf-8", errors="surrogateescape"), default="-")
+@click.option("--raw", is_flag=True, help="Send every line as it is, byte for byte, even lines that are not "
+              "JSON (the job routes them to the dead-letter topic).")
 @connection_options
 def produce(file: Any, raw: bool, **conn: Any) -> None:
-    """Send JSON events, one per line, from FILE (default stdin) to the events topic."""
+    """Send JSON events, one per line, from FILE (default stdin) to the events topic.
+
+    A line that can never be a valid event (not UTF-8, not JSON, over the record size limit, an id
+    or query that breaks the job's text rule) is skipped and reported on stderr as
+    "line N: not sent: <why> (<dead-letter code>)"; the other lines are sent, and the exit status
+    is then 1. Missing fields, unknown types and unknown products are left to the job.
+    """
     from streamrec.connectors.kafka import produce_lines
 
     config = _config(**conn)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
 from streamrec.config import Config
+from streamrec.model.events import BAD_ID, MAX_ID_CHARS, NOT_JSON, OVERSIZED, text_problem
 
 # --- security ---------------------------------------------------------------------------------
 
@@ -78,6 +80,32 @@ def java_properties(config: Config) -> dict[str, str]:
 
 # --- inside the Flink job ---------------------------------------------------------------------
 
+# Jars the shaded Kafka connector needs beside it: its Kafka client calls zstd-jni unshaded and the
+# jar leaves it out, so without it a zstd-compressed batch fails the source with NoClassDefFoundError
+# (com/github/luben/zstd/...) on every restart. `make setup` fetches it into the connector's folder
+# (streamrec/localstack/maven/flink-connectors.xml); gzip, snappy and lz4 need nothing more.
+CONNECTOR_COMPANION_PREFIXES = ("zstd-jni-",)
+
+
+def with_codec_jars(jars: list[str]) -> list[str]:
+    """``jars`` plus, for a Kafka connector jar among them, the codec jars found in its folder (and
+    not already listed): STREAMREC_JARS may name the connector alone."""
+    out = list(jars)
+    named = {Path(j.split("://", 1)[-1]).name for j in jars}
+    for jar in jars:
+        path = Path(jar[len("file://"):] if jar.startswith("file://") else jar)
+        if "://" in jar and not jar.startswith("file://"):
+            continue
+        if not path.name.startswith("flink-sql-connector-kafka-"):
+            continue
+        for prefix in CONNECTOR_COMPANION_PREFIXES:
+            for extra in sorted(path.parent.glob(prefix + "*.jar")):
+                if extra.name not in named:
+                    out.append(str(extra))
+                    named.add(extra.name)
+    return out
+
+
 def events_source(config: Config) -> Any:
     """KafkaSource over the events topic (see :func:`string_source`), fetching in batches as
     ``kafka_fetch_min_bytes`` / ``kafka_fetch_max_wait_ms`` say."""
@@ -96,7 +124,8 @@ def products_source(config: Config) -> Any:
 
 def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_min_bytes: int = 1,
                   fetch_max_wait_ms: int = 500) -> Any:
-    """KafkaSource over ``topic``: values as strings, offsets committed on checkpoints.
+    """KafkaSource over ``topic``: values as strings, offsets committed on checkpoints, committed
+    records only (a transactional producer's aborted records never reach the job).
 
     Values go through ``NullSafeStringSchema`` (see :mod:`streamrec.connectors.javasupport`): a
     record without a value becomes "" (a NOT_JSON dead letter) instead of failing the source on
@@ -120,6 +149,7 @@ def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_m
         .set_property("partition.discovery.interval.ms", "60000")
         .set_property("fetch.min.bytes", str(fetch_min_bytes))
         .set_property("fetch.max.wait.ms", str(fetch_max_wait_ms))
+        .set_property("isolation.level", "read_committed")
     )
     for key, value in java_properties(config).items():
         builder = builder.set_property(key, value)
@@ -183,18 +213,52 @@ class ProduceReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, why)
 
 
-def _precheck(line: str, max_record_bytes: int) -> tuple[Optional[str], Optional[str]]:
-    """(key, None) for a line worth sending, (None, why) for one that can never be a valid event."""
-    if len(line.encode("utf-8")) > max_record_bytes:
-        return None, f"over {max_record_bytes} bytes"
+ID_FIELDS = ("event_id", "user_id", "product_id")
+
+
+def _precheck(line: str, max_record_bytes: int, max_query_chars: int = 1024) -> tuple[Optional[str], Optional[str]]:
+    """(key, None) for a line worth sending, (key, why) for one that can never be a valid event:
+    not UTF-8, not JSON, oversized, or an id or query that breaks the parser's text rule (BAD_ID).
+    ``why`` names the dead-letter code the job would give. The key is the user id where it passes
+    the text rule, else None (a lone surrogate cannot even be encoded as a key)."""
+    try:
+        size = len(line.encode("utf-8"))
+    except UnicodeEncodeError:
+        # a file line with bytes that are not UTF-8 (read with surrogateescape), or a str holding a lone surrogate
+        return None, f"not UTF-8 text ({NOT_JSON}: JSON text must be UTF-8)"
+    if size > max_record_bytes:
+        return None, f"over {max_record_bytes} bytes ({OVERSIZED})"
     try:
         obj = json.loads(line)
-    except ValueError as exc:
-        return None, f"not JSON ({exc})"
+    except (ValueError, RecursionError) as exc:
+        return None, f"not JSON ({NOT_JSON}: {exc})"
     if not isinstance(obj, dict):
-        return None, "not a JSON object"
+        return None, f"not a JSON object ({NOT_JSON})"
     user = obj.get("user_id")
-    return (user if isinstance(user, str) else None), None
+    key = user if isinstance(user, str) and text_problem(user) is None else None
+    for name in ID_FIELDS:
+        value = obj.get(name)
+        if isinstance(value, str):
+            problem = text_problem(value, MAX_ID_CHARS)
+            if problem is not None:
+                return key, f"{BAD_ID}: {name!r} {problem}"
+    query = obj.get("query")
+    if isinstance(query, str):
+        if len(query) > max_query_chars:
+            return key, f"query over {max_query_chars} characters ({OVERSIZED})"
+        problem = text_problem(query, max_query_chars)
+        if problem is not None:
+            return key, f"{BAD_ID}: 'query' {problem}"
+    return key, None
+
+
+def _line_bytes(line: str) -> Optional[bytes]:
+    """The bytes to send for a line: a file read with surrogateescape gives back its exact bytes;
+    None for a str no encoding can send (a lone surrogate that did not come from a byte)."""
+    try:
+        return line.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return None
 
 
 def produce_lines(
@@ -205,22 +269,25 @@ def produce_lines(
 ) -> ProduceReport:
     """Send JSON lines to the events topic, keyed by user_id so a user's events stay in order.
 
-    Lines that cannot be valid events (not JSON, oversized) are reported with their line number
-    and not sent, unless ``raw`` is set (then every line goes out as it is: the job's dead-letter
-    path is the judge). The producer uses acks=all and idempotence: a retry never doubles a record.
+    Lines that cannot be valid events (not UTF-8, not JSON, oversized, an id or query that breaks
+    the parser's text rule) are reported with their line number and the dead-letter code, skipped,
+    and the rest is sent, unless ``raw`` is set (then every line goes out as it is, byte for byte:
+    the job's dead-letter path is the judge; only a line no encoding can send is still refused).
+    The producer uses acks=all and idempotence: a retry never doubles a record.
     """
     report = ProduceReport()
 
-    def records() -> Iterator[tuple[int, Optional[str], str]]:
+    def records() -> Iterator[tuple[int, Optional[str], bytes]]:
         for lineno, line in enumerate(lines, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
-            key, why = _precheck(line, config.max_record_bytes)
-            if why is not None and not raw:
-                report.rejected.append((lineno, why))
+            key, why = _precheck(line, config.max_record_bytes, config.max_query_chars)
+            value = _line_bytes(line)
+            if value is None or (why is not None and not raw):
+                report.rejected.append((lineno, why or f"not UTF-8 text ({NOT_JSON})"))
                 continue
-            yield lineno, key, line
+            yield lineno, key, value
 
     return _send_all(records(), config.events_topic, config, producer, report)
 
@@ -257,7 +324,7 @@ def send_keyed(
 
 
 def _send_all(
-    records: Iterable[tuple[int, Optional[str], str]],
+    records: Iterable[tuple[int, Optional[str], Any]],
     topic: str,
     config: Config,
     producer: Any,
@@ -274,7 +341,8 @@ def _send_all(
     try:
         for lineno, key, value in records:
             try:
-                future = producer.send(topic, key=key.encode("utf-8") if key else None, value=value.encode("utf-8"))
+                data = value if isinstance(value, bytes) else value.encode("utf-8")
+                future = producer.send(topic, key=key.encode("utf-8") if key else None, value=data)
             except KafkaError as exc:  # e.g. larger than the producer's max_request_size (--raw)
                 report.rejected.append((lineno, f"not sent ({type(exc).__name__}: {exc})"))
                 continue
@@ -322,6 +390,7 @@ def read_topic(config: Config, topic: str, timeout_ms: int = 5000) -> list[str]:
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=timeout_ms,
+        isolation_level="read_committed",  # as the job reads
         **client_options(config),
     )
     try:
