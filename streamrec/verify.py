@@ -236,6 +236,8 @@ class TopicReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=max(1024 * 1024, config.max_record_bytes * 4),
+            # as the job's source reads: an aborted transaction's records are no event of the topic
+            isolation_level="read_committed",
             **client_options(config),
         )
         self._assigned: list[Any] = []

@@ -20,7 +20,7 @@ from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.connectors.flink import attach_cassandra, uses_java_writer
 from streamrec.connectors.javasupport import add_support_jar, driver_jars
-from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source
+from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source, with_codec_jars
 from streamrec.jobs.pipeline import build_pipeline
 
 MAX_PARALLELISM = 128
@@ -91,7 +91,8 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     env.set_max_parallelism(MAX_PARALLELISM)
     if config.checkpoint_interval_ms > 0:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
-    jars = [j if "://" in j else f"file://{j}" for j in config.jar_list]
+    # with the codec jar the shaded Kafka connector lacks (zstd-jni), wherever STREAMREC_JARS names the connector
+    jars = [j if "://" in j else f"file://{j}" for j in with_codec_jars(config.jar_list)]
     if uses_java_writer(config):
         jars.extend(j.as_uri() for j in driver_jars())
     if jars:

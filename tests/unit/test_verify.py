@@ -260,3 +260,20 @@ def test_verify_expects_an_INTERNAL_dead_letter_and_no_row_where_the_jobs_model_
     assert set(expect.events) == {("u1", good.ts, "e1")}
     assert expect.dead_letter_codes() == {"INTERNAL": 1, "BAD_ID": 1}
     assert ("INTERNAL", boom.to_json()) in expect.dead_letters
+
+
+def test_verify_reads_committed_records_only_as_the_job_does(monkeypatch):
+    import kafka
+
+    from streamrec.config import Config
+    from streamrec.verify import TopicReader
+
+    seen = {}
+
+    class FakeConsumer:
+        def __init__(self, **settings):
+            seen.update(settings)
+
+    monkeypatch.setattr(kafka, "KafkaConsumer", FakeConsumer)
+    TopicReader(Config(), "events")
+    assert seen["isolation_level"] == "read_committed"
