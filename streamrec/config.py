@@ -35,6 +35,7 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
 DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
 PYTHON_EXECUTION_MODES = ("process", "thread")
+HOT_PATHS = ("batch", "per-event")
 CASSANDRA_WRITERS = ("java", "python")
 
 
@@ -134,6 +135,16 @@ class Config:
     # TaskManagers of one slot. "process": a Python worker process per slot fed by Beam in bundles
     # (the bundle and state cache settings above apply only there).
     python_execution_mode: str = "thread"
+    # "batch" (the fast path): user state in a JVM operator, Python called once per batch of events
+    # (docs in README, Architecture). "per-event": the earlier design, one Python call per event
+    # with the user state pickled in Python keyed state; kept to compare against.
+    hot_path: str = "per-event"
+    # A batch goes to Python at this many events or this many ms after its first event, whichever
+    # comes first (and before every checkpoint barrier). The fast path batches twice (raw records
+    # before the parser, events before the ranker), so a quiet stream waits up to twice the linger.
+    batch_max_events: int = 512
+    batch_linger_ms: int = 25
+    batch_max_bytes: int = 4 * 1024 * 1024
     # Threads the model's BLAS (numpy's OpenBLAS) and faiss may use in each TaskManager's Python.
     # One: Flink's parallelism is how the job uses more cores, and a multi-threaded BLAS on a
     # 1 x 64 by 64 x 10k product is several times slower when the cores are busy (BENCHMARKS.md).
@@ -201,13 +212,15 @@ class Config:
     fault_fail_once_after: int = 0
 
     def __post_init__(self) -> None:
-        choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("cassandra_writer", CASSANDRA_WRITERS))
+        choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("cassandra_writer", CASSANDRA_WRITERS),
+                   ("hot_path", HOT_PATHS))
         for name, allowed in choices:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
         for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
-                     "cassandra_batch_linger_ms", "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
+                     "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
+                     "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")
 

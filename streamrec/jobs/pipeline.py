@@ -13,7 +13,7 @@ with collection sources. ``main`` (see :mod:`streamrec.jobs.job`) attaches the r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
@@ -23,6 +23,7 @@ from streamrec.config import Config
 from streamrec.connectors.javasupport import POPULARITY_CLASS_NAME, add_support_jar, java_class
 from streamrec.model.model import ModelParams
 from streamrec.model.variants import Variants
+from streamrec.udfs.batch import BATCH, ParseBatch, ParseBatchLive, RankBatch
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
@@ -39,6 +40,14 @@ from streamrec.udfs.operators import (
     Recommend,
     TrendingMerge,
 )
+
+# the fast path's JVM operators (java/src/main/java/streamrec/flink/)
+RECORD_BATCHER_CLASS_NAME = "streamrec.flink.RecordBatcher"
+EVENT_UNBATCHER_CLASS_NAME = "streamrec.flink.EventUnbatcher"
+ROW_KEY_CLASS_NAME = "streamrec.flink.RowKey"
+USER_STATE_CLASS_NAME = "streamrec.flink.UserStateOperator"
+RECOMMENDATION_UNBATCHER_CLASS_NAME = "streamrec.flink.RecommendationUnbatcher"
+HIT_COUNTER_CLASS_NAME = "streamrec.flink.HitCounter"
 
 __all__ = ["RECOMMENDATION_FIELDS", "PipelineStreams", "build_pipeline", "model_params"]
 
@@ -79,6 +88,27 @@ def popularity_counts(env: StreamExecutionEnvironment, events: DataStream, confi
     return DataStream(j_stream).name("popularity").uid("popularity")
 
 
+def _java_transform(stream: DataStream, name: str, type_info: Any, operator: Any, key: Optional[int] = None
+                    ) -> DataStream:
+    """A JVM operator of the job's jar on ``stream`` (keyed by the string field ``key`` first, with a
+    Java key selector: PyFlink's key_by would call Python once per record)."""
+    j_stream = stream._j_data_stream
+    if key is not None:
+        j_stream = j_stream.keyBy(java_class(ROW_KEY_CLASS_NAME)(key))
+    return DataStream(j_stream.transform(name, type_info.get_java_type_info(), operator)).name(name).uid(name)
+
+
+def _java_flat_map(stream: DataStream, name: str, type_info: Any, function: Any) -> DataStream:
+    return DataStream(stream._j_data_stream.flatMap(function, type_info.get_java_type_info())).name(name).uid(name)
+
+
+def _java_set(values: Any) -> Any:
+    out = get_gateway().jvm.java.util.HashSet()
+    for v in values:
+        out.add(v)
+    return out
+
+
 def build_pipeline(
     env: StreamExecutionEnvironment,
     raw_events: DataStream,
@@ -87,6 +117,8 @@ def build_pipeline(
     raw_products: Optional[DataStream] = None,
 ) -> PipelineStreams:
     variants = Variants.from_config(config)  # fails fast on bad STREAMREC_VARIANTS
+    if config.hot_path == "batch":
+        return build_batch_pipeline(env, raw_events, config, catalog_loader, raw_products, variants)
 
     products: Optional[DataStream] = None
     if raw_products is not None:
@@ -132,4 +164,76 @@ def build_pipeline(
     )
     # INTERNAL dead letters of events whose update or ranking raised (see Recommend)
     dead_letters = dead_letters.union(recommendations.get_side_output(DLQ_TAG))
+    return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)
+
+
+def build_batch_pipeline(
+    env: StreamExecutionEnvironment,
+    raw_events: DataStream,
+    config: Config,
+    catalog_loader: CatalogLoader,
+    raw_products: Optional[DataStream],
+    variants: Variants,
+) -> PipelineStreams:
+    """The fast path: Python sees batches of events only, the user state lives in a JVM operator.
+
+        raw --batch-records(JVM)--> parse-events(Py, per batch) --unbatch-events(JVM)--> events
+        events --key_by(user)--> user-state(JVM keyed state, batches) --> rank(Py, per batch)
+               --unbatch-recommendations(JVM)--> key_by(user) --ab-hits(JVM)--> recommendations
+    """
+    add_support_jar(env)
+    jvm = get_gateway().jvm
+    products: Optional[DataStream] = None
+    if raw_products is not None:
+        products = raw_products.process(
+            ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
+        ).name("parse-products").uid("parse-products")
+
+    # str -> byte[] (raw records, RecordBatcher's format)
+    batches = _java_transform(raw_events, "batch-records", BATCH, java_class(RECORD_BATCHER_CLASS_NAME)(
+        config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms))
+    # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
+    if products is None:
+        parsed = batches.process(
+            ParseBatch(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=BATCH
+        ).name("parse-events").uid("parse-events")
+    else:
+        parsed = batches.connect(products.broadcast(KNOWN_PRODUCTS_STATE)).process(
+            ParseBatchLive(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=BATCH
+        ).name("parse-events").uid("parse-events")
+    dead_letters = parsed.get_side_output(DLQ_TAG)
+    # byte[] -> Row(EVENT_FIELDS), one per event
+    events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())
+
+    popularity = popularity_counts(env, events, config)
+    trending = (
+        popularity.key_by(lambda _: 0, key_type=Types.INT())
+        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
+                               config.trending_interval_ms), output_type=CONTROL_ROW)
+        .name("trending").uid("trending")
+    )
+    control = trending
+    if products is not None:
+        dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
+        control = trending.union(products)
+
+    # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
+    user_batches = _java_transform(events, "user-state", BATCH, java_class(USER_STATE_CLASS_NAME)(
+        _java_set(variants.moving_types), variants.history_size, int(config.user_ttl_ms),
+        config.batch_max_events, config.batch_linger_ms), key=1)
+    # byte[] -> byte[] (RecommendationUnbatcher's format); a user whose ranking raises -> side output
+    answers = (
+        user_batches.connect(control.broadcast(CONTROL_STATE))
+        .process(RankBatch(catalog_loader, variants, fail_once(config), config.ann_min_products,
+                           config.ann_recall_floor, config.blas_threads), output_type=BATCH)
+        .name("rank").uid("rank")
+    )
+    dead_letters = dead_letters.union(answers.get_side_output(DLQ_TAG))
+    rows = _java_flat_map(answers, "unbatch-recommendations", RECOMMENDATION_ROW,
+                          java_class(RECOMMENDATION_UNBATCHER_CLASS_NAME)())
+    top_k = jvm.java.util.HashMap()
+    for name, params in variants.params.items():
+        top_k.put(name, int(params.top_k))
+    hit_counter = java_class(HIT_COUNTER_CLASS_NAME)(top_k, int(config.user_ttl_ms))
+    recommendations = _java_transform(rows, "ab-hits", RECOMMENDATION_ROW, hit_counter, key=1)
     return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)

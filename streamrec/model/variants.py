@@ -96,3 +96,13 @@ class Variants:
     def for_user(self, user_id: str) -> tuple[str, ModelParams]:
         name = self.shares[0][0] if len(self.shares) == 1 else assign_variant(user_id, self.shares)
         return name, self.params[name]
+
+    @property
+    def history_size(self) -> int:
+        """How many moving events the JVM keeps per user: enough for the variant that needs most."""
+        return max(p.history_size for p in self.params.values())
+
+    @property
+    def moving_types(self) -> frozenset[str]:
+        """Event types that move a user's vector in some variant (what the JVM remembers)."""
+        return frozenset().union(*(p.moving_types for p in self.params.values()))

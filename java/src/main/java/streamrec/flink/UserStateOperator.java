@@ -1,0 +1,172 @@
+package streamrec.flink;
+
+import java.io.ByteArrayOutputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Set;
+import org.apache.flink.api.common.state.StateTtlConfig;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
+import org.apache.flink.types.Row;
+
+/**
+ * The fast path's keyed operator: each user's {@link UserHistory} in Flink keyed state (checkpointed,
+ * rescalable, with a processing-time TTL that frees idle users), updated with every event, and the
+ * events packed into one byte[] per batch for the Python ranker, which then ranks each user of the
+ * batch once, for their newest state.
+ *
+ * <p>A batch goes out at {@code maxEvents} events, {@code lingerMs} after its first event, before
+ * every checkpoint barrier and at the end of the input, so no event waits in the buffer across a
+ * barrier: a completed checkpoint covers exactly the events whose state it holds and whose batch
+ * has gone downstream.
+ *
+ * <p>Batch format (streamrec/model/batch.py, decode_rank_request): int32 length of the events
+ * part, the events part (private to the JVM: {@link RecommendationUnbatcher} reads it back after
+ * Python passed it through), then the users part as text: per user, in order of first appearance,
+ * the fields {@link UserHistory#appendRequest} writes.
+ */
+public final class UserStateOperator extends AbstractStreamOperator<byte[]>
+        implements OneInputStreamOperator<Row, byte[]> {
+    private static final long serialVersionUID = 1L;
+
+    private final HashSet<String> movingTypes;
+    private final int historySize;
+    private final long ttlMs;
+    private final int maxEvents;
+    private final long lingerMs;
+
+    private transient ValueState<byte[]> state;
+    private transient LinkedHashMap<String, Slot> users; // this batch's users, their newest state
+    private transient ByteArrayOutputStream eventBytes;
+    private transient DataOutputStream events;
+    private transient int pendingEvents;
+    private transient long timerAt;
+
+    private static final class Slot {
+        final int index;
+        UserHistory state;
+
+        Slot(int index, UserHistory state) {
+            this.index = index;
+            this.state = state;
+        }
+    }
+
+    public UserStateOperator(Set<String> movingTypes, int historySize, long ttlMs, int maxEvents, long lingerMs) {
+        this.movingTypes = new HashSet<>(movingTypes);
+        this.historySize = Math.max(1, historySize);
+        this.ttlMs = Math.max(0L, ttlMs);
+        this.maxEvents = Math.max(1, maxEvents);
+        this.lingerMs = Math.max(0L, lingerMs);
+    }
+
+    @Override
+    public void open() throws Exception {
+        super.open();
+        ValueStateDescriptor<byte[]> descriptor =
+                new ValueStateDescriptor<>("user", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
+        if (ttlMs > 0) {
+            // Frees the memory of users who never come back; the rule itself resets an idle user by
+            // event time (UserHistory.apply), so a replay resets the same users.
+            descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(ttlMs))
+                    .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                    .setStateVisibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
+                    .cleanupFullSnapshot()
+                    .build());
+        }
+        state = getRuntimeContext().getState(descriptor);
+        reset();
+        timerAt = -1L;
+    }
+
+    private void reset() {
+        users = new LinkedHashMap<>();
+        eventBytes = new ByteArrayOutputStream(64 * 1024);
+        events = new DataOutputStream(eventBytes);
+        pendingEvents = 0;
+    }
+
+    @Override
+    public void processElement(StreamRecord<Row> element) throws Exception {
+        Row e = element.getValue();
+        String eventId = (String) e.getField(0);
+        String userId = (String) e.getField(1);
+        long ts = (Long) e.getField(2);
+        String type = (String) e.getField(3);
+        String productId = (String) e.getField(4);
+        String query = (String) e.getField(5);
+
+        Slot slot = users.get(userId);
+        UserHistory before = slot != null ? slot.state : UserHistory.decode(state.value());
+        UserHistory after = before.apply(type, ts, productId, query, movingTypes, historySize, ttlMs);
+        state.update(after.encode());
+        if (slot == null) {
+            slot = new Slot(users.size(), after);
+            users.put(userId, slot);
+        } else {
+            slot.state = after;
+        }
+
+        events.writeInt(slot.index);
+        events.writeLong(ts);
+        events.writeLong(after.writeUs);
+        UserHistory.writeString(events, eventId);
+        UserHistory.writeString(events, userId);
+        UserHistory.writeString(events, type);
+        UserHistory.writeString(events, productId);
+        UserHistory.writeString(events, query);
+        pendingEvents++;
+
+        if (pendingEvents >= maxEvents) {
+            emit();
+        } else if (timerAt < 0) {
+            timerAt = getProcessingTimeService().getCurrentProcessingTime() + lingerMs;
+            getProcessingTimeService().registerTimer(timerAt, t -> {
+                timerAt = -1L;
+                emit();
+            });
+        }
+    }
+
+    @Override
+    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
+        super.prepareSnapshotPreBarrier(checkpointId);
+        emit();
+    }
+
+    @Override
+    public void finish() throws Exception {
+        emit();
+        super.finish();
+    }
+
+    private void emit() throws IOException {
+        if (pendingEvents == 0) {
+            return;
+        }
+        events.flush();
+        byte[] eventPart = eventBytes.toByteArray();
+        StringBuilder text = new StringBuilder(users.size() * 128);
+        for (Map.Entry<String, Slot> u : users.entrySet()) {
+            if (text.length() > 0) {
+                text.append(BatchText.RS);
+            }
+            u.getValue().state.appendRequest(text, u.getKey());
+        }
+        byte[] userPart = text.toString().getBytes(StandardCharsets.UTF_8);
+        ByteBuffer out = ByteBuffer.allocate(4 + eventPart.length + userPart.length);
+        out.putInt(eventPart.length).put(eventPart).put(userPart);
+        output.collect(new StreamRecord<>(out.array()));
+        reset();
+    }
+}

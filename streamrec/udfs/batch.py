@@ -1,0 +1,131 @@
+"""The fast path's two Python operators: thin adapters around :mod:`streamrec.model.batch`, each
+called once per batch of events (a ``byte[]`` from a JVM operator), never once per event."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Optional
+
+from pyflink.common import Row, Types
+from pyflink.datastream import ProcessFunction, RuntimeContext
+from pyflink.datastream.functions import BroadcastProcessFunction
+
+from streamrec.model.batch import BatchRanker, parse_batch
+from streamrec.model.live import TRENDING_KEY, LiveCatalog
+from streamrec.model.variants import Variants
+from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, KNOWN_PRODUCTS_STATE, CatalogLoader, FailOnce
+
+log = logging.getLogger(__name__)
+
+BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())  # arrives in Python as bytes, no per-element conversion
+
+
+class ParseBatch(ProcessFunction):
+    """A batch of raw records -> one block of valid events; bad records -> DLQ_TAG, one JSON dead
+    letter each (same codes as the per-record parser: it is the same parser)."""
+
+    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
+        self._load = catalog_loader
+        self._max_record_bytes = max_record_bytes
+        self._max_query_chars = max_query_chars
+        self.known: set[str] = set()
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.known = set(self._load().product_ids)
+
+    def parse(self, value: bytes) -> Iterable[Any]:
+        events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars)
+        for letter in dead:
+            yield DLQ_TAG, letter.to_json()
+        if events:
+            yield events
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        return self.parse(value)
+
+
+class ParseBatchLive(BroadcastProcessFunction):
+    """ParseBatch that also knows the products published while the job runs (the broadcast side)."""
+
+    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
+        self._parser = ParseBatch(catalog_loader, max_record_bytes, max_query_chars)
+        self._synced = False
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self._parser.open(runtime_context)
+        self._synced = False
+
+    def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
+        if not self._synced:  # after a restore: the products added before the checkpoint
+            self._parser.known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
+            self._synced = True
+        return self._parser.parse(value)
+
+    def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
+        if value.kind == "product" and value.key not in self._parser.known:
+            ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).put(value.key, True)
+            self._parser.known.add(value.key)
+        return []
+
+
+class RankBatch(BroadcastProcessFunction):
+    """A ``UserStateOperator`` batch -> one answer for ``RecommendationUnbatcher``: every user of the
+    batch ranked for their newest state with one matrix product per variant. The broadcast side
+    brings product updates and the trending list."""
+
+    def __init__(self, catalog_loader: CatalogLoader, variants: Variants, fail_once: Optional[FailOnce] = None,
+                 ann_min_products: int = 0, ann_recall_floor: float = 0.95, blas_threads: int = 1) -> None:
+        self._load = catalog_loader
+        self._variants = variants
+        self._fail_once = fail_once
+        self._ann_min_products = ann_min_products
+        self._ann_recall_floor = ann_recall_floor
+        self._blas_threads = blas_threads
+        self._blas_limit: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        if self._blas_threads > 0:
+            # process-wide (in thread mode: the TaskManager's one interpreter), and kept until close
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limit = threadpool_limits(limits=self._blas_threads)
+        self._live = LiveCatalog(self._load(), self._variants, self._ann_min_products, self._ann_recall_floor)
+        self._ranker = BatchRanker(self._live)
+        self._synced = False
+        if self._fail_once is not None:
+            self._fail_once.open(runtime_context)
+
+    def close(self) -> None:
+        # must not raise: in thread mode an exception here (close also runs after a failure) takes the
+        # whole TaskManager down
+        limit, self._blas_limit = self._blas_limit, None
+        if limit is not None:
+            try:
+                limit.restore_original_limits()
+            except Exception as exc:
+                log.warning("could not restore the BLAS thread limits: %s", exc)
+
+    def _sync(self, control: Any) -> None:
+        self._live.restore(control.items())
+        self._synced = True
+
+    def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
+        if not self._synced:
+            self._sync(ctx.get_broadcast_state(CONTROL_STATE))
+        if self._fail_once is not None:
+            self._fail_once.record()
+        answer, dead = self._ranker.rank(value)
+        for letter in dead:
+            yield DLQ_TAG, letter.to_json()
+        yield answer
+
+    def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
+        state = ctx.get_broadcast_state(CONTROL_STATE)
+        if not self._synced:  # the merge below needs what the state already holds
+            self._sync(state)
+        if value.kind == "trending":
+            state.put(TRENDING_KEY, value.payload)
+            self._live.set_trending(value.payload)
+        else:
+            self._live.update_product(value.payload, state.put)
+        return []

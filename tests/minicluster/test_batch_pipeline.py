@@ -1,0 +1,102 @@
+"""The fast path (hot_path "batch") on a local Flink minicluster at parallelism 2, fed from a
+collection: the JVM keeps each user's state and batches the events, Python parses and ranks whole
+batches. One job run serves every check."""
+
+import json
+import random
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from streamrec.config import Config
+from streamrec.connectors.catalog import CatalogFromConfig
+from streamrec.jobs.pipeline import build_pipeline, model_params
+from streamrec.model.catalog import Catalog
+from streamrec.model.events import Event
+from streamrec.model.model import UserState, apply_event, excluded_ids, is_cold, recommend_users, write_timestamp_us
+from streamrec.udfs.operators import RECOMMENDATION_FIELDS
+from tests.minicluster.test_pipeline import BAD, local_env
+
+pytestmark = pytest.mark.minicluster
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from pyflink.common import Types
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    titles = tuple(f"lamp {i}" if i % 3 == 0 else f"chair {i}" for i in range(60))
+    catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors, titles=titles)
+    path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
+    catalog.save(path)
+    # small batches, so that a user's events span several of them
+    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="batch", batch_max_events=16)
+
+    r = random.Random(5)
+    valid = []
+    for i in range(400):
+        etype = r.choice(["view", "view", "click", "add_to_cart", "remove_from_cart", "purchase", "search"])
+        e = Event(f"e{i:03d}", f"u{r.randrange(25)}", 1_700_000_000_000 + i, etype,
+                  None if etype == "search" else f"p{r.randrange(60)}", "lamp" if etype == "search" else None)
+        valid.append(e)
+    raw = [e.to_json() for e in valid] + list(BAD.values())
+    r.shuffle(raw)
+
+    env = local_env(parallelism=2)
+    products = [json.dumps({"product_id": "p1", "title": "renamed"}), json.dumps({"product_id": 5})]
+    streams = build_pipeline(env, env.from_collection(raw, type_info=Types.STRING()), config,
+                             CatalogFromConfig(config), env.from_collection(products, type_info=Types.STRING()))
+    tagged = streams.recommendations.map(lambda row: json.dumps(["rec", list(row)]), Types.STRING()).union(
+        streams.dead_letters.map(lambda s: json.dumps(["dlq", s]), Types.STRING()))
+    with tagged.execute_and_collect() as results:
+        out = [json.loads(x) for x in results]
+    recs = [dict(zip(RECOMMENDATION_FIELDS, v)) for kind, v in out if kind == "rec"]
+    dlq = [json.loads(v) for kind, v in out if kind == "dlq"]
+    return catalog, config, valid, recs, dlq
+
+
+def test_every_valid_event_comes_out_exactly_once(run):
+    _, _, valid, recs, _ = run
+    assert sorted(r["event_id"] for r in recs) == sorted(e.event_id for e in valid)
+
+
+def test_every_bad_record_is_a_dead_letter_with_its_code(run):
+    _, _, _, _, dlq = run
+    assert sorted(d["error"] for d in dlq) == sorted([*BAD, "WRONG_TYPE"])  # + the bad product update
+    assert all(d["reason"] and d["payload"] for d in dlq)
+
+
+def test_each_batch_ranks_a_user_once_for_their_newest_event_as_the_offline_model_would(run):
+    catalog, config, valid, recs, _ = run
+    params = model_params(config)
+    by_id = {e.event_id: e for e in valid}
+    per_user = defaultdict(list)
+    for r in recs:
+        per_user[r["user_id"]].append(r)
+    ranked = personal = 0
+    for user, rows in per_user.items():
+        rows.sort(key=lambda r: r["write_ts"])  # grows with every event of a user: processing order
+        state = UserState()
+        for n, row in enumerate(rows, start=1):
+            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.user_ttl_ms)
+            assert row["write_ts"] == write_timestamp_us(state)
+            assert row["variant"] == "default"
+            assert 0 <= row["hits"] <= row["impressions"] < n
+            if row["source"] is None:  # an earlier event of the user in the same batch: no list
+                assert row["product_ids"] == [] and row["scores"] == []
+                continue
+            ranked += 1
+            assert not set(row["product_ids"]) & set(excluded_ids(state, params))
+            if is_cold(state, params):
+                assert row["source"] in ("trending", "none")  # trending depends on when the list arrived
+                continue
+            want = recommend_users([state], catalog, params)[0]
+            assert row["source"] == want.source == "personal"
+            assert row["product_ids"] == list(want.product_ids), (user, row["event_id"])
+            np.testing.assert_allclose(row["scores"], want.scores, rtol=1e-4, atol=1e-5)
+            personal += 1
+        assert rows[-1]["source"] is not None, "a user's newest event is always ranked"
+    assert personal > 0 and ranked < len(valid), "users with several events in one batch are ranked once"
