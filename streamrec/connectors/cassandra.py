@@ -144,7 +144,7 @@ def qualified(keyspace: str, table: str) -> str:
 
 
 # The two statements that store a pipeline row: the Python writer and the Java sink
-# (streamrec/connectors/javasupport.py, which receives them as they are) bind the same columns.
+# (java/src/main/java/streamrec/flink/CassandraRowSink.java, which receives them as they are) bind the same columns.
 def insert_event_cql(keyspace: str) -> str:
     return (
         f"INSERT INTO {qualified(keyspace, 'events')} (user_id, ts, event_id, type, product_id, query) "

@@ -110,7 +110,7 @@ def uses_java_writer(config: Config) -> bool:
 
 
 def java_cassandra_sink(config: Config) -> Sink:
-    """``CassandraRowSink`` (streamrec/connectors/javasupport.py) for the rows of RECOMMENDATION_ROW."""
+    """``CassandraRowSink`` (java/src/main/java/streamrec/flink/) for the rows of RECOMMENDATION_ROW."""
     return Sink(java_class(SINK_CLASS_NAME)(
         ",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
         config.cassandra_username, config.cassandra_password,

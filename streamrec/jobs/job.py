@@ -18,8 +18,8 @@ from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 
 from streamrec.config import Config
 from streamrec.connectors.catalog import CatalogFromConfig
-from streamrec.connectors.flink import attach_cassandra, uses_java_writer
-from streamrec.connectors.javasupport import add_support_jar, driver_jars
+from streamrec.connectors.flink import attach_cassandra
+from streamrec.connectors.javasupport import add_support_jar
 from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source, with_codec_jars
 from streamrec.jobs.pipeline import build_pipeline
 
@@ -93,11 +93,10 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     # with the codec jar the shaded Kafka connector lacks (zstd-jni), wherever STREAMREC_JARS names the connector
     jars = [j if "://" in j else f"file://{j}" for j in with_codec_jars(config.jar_list)]
-    if uses_java_writer(config):
-        jars.extend(j.as_uri() for j in driver_jars())
     if jars:
         env.add_jars(*jars)
-    add_support_jar(env)  # the events source's deserializer, the Cassandra sink, the popularity counter
+    # the events source's deserializer, the Cassandra sink (its driver shaded in), the popularity counter
+    add_support_jar(env)
     return env
 
 
