@@ -5,6 +5,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 
@@ -20,7 +21,7 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
  * record, then the records' UTF-8 bytes; all big-endian.
  */
 public final class RecordBatcher extends AbstractStreamOperator<byte[]>
-        implements OneInputStreamOperator<String, byte[]> {
+        implements OneInputStreamOperator<String, byte[]>, BoundedOneInput {
     private static final long serialVersionUID = 1L;
 
     private final int maxRecords;
@@ -65,6 +66,11 @@ public final class RecordBatcher extends AbstractStreamOperator<byte[]>
     @Override
     public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
         super.prepareSnapshotPreBarrier(checkpointId);
+        emit();
+    }
+
+    @Override
+    public void endInput() throws Exception {
         emit();
     }
 

@@ -15,6 +15,7 @@ import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
+import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
@@ -36,7 +37,7 @@ import org.apache.flink.types.Row;
  * the fields {@link UserHistory#appendRequest} writes.
  */
 public final class UserStateOperator extends AbstractStreamOperator<byte[]>
-        implements OneInputStreamOperator<Row, byte[]> {
+        implements OneInputStreamOperator<Row, byte[]>, BoundedOneInput {
     private static final long serialVersionUID = 1L;
 
     private final HashSet<String> movingTypes;
@@ -141,6 +142,11 @@ public final class UserStateOperator extends AbstractStreamOperator<byte[]>
     @Override
     public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
         super.prepareSnapshotPreBarrier(checkpointId);
+        emit();
+    }
+
+    @Override
+    public void endInput() throws Exception {
         emit();
     }
 
