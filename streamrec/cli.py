@@ -693,10 +693,16 @@ def _flink_jobs(rest: str) -> list[dict[str, Any]]:
               help="The `flink` launcher (default: the one the apache-flink package ships).")
 @click.option("--force", is_flag=True, help="Submit even if a job named streamrec is already running there.")
 @click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for RUNNING.")
+@click.option("-s", "--from-savepoint", "savepoint", metavar="PATH",
+              help="Resume from this savepoint (or retained checkpoint), at any parallelism up to 128.")
 @connection_options
 def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, flink_bin: Optional[str],
-               force: bool, timeout: float, **conn: Any) -> None:
-    """Submit the job to a Flink cluster with `flink run`; return once it is RUNNING."""
+               force: bool, timeout: float, savepoint: Optional[str], **conn: Any) -> None:
+    """Submit the job to a Flink cluster with `flink run`; return once it is RUNNING.
+
+    Without --from-savepoint the job starts with empty user state (it reads the events topic from
+    the consumer group's committed offsets). A savepoint of a job with the other hot path
+    (STREAMREC_HOT_PATH) holds state the job cannot read: README, "Upgrading", says what to do."""
     import pyflink
 
     from streamrec.runner import wait_for
@@ -714,6 +720,8 @@ def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, fl
            "-pyclientexec", python_exec]
     if parallelism is not None:
         cmd += ["-p", str(parallelism)]
+    if savepoint:
+        cmd += ["-s", savepoint]
     _err("$ " + " ".join(cmd))
     rc = subprocess.call(cmd, env=_job_env(conn, parallelism), stdout=sys.stderr)
     if rc != 0:
