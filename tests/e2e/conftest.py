@@ -7,10 +7,12 @@ started, it stops. Each test gets its own keyspace, topics and consumer group.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -92,6 +94,13 @@ def uci_catalog(uci_history) -> Catalog:
 @pytest.fixture
 def e2e_config(services, artifacts, uci_catalog):
     """A fresh keyspace and topic set on the real services, with the UCI catalog loaded."""
+    with fresh_config(artifacts, uci_catalog) as config:
+        yield config
+
+
+@contextlib.contextmanager
+def fresh_config(artifacts: localstack.Artifacts, catalog: Catalog) -> Iterator[Config]:
+    """e2e_config for any scope (a module whose tests share one job run, too)."""
     tag = uuid.uuid4().hex[:8]
     config = Config(
         kafka_bootstrap=f"127.0.0.1:{PROFILE.kafka_port}",
@@ -107,6 +116,8 @@ def e2e_config(services, artifacts, uci_catalog):
     )
     ensure_topics(config, partitions=2)
     ensure_schema(config)
-    store_catalog(config, uci_catalog)
-    yield config
-    drop_keyspace(config)
+    store_catalog(config, catalog)
+    try:
+        yield config
+    finally:
+        drop_keyspace(config)
