@@ -12,6 +12,7 @@ MVN_ARGS := -B -ntp -f java/pom.xml
 JAVA_SOURCES := $(shell find java/src -type f 2>/dev/null)
 
 .PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean \
+	browser \
 	bench bench-micro bench-deps bench-down
 
 ## setup: Python environment in .venv, the job's jar (java/) and the Maven artifacts (Kafka, Cassandra, Flink connector)
@@ -43,7 +44,7 @@ demo-down: venv
 
 ## test: every tier (the Java unit tests, then unit, minicluster, e2e and faults on real Kafka/Cassandra/Flink;
 ## faults ~15 min)
-test: setup test-java
+test: setup test-java browser
 	$(PY) -m pytest
 
 ## test-java: the java/ module's unit tests (Flink's operator test harnesses) through Maven Surefire
@@ -56,8 +57,15 @@ test-unit: venv
 test-minicluster: venv java
 	$(PY) -m pytest -m minicluster
 
-test-e2e: setup
+test-e2e: setup browser
 	$(PY) -m pytest -m e2e
+
+## browser: headless Chromium and its driver for the demo page's browser test (Debian's packages,
+## installed as root only when missing)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "the browser test needs chromium and chromium-driver: run 'make browser' as root" >&2; exit 1; fi
 
 ## test-faults: fault injection on the real stack (TaskManager kills, Cassandra outage, savepoints,
 ## poison pills, replays), each test ending in `streamrec verify`; prints its figures at the end
@@ -85,13 +93,16 @@ $(VENV)/.bench-installed: $(VENV)/.installed setup.py
 bench-down: venv
 	$(PY) -m streamrec.localstack down --profile bench
 
-## up / down: the production-like local stack in the background (dev profile, default ports)
+## up / down: the production-like local stack in the background (dev profile, default ports), with the
+## recommendation service (`streamrec serve`: the demo shop page and the API) on http://127.0.0.1:8000/
 up: setup
 	$(PY) -m streamrec.localstack up --profile dev --taskmanagers 2
 	$(BIN)/streamrec init
 	test -f $(CATALOG) || $(BIN)/streamrec catalog build --data $(UCI) --format uci -o $(CATALOG)
 	$(BIN)/streamrec catalog load $(CATALOG)
 	$(BIN)/streamrec job submit --python $(abspath $(PY))
+	@url=$$($(PY) -m streamrec.localstack serve --profile dev) && \
+	echo "streamrec is up: open $$url for the demo shop, $${url}docs for the API (make down stops it all)"
 
 down: venv
 	$(PY) -m streamrec.localstack down --profile dev

@@ -70,6 +70,8 @@ class Profile:
     cassandra_jmx_port: int
     flink_rest_port: int
     flink_rpc_port: int
+    # `streamrec serve` (started apart from the others, once the job has a catalog: `serve` below)
+    service_port: int = 0
     # Every other Flink port (blob server, TaskManager RPC and data, metrics query service, Python
     # gateways) is left at Flink's default of 0 = an ephemeral port, which can never collide.
 
@@ -93,6 +95,8 @@ class Profile:
             }
         if service == "flink":
             return {"REST": self.flink_rest_port, "JobManager RPC": self.flink_rpc_port}
+        if service == "service":
+            return {"HTTP": self.service_port}
         raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
 
     def config_env(self) -> dict[str, str]:
@@ -107,13 +111,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # The products' usual ports: what the README and Config defaults assume.
-    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123),
+    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123, 8000),
     # Same layout shifted by 10000 / 20000: distinct from dev and from each other, and below the
     # Linux ephemeral range (32768+) so an outgoing connection never grabs one of them.
-    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123),
-    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123),
+    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123, 18000),
+    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123, 28000),
     # `make bench` / `streamrec bench`: measurements never share a broker or a node with a test run.
-    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123),
+    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123, 38000),
 }
 
 
@@ -1086,6 +1090,57 @@ def stop_flink(p: Profile, grace: float = 15) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The recommendation service (`streamrec serve`)
+# --------------------------------------------------------------------------------------------
+
+
+def service_url(p: Profile) -> str:
+    return f"http://{LOOPBACK}:{p.service_port}/"
+
+
+def _service_ready(p: Profile) -> bool:
+    """/readyz answers 200: Cassandra and Kafka reachable, the catalog loaded."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{p.service_port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False
+
+
+def start_service(p: Profile, timeout: float = 90) -> str:
+    """`streamrec serve` on the profile's service port, pointed at the profile's Kafka and
+    Cassandra; returns its URL once /readyz says yes. Start it after the catalog is loaded."""
+    started = time.monotonic()
+    d = _svc_dir(p, "service")
+    proc: subprocess.Popen[bytes] | None = None
+    with _service_lock(p, "service"):
+        if _service_pids(p, "service"):
+            log.info("service (%s) is already running; waiting until it is ready", p.name)
+        else:
+            if not _port_free(p.service_port):
+                raise PortInUseError(f"port {p.service_port} (service HTTP) is taken by {_port_owner(p.service_port)}")
+            env = {**os.environ, **p.config_env()}
+            # the run folder in the command line is how `down` finds the process again (_marker)
+            cmd = [str(_venv_python()), "-m", "streamrec.service", "--url-file", str(d / "url"), "--host", LOOPBACK,
+                   "--port", str(p.service_port)]
+            proc = _spawn(cmd, d / "service.out", cwd=repo_root(), env=env)
+            _write_pid(d / "service.pid", proc.pid)
+    _wait(f"service ({p.name}) on {service_url(p)}", lambda: _service_ready(p), _alive_check(proc, p, "service"),
+          timeout, [d / "service.out"], proc)
+    log.info("service (%s) ready on %s after %.1f s", p.name, service_url(p), time.monotonic() - started)
+    return service_url(p)
+
+
+def stop_service(p: Profile, grace: float = 15) -> None:
+    _stop_service(p, "service", grace, [_svc_dir(p, "service") / "service.pid"])
+
+
+def status_of_service(p: Profile) -> list[int]:
+    """The live pids of the profile's recommendation service (found by its run folder)."""
+    return _service_pids(p, "service")
+
+
+# --------------------------------------------------------------------------------------------
 # Whole-stack helpers
 # --------------------------------------------------------------------------------------------
 
@@ -1132,7 +1187,10 @@ def up(p: Profile, services: Sequence[str] = SERVICES, taskmanagers: int = 2) ->
 
 
 def down(p: Profile, services: Sequence[str] = SERVICES) -> None:
-    """Stop ``services`` of the profile (Flink first: its jobs write to Kafka and Cassandra)."""
+    """Stop ``services`` of the profile (Flink first: its jobs write to Kafka and Cassandra); a
+    recommendation service of the profile goes first of all whenever Kafka or Cassandra go."""
+    if "kafka" in services or "cassandra" in services:
+        stop_service(p)
     for service in ("flink", "kafka", "cassandra"):
         if service in services:
             _STOPPERS[service](p)
@@ -1192,14 +1250,18 @@ __all__ = [
     "java_home",
     "repo_root",
     "run_dir",
+    "service_url",
     "stack_dir",
     "start_cassandra",
     "start_flink",
     "start_kafka",
+    "start_service",
     "status",
+    "status_of_service",
     "stop_cassandra",
     "stop_flink",
     "stop_kafka",
+    "stop_service",
     "up",
     "wipe",
 ]

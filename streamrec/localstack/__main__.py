@@ -6,6 +6,7 @@ Examples::
     python -m streamrec.localstack up                          # dev profile: 9092 / 9042 / 8081
     python -m streamrec.localstack up --profile demo --only kafka,cassandra
     python -m streamrec.localstack status --profile test
+    python -m streamrec.localstack serve --profile dev         # the recommendation service, URL on stdout
     python -m streamrec.localstack down --profile dev
 """
 
@@ -56,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
 
     up = with_profile(sub.add_parser("up", help="start the services and wait until they answer"))
     up.add_argument("--taskmanagers", type=int, default=2, help="Flink TaskManagers (default 2)")
-    with_profile(sub.add_parser("down", help="stop the profile's services"))
+    with_profile(sub.add_parser("down", help="stop the profile's services (and its recommendation service)"))
+    serve = sub.add_parser("serve", help="start `streamrec serve` on the profile's service port in the background "
+                           "(after the catalog is loaded) and print its URL")
+    serve.add_argument("--profile", default="dev", choices=list(ls.PROFILES))
     status = with_profile(sub.add_parser("status", help="which services answer; exit 1 if any is down"))
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
     with_profile(sub.add_parser("wipe", help="stop the profile and delete its data and logs"))
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             logging.info(
                 "profile %s up: %s", profile.name, ", ".join(f"{s} {t:.1f} s" for s, t in sorted(times.items()))
             )
+            return 0
+        if args.command == "serve":
+            print(ls.start_service(profile))
             return 0
         if args.command == "down":
             ls.down(profile, args.only)

@@ -227,11 +227,11 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     @app.get("/v1/products", dependencies=v1, tags=["query"])
     def products(q: str = _SEARCH, k: int = page_k) -> dict[str, Any]:
         """Catalog search for the demo page: in-stock products whose title or id contains every word
-        of `q`, most popular first (all in-stock products when `q` is empty)."""
+        of `q`, trending ones first (all in-stock products when `q` is empty)."""
         catalog = catalog_or_503()
         words = q.lower().split()
         picked: list[int] = []
-        for row in _by_popularity(catalog):
+        for row in _by_popularity(catalog, backend.trending()):
             text = f"{catalog.product_ids[row]} {catalog.titles[row]}".lower()
             if all(w in text for w in words):
                 picked.append(row)
@@ -293,11 +293,16 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     return app
 
 
-def _by_popularity(catalog: Catalog) -> Sequence[int]:
+def _by_popularity(catalog: Catalog, trending: Sequence[tuple[str, float]]) -> Sequence[int]:
+    """In-stock rows: trending products in their order, then the rest by the catalog's popularity
+    (history counts; zero for a catalog read back from Cassandra, which keeps catalog order)."""
     import numpy as np
 
     rows = np.flatnonzero(catalog.in_stock)
-    return [int(r) for r in rows[np.argsort(-catalog.popularity[rows], kind="stable")]]
+    first = [r for r in (catalog.index.get(p) for p, _ in trending) if r is not None and catalog.in_stock[r]]
+    rest = set(rows.tolist()) - set(first)
+    ordered = [int(r) for r in rows[np.argsort(-catalog.popularity[rows], kind="stable")] if int(r) in rest]
+    return [*first, *ordered]
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -259,3 +259,29 @@ def test_the_demo_page_follows_a_click_in_a_browser(live) -> None:
         driver.quit()
     assert (ARTIFACTS / "demo-page.png").stat().st_size > 10_000
     assert job.alive(), job.log_tail()
+
+
+# --- `make up` / `make down`: the local stack's start and stop of the service ----------------------
+
+def test_the_local_stack_starts_the_service_on_its_port_and_stops_it(live, monkeypatch) -> None:
+    from streamrec import localstack
+
+    config, _, _ = live
+    for name, value in config_env(config, base={}).items():  # the live test's keyspace and topics
+        monkeypatch.setenv(name, value)
+    url = localstack.start_service(PROFILE)
+    try:
+        assert url == f"http://127.0.0.1:{PROFILE.service_port}/"
+        with urllib.request.urlopen(url + "readyz", timeout=10) as resp:
+            assert json.load(resp) == {"ready": True, "checks": {"cassandra": True, "kafka": True, "catalog": True}}
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert "Recommended for you" in resp.read().decode()
+        pids = localstack.status_of_service(PROFILE)
+        assert pids, "the service's process is found by its run folder"
+        assert localstack.start_service(PROFILE) == url  # a second start finds the running one
+        assert localstack.status_of_service(PROFILE) == pids
+    finally:
+        localstack.stop_service(PROFILE)
+    assert localstack.status_of_service(PROFILE) == []
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "healthz", timeout=5)

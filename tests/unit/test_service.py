@@ -148,7 +148,10 @@ def test_events_similar_trending_and_product_search(client: TestClient, backend:
     assert [i["product_id"] for i in trending] == ["p5", "p4"]  # p6 is off sale
     assert trending[0]["title"] == "Title p5" and trending[0]["source"] == "trending"
     found = client.get("/v1/products", params={"q": "title P", "k": 3}).json()["items"]
-    assert [i["product_id"] for i in found] == ["p2", "p3", "p5"]  # in stock, most popular first
+    assert [i["product_id"] for i in found] == ["p5", "p4", "p3"]  # in stock, trending first
+    found = client.get("/v1/products", params={"k": 6}).json()["items"]
+    # then by the catalog's popularity: p2 (5) before p1 (1); p6 is off sale
+    assert [i["product_id"] for i in found] == ["p5", "p4", "p3", "p2", "p1"]
     assert client.get("/v1/products", params={"q": "p4"}).json()["items"][0]["category"] == "rugs"
     assert client.get("/v1/products", params={"q": "nothing like it"}).json() == {"items": []}
 
