@@ -124,6 +124,8 @@ def main(data_path: str, customers: int, show: int, keep: bool) -> None:
             subprocess.run([sys.executable, "-m", "streamrec.cli", "recs", user, "-k", "5"], env=env, check=True)
         _say(f"done in {time.monotonic() - t0:.0f} s. Data: Daqing Chen (2015), \"Online Retail\", "
              "UCI Machine Learning Repository, doi:10.24432/C5BW33 (CC BY 4.0)")
+        _say("to click around in the demo shop: `make up`, then open http://127.0.0.1:8000/ "
+             "(its API is described at /docs; `make down` stops it all)")
         if keep:
             stops.clear()
             _say(f"Kafka and Cassandra keep running; query them with:\n    export "
