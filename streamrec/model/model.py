@@ -9,6 +9,7 @@ direction (the sum normalised) is compared with every product by cosine similari
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from dataclasses import dataclass, field, fields
@@ -359,9 +360,10 @@ def top_k_batch(
     u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
     scores = u @ catalog.vectors.T  # (b, n)
     scores[:, ~(catalog.in_stock if eligible is None else eligible)] = -np.inf
-    for i, excluded in enumerate(exclude):
-        if len(excluded):
-            scores[i, np.asarray(excluded, dtype=np.int64)] = -np.inf
+    sizes = [len(x) for x in exclude]
+    if any(sizes):  # one scatter for the whole batch, not one per user
+        scores[np.repeat(np.arange(len(sizes)), sizes), np.fromiter(itertools.chain.from_iterable(exclude),
+                                                                    dtype=np.int64, count=sum(sizes))] = -np.inf
     scores[(norms[:, 0] == 0)] = -np.inf
     rows = select_top_rows(scores, kk)
     top = np.take_along_axis(scores, rows, axis=1).astype(np.float32)
@@ -428,11 +430,16 @@ def recommend_batch(
         rows, scores = ranker.top_k(mat, params.stored_k, exclude, mask)
     out = []
     product_ids = catalog.product_ids
+    found = (rows >= 0).sum(axis=1).tolist()  # rows are -1 (scores NaN) only at the end of a row
+    all_rows = rows.tolist()
+    all_scores = scores.tolist()
     for i in range(b):
-        keep = rows[i] >= 0
-        ids = tuple([product_ids[r] for r in rows[i][keep].tolist()])
-        sc = tuple([s for s in scores[i][keep].tolist() if math.isfinite(s)])
-        out.append(Recommendation(ids, sc, "personal") if ids else NO_RECOMMENDATION)
+        n = found[i]
+        if n:
+            out.append(Recommendation(tuple([product_ids[r] for r in all_rows[i][:n]]), tuple(all_scores[i][:n]),
+                                      "personal"))
+        else:
+            out.append(NO_RECOMMENDATION)
     return out
 
 
