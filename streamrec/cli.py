@@ -563,7 +563,7 @@ def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, mo
                  plot_path: Optional[str], output: str, **embedding: Any) -> None:
     """Replay a time-split history through the job's own functions; HR@K, MRR@K, coverage vs baselines.
 
-    Models: streamrec (update_user + recommend_batch, exactly as the job), POP, Item-KNN
+    Models: streamrec (update_user, fold_vectors + recommend_batch, exactly as the job), POP, Item-KNN
     (co-occurrence cosine), session-KNN. Every purchase (uci) or event (otto) in the held-out
     window is a case: the model recommends from what it knows just before it. `novel` counts only
     products the user had not touched before. Model settings come from the STREAMREC_* variables

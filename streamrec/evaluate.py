@@ -47,7 +47,9 @@ from streamrec.datasets import History
 from streamrec.embeddings import EmbeddingSettings, build_catalog
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
+from streamrec.model.history import fold_vectors
 from streamrec.model.model import (
+    HistoryEntry,
     ModelParams,
     UserState,
     apply_event,
@@ -132,7 +134,9 @@ def sessions(events: Iterable[Event], gap_ms: int) -> list[list[Event]]:
 class Queries:
     """A batch of cases: what each model may know about the user just before a test event."""
 
-    vectors: list[Optional[np.ndarray]] = field(default_factory=list)  # streamrec's user vector
+    # streamrec's user vector, folded from the user's remembered events as the job folds them
+    vectors: list[Optional[np.ndarray]] = field(default_factory=list)
+    histories: list[list[HistoryEntry]] = field(default_factory=list)
     excluded: list[tuple[str, ...]] = field(default_factory=list)  # the job's exclusion list (ids)
     recent: list[tuple[tuple[int, int], ...]] = field(default_factory=list)  # (catalog row, ts), oldest first
     targets: list[np.ndarray] = field(default_factory=list)  # catalog rows of the targets (-1: unknown)
@@ -175,14 +179,14 @@ def replay(
         history = recent[e.user_id]
         pid = e.product_id
         if e.ts >= start_ms and history and pid is not None and e.type in targets_set:
-            pending.vectors.append(None if state.vector is None else state.vector.copy())
+            pending.histories.append(list(state.history))
             pending.excluded.append(tuple(excluded_ids(state, params)))
             pending.recent.append(tuple(history))
             pending.targets.append(np.array([index.get(pid, -1)], dtype=np.int64))
             pending.novel.append(np.array([pid not in touched[e.user_id]], dtype=bool))
             pending.ts.append(e.ts)
             if len(pending) >= batch:
-                on_batch(pending)
+                on_batch(_folded(pending, catalog, params))
                 pending = Queries()
         if pid is not None and pid not in index:
             continue  # the job's parser rejects it: UNKNOWN_PRODUCT
@@ -193,10 +197,17 @@ def replay(
         if progress is not None and n % 4096 == 0:
             progress(n)
     if len(pending):
-        on_batch(pending)
+        on_batch(_folded(pending, catalog, params))
     if progress is not None:
         progress(len(events))
     return states
+
+
+def _folded(queries: Queries, catalog: Catalog, params: ModelParams) -> Queries:
+    """The cases' user vectors from their histories, with the job's fold (fold_vectors)."""
+    vectors, moves = fold_vectors(queries.histories, catalog, params)
+    queries.vectors = [v if m else None for v, m in zip(vectors, moves)]
+    return queries
 
 
 def replay_recommendations(

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-import numpy as np
 from pyflink.common import Row, Types
 from pyflink.common.time import Time
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
@@ -23,17 +22,15 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, St
 
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import BadRecord, Event, guarded, internal_dead_letter, parse_guarded
+from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.model import (
-    ModelParams,
     UserState,
     apply_event,
-    eligible_mask,
     recommend_users,
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.model.products import ProductUpdate, apply_updates, merge_updates, parse_product_update
-from streamrec.model.ranking import Ranker
+from streamrec.model.products import parse_product_update
 from streamrec.model.trending import DecayedPopularity, popularity_rows
 from streamrec.model.variants import Variants
 
@@ -264,24 +261,13 @@ class Recommend(KeyedBroadcastProcessFunction):
         self._ann_min_products = ann_min_products
         self._ann_recall_floor = ann_recall_floor
 
-    def _new_ranker(self, catalog: Catalog) -> Ranker:
-        k = max(p.stored_k for p in self._variants.params.values())
-        return Ranker(catalog, self._ann_min_products, self._ann_recall_floor, k)
-
     def open(self, runtime_context: RuntimeContext) -> None:
         if self._blas_threads > 0:
             # process-wide (in thread mode: the TaskManager's one interpreter), and kept until close
             from threadpoolctl import threadpool_limits
 
             self._blas_limit = threadpool_limits(limits=self._blas_threads)
-        self._base = self._load()
-        self._catalog = self._base
-        self._ranker = self._new_ranker(self._catalog)
-        self._updates: dict[str, ProductUpdate] = {}  # merged, by product: what the catalog has on top of base
-        self._dirty = False
-        self._vectors_changed = False
-        self._masks: dict[str, np.ndarray] = {}
-        self._trending: list[tuple[str, float]] = []
+        self._live = LiveCatalog(self._load(), self._variants, self._ann_min_products, self._ann_recall_floor)
         self._synced = False
         if self._fail_once is not None:
             self._fail_once.open(runtime_context)
@@ -312,52 +298,18 @@ class Recommend(KeyedBroadcastProcessFunction):
             except Exception as exc:
                 log.warning("could not restore the BLAS thread limits: %s", exc)
 
-    def _apply(self, update: ProductUpdate) -> None:
-        """Take a product's merged update into the catalog (rebuilt lazily, on the next event)."""
-        self._updates[update.product_id] = update
-        self._dirty = True
-        if update.embedding is not None or update.product_id not in self._catalog.index:
-            self._vectors_changed = True
-
-    def _set_trending(self, payload: str) -> None:
-        self._trending = [(str(p), float(s)) for p, s in json.loads(payload)]
-
     def _sync(self, control: Any) -> None:
         # After a restore the broadcast state holds every update since the job started; the catalog
         # loaded in open() is the base they apply to.
-        for key, payload in control.items():
-            if key == "trending":
-                self._set_trending(payload)
-            else:
-                update = parse_product_update(payload)
-                if isinstance(update, ProductUpdate):
-                    self._apply(update)
+        self._live.restore(control.items())
         self._synced = True
-
-    def _current_catalog(self) -> Catalog:
-        if self._dirty:
-            self._catalog = apply_updates(self._base, self._updates.values())
-            self._masks.clear()
-            self._dirty = False
-            if self._vectors_changed:  # an index is only valid for the vectors it was built on
-                self._ranker = self._new_ranker(self._catalog)
-                self._vectors_changed = False
-            else:
-                self._ranker.catalog = self._catalog
-        return self._catalog
-
-    def _mask(self, variant: str, params: ModelParams) -> np.ndarray:
-        mask = self._masks.get(variant)
-        if mask is None:
-            mask = self._masks[variant] = eligible_mask(self._catalog, params)
-        return mask
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self._synced:
             self._sync(ctx.get_broadcast_state(CONTROL_STATE))
         if self._fail_once is not None:
             self._fail_once.record()
-        catalog = self._current_catalog()
+        catalog = self._live.catalog
         event = row_to_event(value)
         raw = self._state.value()  # state access stays outside the guard: a backend failure must fail over
         try:
@@ -365,8 +317,8 @@ class Recommend(KeyedBroadcastProcessFunction):
             variant, params = self._variants.for_user(event.user_id)
             state: UserState = pickle.loads(raw) if raw is not None else UserState()
             state = apply_event(state, event, catalog, params, self._user_ttl_ms)
-            rec = recommend_users([state], catalog, params, self._trending, self._mask(variant, params),
-                                  self._ranker)[0]
+            rec = recommend_users([state], catalog, params, self._live.trending, self._live.mask(variant, params),
+                                  self._live.ranker)[0]
             remember_shown(state, rec, params)
             blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
             out = Row(*value, write_timestamp_us(state), list(rec.product_ids), [float(x) for x in rec.scores],
@@ -383,13 +335,8 @@ class Recommend(KeyedBroadcastProcessFunction):
         if not self._synced:  # the merge below needs what the state already holds
             self._sync(state)
         if value.kind == "trending":
-            state.put("trending", value.payload)
-            self._set_trending(value.payload)
-            return []
-        update = parse_product_update(value.payload)
-        if isinstance(update, ProductUpdate):
-            older = self._updates.get(update.product_id)
-            merged = update if older is None else merge_updates(older, update)
-            state.put("product:" + update.product_id, merged.to_json())
-            self._apply(merged)
+            state.put(TRENDING_KEY, value.payload)
+            self._live.set_trending(value.payload)
+        else:
+            self._live.update_product(value.payload, state.put)
         return []
