@@ -216,12 +216,13 @@ class BatchRanker:
         return [r for r in results if r is not None]
 
     def rank(self, data: bytes) -> tuple[bytes, list[BadRecord]]:
-        """A ``UserStateOperator`` batch -> (``RecommendationUnbatcher``'s input, dead letters).
+        """A ``UserStateOperator`` batch -> (``RecommendationUnbatcher``'s input, dead letters)."""
+        return self.rank_decoded(*decode_rank_request(data))
 
-        If ranking the batch raises, each user is ranked alone and a user whose ranking still
-        raises gets an empty list (their events are still stored) and an ``INTERNAL`` dead letter
-        naming them: one user can never stop the job."""
-        events_block, users = decode_rank_request(data)
+    def rank_decoded(self, events_block: bytes, users: Sequence[UserRequest]) -> tuple[bytes, list[BadRecord]]:
+        """:meth:`rank` of a decoded batch. If ranking the batch raises, each user is ranked alone, and
+        a user whose ranking still raises gets no list (their events are still stored) and an
+        ``INTERNAL`` dead letter that holds their state: one user can never stop the job."""
         try:
             return encode_rank_result(events_block, self.rank_users(users)), []
         except Exception:

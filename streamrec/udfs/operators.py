@@ -156,10 +156,11 @@ class FailOnce:
     def checkpoint_completed(self) -> bool:
         return any(Path(self._dir).glob("*/chk-*/_metadata"))
 
-    def record(self) -> None:
+    def record(self, n: int = 1) -> None:
+        """``n`` more records processed (a batch operator counts its batch's users)."""
         if not self._armed:
             return
-        self._seen += 1
+        self._seen += n
         now = time.monotonic()
         if self._seen < self._after or now < self._next_look:
             return
