@@ -93,9 +93,9 @@ def with_codec_jars(jars: list[str]) -> list[str]:
     out = list(jars)
     named = {Path(j.split("://", 1)[-1]).name for j in jars}
     for jar in jars:
-        path = Path(jar[len("file://"):] if jar.startswith("file://") else jar)
         if "://" in jar and not jar.startswith("file://"):
-            continue
+            continue  # a remote jar has no folder to look in
+        path = Path(jar[len("file://"):] if jar.startswith("file://") else jar)
         if not path.name.startswith("flink-sql-connector-kafka-"):
             continue
         for prefix in CONNECTOR_COMPANION_PREFIXES:
