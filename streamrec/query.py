@@ -101,7 +101,9 @@ def catalog_details(catalog: Catalog, product_ids: Iterable[str]) -> dict[str, P
 
 def _item(pid: str, score: float, details: Mapping[str, ProductInfo], source: Optional[str] = None) -> dict[str, Any]:
     d = details.get(pid)
-    item: dict[str, Any] = {"product_id": pid, "score": round(float(score), 6)}
+    value = float(score)
+    # a NaN would make the answer invalid JSON (the job never stores one; a reader must not break on it)
+    item: dict[str, Any] = {"product_id": pid, "score": None if math.isnan(value) else round(value, 6)}
     if source is not None:
         item["source"] = source
     item.update(title=d.title if d else None, category=d.category if d else None, price=d.price if d else None)

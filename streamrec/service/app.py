@@ -8,6 +8,7 @@ bad event gets here the code it would get on the dead-letter topic. Errors are J
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import time
@@ -56,6 +57,7 @@ def _error(status: int, code: str, reason: str, **extra: Any) -> JSONResponse:
 _PROBE = {"event_id": "id-check", "user_id": "u", "ts": 0, "type": "view", "product_id": "p"}
 
 
+@functools.lru_cache(maxsize=65_536)  # the same users ask again and again; a verdict never changes
 def id_error(name: str, value: str) -> Optional[BadRecord]:
     """The parser's verdict on ``value`` as the ``name`` field of an otherwise valid event (None: valid).
 
@@ -158,7 +160,8 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, BAD_PARAMETER)
         return _error(exc.status_code, code, str(exc.detail))
 
-    def require_key(x_api_key: Optional[str] = Header(None, include_in_schema=False)) -> None:
+    # async, like every route that does not block: a plain def would cost a hop to the thread pool
+    async def require_key(x_api_key: Optional[str] = Header(None, include_in_schema=False)) -> None:
         if not config.serve_api_key:
             return
         given = (x_api_key or "").encode("utf-8")
@@ -186,46 +189,48 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     page_k = Query(min(24, max_k), ge=1, le=max_k, description=f"how many products, 1..{max_k}")
 
     @app.get("/v1/users/{user_id}/recommendations", dependencies=v1, tags=["query"])
-    def recommendations(
+    async def recommendations(
         user_id: str,
         k: int = k_query,
         exclude: list[str] = _EXCLUDE,
         category: list[str] = _CATEGORY,
         exclude_category: list[str] = _EXCLUDE_CATEGORY,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """The user's current recommendations, as `streamrec recs -o json` shows them; when fewer
         than k personal items pass the filters, trending products fill the list (each item says its
         `source`)."""
         _check_id("user_id", user_id)
         catalog = catalog_or_503()
-        stored = guarded(lambda: backend.recommendations(user_id))
-        return recommendations_answer(user_id, stored, k, lambda ids: catalog_details(catalog, ids),
-                                      exclude=split_ids(exclude), categories=category,
-                                      exclude_categories=exclude_category, trending=backend.trending())
+        # the one blocking call (Cassandra) goes to the thread pool; the rest is quick and in memory
+        stored = await run_in_threadpool(guarded, lambda: backend.recommendations(user_id))
+        return JSONResponse(recommendations_answer(
+            user_id, stored, k, lambda ids: catalog_details(catalog, ids), exclude=split_ids(exclude),
+            categories=category, exclude_categories=exclude_category, trending=backend.trending()))
 
     @app.get("/v1/users/{user_id}/events", dependencies=v1, tags=["query"])
-    def user_events(user_id: str, n: int = n_query) -> dict[str, Any]:
+    async def user_events(user_id: str, n: int = n_query) -> JSONResponse:
         """The user's newest events as the job stored them (the answer of `streamrec events -o json`)."""
         _check_id("user_id", user_id)
-        return {"user_id": user_id, "events": guarded(lambda: backend.events(user_id, n))}
+        events = await run_in_threadpool(guarded, lambda: backend.events(user_id, n))
+        return JSONResponse({"user_id": user_id, "events": events})
 
     @app.get("/v1/products/{product_id}/similar", dependencies=v1, tags=["query"])
-    def similar(product_id: str, k: int = k_query) -> dict[str, Any]:
+    async def similar(product_id: str, k: int = k_query) -> JSONResponse:
         """The in-stock products closest to this one (the answer of `streamrec similar -o json`)."""
         _check_id("product_id", product_id)
         catalog = catalog_or_503()
         try:
-            return similar_answer(catalog, product_id, k)
+            return JSONResponse(similar_answer(catalog, product_id, k))
         except KeyError:
             raise ApiError(404, UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog") from None
 
     @app.get("/v1/trending", dependencies=v1, tags=["query"])
-    def trending(k: int = k_query) -> dict[str, Any]:
+    async def trending(k: int = k_query) -> JSONResponse:
         """The most popular in-stock products right now (decayed popularity of the recent events)."""
-        return trending_answer(catalog_or_503(), backend.trending(), k)
+        return JSONResponse(trending_answer(catalog_or_503(), backend.trending(), k))
 
     @app.get("/v1/products", dependencies=v1, tags=["query"])
-    def products(q: str = _SEARCH, k: int = page_k) -> dict[str, Any]:
+    async def products(q: str = _SEARCH, k: int = page_k) -> JSONResponse:
         """Catalog search for the demo page: in-stock products whose title or id contains every word
         of `q`, trending ones first (all in-stock products when `q` is empty)."""
         catalog = catalog_or_503()
@@ -238,8 +243,8 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
                 if len(picked) >= k:
                     break
         details = catalog_details(catalog, [catalog.product_ids[r] for r in picked])
-        return {"items": [{"product_id": pid, "title": d.title, "category": d.category, "price": d.price}
-                          for pid, d in details.items()]}
+        return JSONResponse({"items": [{"product_id": pid, "title": d.title, "category": d.category,
+                                        "price": d.price} for pid, d in details.items()]})
 
     @app.post("/v1/events", status_code=202, dependencies=v1, tags=["events"],
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -270,7 +275,7 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         return JSONResponse({"accepted": len(events), "event_ids": [e.event_id for e in events]}, status_code=202)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
@@ -282,12 +287,12 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["health"])
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         """Prometheus text format: request counts and latency histograms per route."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
-    def page() -> HTMLResponse:
+    async def page() -> HTMLResponse:
         return HTMLResponse(page_html())
 
     return app
