@@ -12,7 +12,7 @@ MVN_ARGS := -B -ntp -f java/pom.xml
 JAVA_SOURCES := $(shell find java/src -type f 2>/dev/null)
 
 .PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean \
-	browser \
+	browser bench-serve vegeta \
 	bench bench-micro bench-deps bench-down
 
 ## setup: Python environment in .venv, the job's jar (java/) and the Maven artifacts (Kafka, Cassandra, Flink connector)
@@ -84,6 +84,16 @@ bench: setup bench-deps
 ## bench-micro: top-k alone (numpy vs faiss flat/IVF/HNSW at 10k/100k/1M products), bench/topk.jsonl
 bench-micro: bench-deps
 	$(BIN)/streamrec bench topk $(BENCH_ARGS)
+
+## bench-serve: `streamrec serve` under the vegeta load generator on the bench profile: recommendations and
+## similar at constant rates and closed-loop concurrencies, p50/p99 and requests/s per core (~4 min), bench/results.jsonl
+bench-serve: setup vegeta
+	$(BIN)/streamrec bench serve $(BENCH_ARGS)
+
+## vegeta: the HTTP load generator, built from its Go module into .stack/bin
+vegeta: .stack/bin/vegeta
+.stack/bin/vegeta:
+	GOBIN=$(abspath .stack/bin) go install github.com/tsenart/vegeta/v12@v12.12.0
 
 bench-deps: $(VENV)/.bench-installed
 $(VENV)/.bench-installed: $(VENV)/.installed setup.py

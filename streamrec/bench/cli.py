@@ -189,6 +189,31 @@ def query_cmd(users: int, products: int, requests: int, results_path: str) -> No
         say=lambda msg: click.echo(f"==> {msg}", err=True))
 
 
+@bench.command("serve")
+@click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--products", type=click.IntRange(40), default=10_000, show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Items per request.")
+@click.option("--seconds", type=click.FloatRange(1), default=10.0, show_default=True, help="Per load phase.")
+@click.option("--rates", default="500,1000", show_default=True, help="Constant-rate phases, requests/s.")
+@click.option("--concurrency", "concurrencies", default="1,8,32", show_default=True,
+              help="Closed-loop phases: this many requests in flight.")
+@click.option("--note", default="default", show_default=True, help="Free text stored with the results.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
+              help="JSON lines file to append to (default bench/results.jsonl).")
+def serve_cmd(users: int, products: int, k: int, seconds: float, rates: str, concurrencies: str, note: str,
+              results_path: str) -> None:
+    """`streamrec serve` under vegeta: recommendations and similar, p50/p99 and requests/s per core."""
+    from streamrec.bench.serve import ServeOptions, run, table
+
+    _logging(False)
+    opts = ServeOptions(users=users, products=products, k=k, seconds=seconds,
+                        rates=tuple(int(x) for x in rates.split(",") if x.strip()),
+                        concurrencies=tuple(int(x) for x in concurrencies.split(",") if x.strip()),
+                        note=note, results_path=results_path)
+    record = run(opts, say=lambda msg: click.echo(f"==> {msg}", err=True))
+    click.echo("\n".join(table([record])))
+
+
 @bench.command("topology")
 @click.option("--events", type=click.IntRange(1000), default=40_000, show_default=True,
               help="Events measured (beyond a --base run, whose figures are subtracted).")

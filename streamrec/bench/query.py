@@ -46,17 +46,33 @@ def _timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
+def store_rows(config: Any, ids: tuple[str, ...], users: int, k: int, rng: np.random.Generator) -> None:
+    """``users`` recommendation rows (users user0, user1, ...) of ``k`` random products of ``ids``,
+    written with the job's own writer and statements (also `streamrec bench serve`'s data)."""
+    from streamrec.connectors.cassandra import RecommendationWriter, await_statements
+
+    writer = RecommendationWriter(config)
+    writer.open()
+    try:
+        pending: list[Any] = []
+        for u in range(users):
+            picks = rng.choice(len(ids), size=k, replace=False)
+            row = OutputRow(f"e{u}", f"user{u}", 1_700_000_000_000 + u, "view", ids[int(picks[0])], None,
+                            (1_700_000_000_000 + u) * 1000, tuple(ids[int(i)] for i in picks),
+                            tuple(sorted(rng.random(k).tolist(), reverse=True)), "personal")
+            pending.extend((s, v, writer.execute_async(s, v)) for s, v in writer.bound(row))
+            if len(pending) > 512:
+                await_statements(writer, pending)
+                pending = []
+        await_statements(writer, pending)
+    finally:
+        writer.close()
+
+
 def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     from streamrec import localstack
     from streamrec.config import Config
-    from streamrec.connectors.cassandra import (
-        QueryClient,
-        RecommendationWriter,
-        await_statements,
-        drop_keyspace,
-        ensure_schema,
-        store_catalog,
-    )
+    from streamrec.connectors.cassandra import QueryClient, drop_keyspace, ensure_schema, store_catalog
     from streamrec.model.catalog import Catalog
 
     profile = localstack.PROFILES["bench"]
@@ -73,22 +89,7 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
         vectors = rng.normal(size=(opts.products, 8)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store_catalog(config, Catalog(ids, vectors, categories=tuple(f"c{i % 20}" for i in range(opts.products))))
-        writer = RecommendationWriter(config)
-        writer.open()
-        try:
-            pending: list[Any] = []
-            for u in range(opts.users):
-                picks = rng.choice(opts.products, size=opts.k, replace=False)
-                row = OutputRow(f"e{u}", f"user{u}", 1_700_000_000_000 + u, "view", ids[int(picks[0])], None,
-                                (1_700_000_000_000 + u) * 1000, tuple(ids[int(i)] for i in picks),
-                                tuple(sorted(rng.random(opts.k).tolist(), reverse=True)), "personal")
-                pending.extend((s, v, writer.execute_async(s, v)) for s, v in writer.bound(row))
-                if len(pending) > 512:
-                    await_statements(writer, pending)
-                    pending = []
-            await_statements(writer, pending)
-        finally:
-            writer.close()
+        store_rows(config, ids, opts.users, opts.k, rng)
         say(f"{opts.users} users' recommendations ({opts.k} each) and {opts.products} products stored")
         weights = 1.0 / np.arange(1, opts.users + 1) ** 0.8
         users = [f"user{int(i)}" for i in rng.choice(opts.users, size=opts.requests, p=weights / weights.sum())]
