@@ -13,7 +13,8 @@ from streamrec.connectors.kafka import produce_lines, read_topic
 from streamrec.datasets import History
 from streamrec.model.events import Event
 
-# One record of every bad-input class the contract names, with the code it must get.
+# One record of every bad-input class the contract names, with the code it must get (INTERNAL has
+# no record that causes it: tests/minicluster/test_poison_records.py provokes it).
 MALFORMED = [
     ("NOT_JSON", "this is not json"),
     ("MISSING_FIELD", json.dumps({"event_id": "bad-2", "ts": 1, "type": "view", "product_id": "85123A"})),
@@ -26,6 +27,8 @@ MALFORMED = [
     ("OVERSIZED", json.dumps({"event_id": "bad-6", "user_id": "u", "ts": 1, "type": "view",
                               "product_id": "85123A", "pad": "x" * 70_000})),
     ("NON_FINITE", '{"event_id": "bad-7", "user_id": "u", "ts": NaN, "type": "view", "product_id": "85123A"}'),
+    # a lone surrogate escape: valid JSON, but no string the JVM takes (it once put the job in a restart loop)
+    ("BAD_ID", '{"event_id": "bad-8", "user_id": "\\ud800x", "ts": 1, "type": "view", "product_id": "85123A"}'),
 ]
 
 
