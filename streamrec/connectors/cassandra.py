@@ -363,7 +363,16 @@ class QueryClient:
         )
 
     def recommendations(self, user_id: str) -> Optional[StoredRecommendations]:
-        row = self._session.execute(self._recs, (user_id,)).one()
+        return self.stored_recommendations(self._session.execute(self._recs, (user_id,)).one())
+
+    def recommendations_future(self, user_id: str) -> Any:
+        """The read of :meth:`recommendations` without waiting: the driver's ResponseFuture, whose
+        rows :meth:`stored_recommendations` turns into the answer (the HTTP service awaits it on
+        its event loop instead of blocking a thread per request)."""
+        return self._session.execute_async(self._recs, (user_id,))
+
+    @staticmethod
+    def stored_recommendations(row: Any) -> Optional[StoredRecommendations]:
         if row is None:
             return None
         return StoredRecommendations(

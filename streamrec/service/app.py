@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from importlib import resources
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -183,6 +183,14 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         except Exception as exc:
             raise ApiError(503, UNAVAILABLE, f"a dependency failed ({type(exc).__name__})") from exc
 
+    async def guarded_async(call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise ApiError(503, UNAVAILABLE, f"a dependency failed ({type(exc).__name__})") from exc
+
     v1 = [Depends(require_key)]
     k_query = Query(10, ge=1, le=max_k, description=f"how many items, 1..{max_k}")
     n_query = Query(20, ge=1, le=max_k, description=f"the newest n, 1..{max_k}")
@@ -201,8 +209,7 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         `source`)."""
         _check_id("user_id", user_id)
         catalog = catalog_or_503()
-        # the one blocking call (Cassandra) goes to the thread pool; the rest is quick and in memory
-        stored = await run_in_threadpool(guarded, lambda: backend.recommendations(user_id))
+        stored = await guarded_async(backend.recommendations(user_id))
         return JSONResponse(recommendations_answer(
             user_id, stored, k, lambda ids: catalog_details(catalog, ids), exclude=split_ids(exclude),
             categories=category, exclude_categories=exclude_category, trending=backend.trending()))

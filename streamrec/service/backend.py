@@ -6,6 +6,7 @@ fake one (tests/unit/test_service.py) and run on the real stack with :class:`Liv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -30,8 +31,8 @@ class SendResult:
 
 
 class Backend(Protocol):
-    def recommendations(self, user_id: str) -> Any:
-        """The user's stored row (a StoredRecommendations) or None."""
+    async def recommendations(self, user_id: str) -> Any:
+        """The user's stored row (a StoredRecommendations) or None; awaited on the event loop."""
 
     def events(self, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The user's newest stored events, newest first."""
@@ -49,6 +50,15 @@ class Backend(Protocol):
         """Each dependency (cassandra, kafka, catalog) and whether it is usable now."""
 
     def close(self) -> None: ...
+
+
+def _settle(future: asyncio.Future[Any], value: Any, exc: Optional[BaseException]) -> None:
+    if future.done():  # the request went away (client disconnected, cancelled)
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
 
 
 class TrendingTracker:
@@ -115,8 +125,19 @@ class LiveBackend:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def recommendations(self, user_id: str) -> Any:
-        return self._client.recommendations(user_id)
+    async def recommendations(self, user_id: str) -> Any:
+        # the driver answers on its own IO thread: hand the rows to the event loop, no thread waits
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        def done(rows: Any) -> None:
+            loop.call_soon_threadsafe(_settle, answer, rows[0] if rows else None, None)
+
+        def failed(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_settle, answer, None, exc)
+
+        self._client.recommendations_future(user_id).add_callbacks(done, failed)
+        return self._client.stored_recommendations(await answer)
 
     def events(self, user_id: str, limit: int) -> list[dict[str, Any]]:
         return self._client.events(user_id, limit)

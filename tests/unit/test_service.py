@@ -46,7 +46,7 @@ class FakeQueryBackend:
         self.broken = False
         self.ready = {"cassandra": True, "kafka": True, "catalog": True}
 
-    def recommendations(self, user_id: str) -> Any:
+    async def recommendations(self, user_id: str) -> Any:
         if self.broken:
             raise ConnectionError("Cassandra is away")
         return self.rows.get(user_id)
