@@ -552,7 +552,8 @@ def ab_report(output: str, **conn: Any) -> None:
               help="Hold out the last N days (default: 30 for uci, 7 for otto).")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
               help="validation: evaluate on the N days before the test window, learn from what came before.")
-@click.option("--model", "models", multiple=True, type=click.Choice(["streamrec", "pop", "item-knn", "session-knn"]),
+@click.option("--model", "models", multiple=True,
+              type=click.Choice(["streamrec", "pop", "item-knn", "session-knn", "sr", "v-sknn", "stan"]),
               help="Evaluate only these models (repeatable; default: all).")
 @click.option("--tune", is_flag=True, help="Search streamrec's and the baselines' parameters on the validation "
               "split (never the test window) and print the best; takes minutes.")
@@ -564,29 +565,25 @@ def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, mo
     """Replay a time-split history through the job's own functions; HR@K, MRR@K, coverage vs baselines.
 
     Models: streamrec (update_user, fold_vectors + recommend_batch, exactly as the job), POP, Item-KNN
-    (co-occurrence cosine), session-KNN. Every purchase (uci) or event (otto) in the held-out
-    window is a case: the model recommends from what it knows just before it. `novel` counts only
-    products the user had not touched before. Model settings come from the STREAMREC_* variables
-    the job uses (STREAMREC_HALF_LIFE_EVENTS, STREAMREC_EVENT_WEIGHTS, STREAMREC_EXCLUDE_PURCHASED, ...).
+    (co-occurrence cosine), session-KNN, SR (sequential rules), V-SKNN and STAN. Every purchase (uci)
+    or event (otto) in the held-out window is a case: the model recommends from what it knows just
+    before it. `novel` counts only products the user had not touched before. Model settings come
+    from the STREAMREC_* variables the job uses (STREAMREC_HALF_LIFE_EVENTS, STREAMREC_EVENT_WEIGHTS,
+    STREAMREC_EXCLUDE_PURCHASED, ...).
     Progress and timings go to stderr.
     """
-    import dataclasses
-
     from streamrec import evaluate as ev
     from streamrec.datasets import read_history
     from streamrec.model.model import ModelParams
 
     params = ModelParams.from_config(Config.from_env())
-    defaults = ev.EvalSettings()
     gap = ev.SESSION_GAP_MS[fmt]
     settings = ev.EvalSettings(
         test_days=test_days if test_days is not None else ev.DEFAULT_TEST_DAYS[fmt],
         validation=split == "validation",
         target_types=ev.TARGET_TYPES[fmt],
         models=tuple(models) or ev.MODEL_NAMES,
-        item_knn=dataclasses.replace(defaults.item_knn, gap_ms=gap),
-        session_knn=dataclasses.replace(defaults.session_knn, gap_ms=gap),
-    )
+    ).with_session_gap(gap)
     emb = _embedding_settings(**embedding)
     _err(f"reading {path} ({fmt})")
     history = read_history(path, fmt)

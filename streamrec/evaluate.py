@@ -67,7 +67,7 @@ TARGET_TYPES = {"uci": ("purchase",), "otto": ("click", "add_to_cart", "purchase
 DEFAULT_TEST_DAYS = {"uci": 30, "otto": 7}
 # How the baselines cut sessions: a UCI invoice is one timestamp; OTTO clicks are seconds apart.
 SESSION_GAP_MS = {"uci": 0, "otto": 30 * 60 * 1000}
-MODEL_NAMES = ("streamrec", "pop", "item-knn", "session-knn")
+MODEL_NAMES = ("streamrec", "pop", "item-knn", "session-knn", "sr", "v-sknn", "stan")
 # How much of each user's recent history the replay keeps for the baselines' context.
 RECENT_MAX = 50
 BATCH = 1024
@@ -116,7 +116,9 @@ def sessions(events: Iterable[Event], gap_ms: int) -> list[list[Event]]:
         by_user.setdefault(e.user_id, []).append(e)
     out: list[list[Event]] = []
     for user in sorted(by_user):
-        evs = sorted(by_user[user], key=lambda e: (e.ts, e.event_id))
+        # stable by time: equal timestamps keep the data's order (a UCI invoice's lines as they went
+        # into the cart), which the sequence-aware baselines read
+        evs = sorted(by_user[user], key=lambda e: e.ts)
         current = [evs[0]]
         for prev, e in zip(evs, evs[1:]):
             if e.ts - prev.ts > gap_ms:
@@ -428,6 +430,286 @@ def _query_matrix(queries: Queries, n: int, settings: KnnSettings) -> sp.csr_mat
 
 
 # ---------------------------------------------------------------------------------------------
+# the sequential baselines of Ludewig & Jannach (2018) and Garg et al. (2019)
+
+def _sequences(events: Iterable[Event], gap_ms: int, catalog: Catalog) -> tuple[list[np.ndarray], np.ndarray]:
+    """Training sessions as catalog rows in event order, oldest session first, and each one's last time.
+
+    Order matters to these baselines, so sessions keep the data's order of equal timestamps (a UCI
+    invoice's lines as they went into the cart); products the catalog lacks are left out.
+    """
+    index = catalog.index
+    seqs: list[tuple[int, np.ndarray]] = []
+    for s in sessions(events, gap_ms):
+        rows = [index[e.product_id] for e in s if e.product_id in index]
+        if rows:
+            seqs.append((max(e.ts for e in s), np.array(rows, dtype=np.int64)))
+    order = sorted(range(len(seqs)), key=lambda i: seqs[i][0])  # stable: "most recent" = last column
+    return [seqs[i][1] for i in order], np.array([seqs[i][0] for i in order], dtype=np.int64)
+
+
+def _context(queries: Queries, i: int, window: int, gap_ms: int) -> np.ndarray:
+    """The rows of the user's current context in event order, repeats kept: the last session
+    (window=0), or the last ``window`` events."""
+    pairs = np.array(queries.recent[i], dtype=np.int64).reshape(-1, 2)
+    rows, ts = pairs[:, 0], pairs[:, 1]
+    if window > 0:
+        return rows[-window:]
+    cut = len(ts) - 1
+    while cut > 0 and ts[cut] - ts[cut - 1] <= gap_ms:
+        cut -= 1
+    return rows[cut:]
+
+
+def _positions(ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a context and the 1-based position of each one's last occurrence in it."""
+    last: dict[int, int] = {}
+    for p, r in enumerate(ctx.tolist(), start=1):
+        last[r] = p
+    return np.fromiter(last.keys(), np.int64, len(last)), np.fromiter(last.values(), np.float64, len(last))
+
+
+def _rank_first_positive(scores: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+    """Scores whose order is: every product the model scored, best first, then the rest by popularity.
+
+    Scores are divided by each row's maximum first: STAN's time decay makes scores far below any
+    fixed tie-breaking epsilon, and a product the neighbours support must still outrank one they do not.
+    """
+    top = scores.max(axis=1, keepdims=True)
+    norm = np.divide(scores, top, out=np.zeros_like(scores), where=top > 0)
+    return np.where(norm > 0, 1.0 + norm, 0.0) + 1e-12 * popularity / max(1.0, float(popularity.max()))
+
+
+RULE_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    # how much a rule a -> b counts when b comes ``gap`` events after a (session-rec's names)
+    "div": lambda gap: 1.0 / gap,
+    "linear": lambda gap: np.maximum(1.0 - 0.1 * gap, 0.0),
+    "quadratic": lambda gap: 1.0 / gap**2,
+    "same": lambda gap: np.ones_like(gap, dtype=np.float64),
+}
+
+
+@dataclass(frozen=True)
+class SrSettings:
+    gap_ms: int = 0  # sessions: events no more than this apart (0: one basket per timestamp)
+    steps: int = 10  # a rule a -> b when b follows a at most this many events later in a session
+    pruning: int = 20  # rules kept per antecedent, the strongest (0: all)
+    weighting: str = "div"  # the weight of a rule by the gap between a and b (RULE_WEIGHTS)
+
+
+class SequentialRulesModel:
+    """SR (Ludewig & Jannach 2018): rule(a -> b) = sum over training sessions where b follows a
+    within ``steps`` events of weight(gap); the user's last product's rules rank the products."""
+
+    name = "sr"
+
+    def __init__(
+        self, catalog: Catalog, params: ModelParams, train: Sequence[Event], popularity: np.ndarray,
+        settings: SrSettings = SrSettings(),
+    ) -> None:
+        self.catalog, self.params, self.settings, self.popularity = catalog, params, settings, popularity
+        seqs, _ = _sequences(train, settings.gap_ms, catalog)
+        n = len(catalog)
+        rows = np.concatenate(seqs) if seqs else np.empty(0, dtype=np.int64)
+        sid = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs])
+        weight = RULE_WEIGHTS[settings.weighting]
+        src, dst, w = [], [], []
+        for gap in range(1, settings.steps + 1):
+            same = sid[:-gap] == sid[gap:]
+            src.append(rows[:-gap][same])
+            dst.append(rows[gap:][same])
+            w.append(np.broadcast_to(weight(np.array(float(gap))), (int(same.sum()),)))
+        rules = sp.csr_matrix((np.concatenate(w), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
+        rules.sum_duplicates()
+        self.rules = _keep_top_per_row(rules, settings.pruning)
+
+    def scores(self, queries: Queries) -> np.ndarray:
+        last = np.array([r[-1][0] for r in queries.recent], dtype=np.int64)
+        return np.asarray(self.rules[last].toarray())
+
+    def recommend(self, queries: Queries, k: int) -> np.ndarray:
+        scores = _rank_first_positive(self.scores(queries), self.popularity)
+        return top_rows(scores, _excluded_rows(self.catalog, queries, self.params), self.catalog.in_stock, k)
+
+
+class _SessionIndex:
+    """Training sessions for the neighbourhood models, oldest first: item sets, each item's last
+    position (1-based) in its session, and each session's last time."""
+
+    def __init__(self, train: Sequence[Event], gap_ms: int, catalog: Catalog) -> None:
+        seqs, self.last_ts = _sequences(train, gap_ms, catalog)
+        rows, cols, pos = [], [], []
+        for i, s in enumerate(seqs):
+            distinct, last = _positions(s)
+            rows.append(np.full(len(distinct), i))
+            cols.append(distinct)
+            pos.append(last)
+        shape = (len(seqs), len(catalog))
+        r = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        c = np.concatenate(cols) if cols else np.empty(0, dtype=np.int64)
+        self.positions = sp.csr_matrix((np.concatenate(pos) if pos else np.empty(0), (r, c)), shape=shape)
+        self.items = self.positions.copy()
+        self.items.data[:] = 1.0
+        self.size = np.asarray(self.items.sum(axis=1)).ravel()  # distinct items per session
+
+
+def _neighbours(sims: sp.csr_matrix, sample: int, k: int) -> sp.coo_matrix:
+    """Per row: of the candidate sessions (nonzero columns), the ``sample`` most recent (highest
+    column: sessions are in time order), of those the ``k`` most similar (equal: the more recent)."""
+    sims = sims.tocsr()
+    sims.eliminate_zeros()
+    sims.sort_indices()
+    b = sims.shape[0]
+    counts = np.diff(sims.indptr)
+    row = np.repeat(np.arange(b), counts)
+    cols, data = sims.indices, sims.data
+    idx = np.arange(len(data))
+    if sample > 0:
+        idx = idx[(sims.indptr[row + 1] - 1 - idx) < sample]
+    order = idx[np.lexsort((-cols[idx], -data[idx], row[idx]))]
+    r = row[order]
+    rank = np.arange(len(order)) - np.searchsorted(r, r, side="left")
+    keep = order[rank < k] if k > 0 else order
+    return sp.coo_matrix((data[keep], (row[keep], cols[keep])), shape=sims.shape)
+
+
+def _row_max_of_shared(sessions_m: sp.csr_matrix, context: sp.csr_matrix, pairs: sp.coo_matrix) -> np.ndarray:
+    """For each (case, session) pair: the largest value of ``sessions_m`` (session row) times
+    ``context`` (case row) over the items both hold."""
+    shared = sessions_m[pairs.col].multiply(context[pairs.row]).tocsr()
+    return np.asarray(shared.max(axis=1).toarray()).ravel() if pairs.nnz else np.empty(0)
+
+
+POSITION_WEIGHTS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    # V-SKNN: the weight of the context's item at position p (1-based) of l (session-rec's names)
+    "div": lambda p, length: p / length,
+    "linear": lambda p, length: np.maximum(1.0 - 0.1 * (length - p), 0.0),
+    "same": lambda p, length: np.ones_like(p),
+    "quadratic": lambda p, length: (p / length) ** 2,
+}
+STEP_WEIGHTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    # V-SKNN: a neighbour's votes by how far back (1 = the last event) its latest shared item is
+    "div": lambda step: 1.0 / step,
+    "linear": lambda step: np.maximum(1.0 - 0.1 * step, 0.0),
+    "same": lambda step: np.ones_like(step),
+    "quadratic": lambda step: 1.0 / step**2,
+}
+
+
+@dataclass(frozen=True)
+class VsknnSettings:
+    gap_ms: int = 0  # sessions: events no more than this apart (0: one basket per timestamp)
+    window: int = 0  # the user's context: 0 = the current session, N = the last N events
+    neighbors: int = 100  # k
+    sample: int = 1000  # candidates: the most recent training sessions sharing a product with the context
+    weighting: str = "div"  # the context item's weight by position (POSITION_WEIGHTS)
+    weighting_score: str = "div"  # a neighbour's vote by its most recent shared item (STEP_WEIGHTS)
+
+
+class VsknnModel:
+    """V-SKNN (Ludewig & Jannach 2018): similarity = the position-weighted context vector (the last
+    event weighs 1) dotted with a training session's item set, over the context's distinct items;
+    the k most similar of the ``sample`` most recent sessions sharing an item vote for their items
+    with similarity x the step weight of the most recent context item they hold."""
+
+    name = "v-sknn"
+
+    def __init__(
+        self, catalog: Catalog, params: ModelParams, train: Sequence[Event], popularity: np.ndarray,
+        settings: VsknnSettings = VsknnSettings(),
+    ) -> None:
+        self.catalog, self.params, self.settings, self.popularity = catalog, params, settings, popularity
+        self.index = _SessionIndex(train, settings.gap_ms, catalog)
+        self.items_t = self.index.items.T.tocsr()
+
+    def scores(self, queries: Queries) -> np.ndarray:
+        s = self.settings
+        n = len(self.catalog)
+        rows, cols, weight, step_w = [], [], [], []
+        for i in range(len(queries)):
+            ctx = _context(queries, i, s.window, s.gap_ms)
+            distinct, last = _positions(ctx)
+            rows.append(np.full(len(distinct), i))
+            cols.append(distinct)
+            # div: last position / length, over the distinct items (session-rec's vec similarity)
+            weight.append(POSITION_WEIGHTS[s.weighting](last, len(ctx)) / len(distinct))
+            step_w.append(STEP_WEIGHTS[s.weighting_score](len(ctx) + 1 - last))
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        w = sp.csr_matrix((np.concatenate(weight), (r, c)), shape=(len(queries), n))
+        steps = sp.csr_matrix((np.concatenate(step_w), (r, c)), shape=(len(queries), n))
+        sims = (w @ self.items_t).tocsr()  # (b, sessions)
+        pairs = _neighbours(sims, s.sample, s.neighbors)
+        decay = _row_max_of_shared(self.index.items, steps, pairs)
+        votes = sp.csr_matrix((pairs.data * decay, (pairs.row, pairs.col)), shape=pairs.shape)
+        return np.asarray((votes @ self.index.items).toarray())
+
+    def recommend(self, queries: Queries, k: int) -> np.ndarray:
+        scores = _rank_first_positive(self.scores(queries), self.popularity)
+        return top_rows(scores, _excluded_rows(self.catalog, queries, self.params), self.catalog.in_stock, k)
+
+
+@dataclass(frozen=True)
+class StanSettings:
+    gap_ms: int = 0  # sessions: events no more than this apart (0: one basket per timestamp)
+    window: int = 0  # the user's context: 0 = the current session, N = the last N events
+    neighbors: int = 100  # k
+    sample: int = 5000  # candidates: the most recent training sessions sharing a product with the context
+    lambda_spw: float = 1.02  # lambda1: a context item at p of l weighs exp((p - l) / lambda1)
+    lambda_snh: float = 5.0  # lambda2, days: a neighbour ending dt before the context weighs exp(-dt / lambda2)
+    lambda_inh: float = 2.05  # lambda3: a neighbour's item d positions from its latest shared one, exp(-d / lambda3)
+
+
+class StanModel:
+    """STAN (Garg et al. 2019): session-KNN with three decays: the context's items by recency
+    (lambda1) in a cosine similarity, neighbours by how long before the context they ended
+    (lambda2), and a neighbour's items by their distance in it from the latest item it shares
+    with the context (lambda3)."""
+
+    name = "stan"
+
+    def __init__(
+        self, catalog: Catalog, params: ModelParams, train: Sequence[Event], popularity: np.ndarray,
+        settings: StanSettings = StanSettings(),
+    ) -> None:
+        self.catalog, self.params, self.settings, self.popularity = catalog, params, settings, popularity
+        self.index = _SessionIndex(train, settings.gap_ms, catalog)
+        inv = 1.0 / np.sqrt(np.maximum(self.index.size, 1.0))
+        self.items_norm_t = (sp.diags(inv) @ self.index.items).T.tocsr()  # cosine's |n| side
+
+    def scores(self, queries: Queries) -> np.ndarray:
+        s = self.settings
+        n = len(self.catalog)
+        rows, cols, weight = [], [], []
+        now = np.empty(len(queries))
+        for i in range(len(queries)):
+            ctx = _context(queries, i, s.window, s.gap_ms)
+            distinct, last = _positions(ctx)
+            w = np.exp((last - len(ctx)) / s.lambda_spw)
+            rows.append(np.full(len(distinct), i))
+            cols.append(distinct)
+            weight.append(w / np.sqrt((w * w).sum()))
+            now[i] = queries.recent[i][-1][1]  # what the model knows: the time of the user's last event
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        w_ctx = sp.csr_matrix((np.concatenate(weight), (r, c)), shape=(len(queries), n))
+        sims = (w_ctx @ self.items_norm_t).tocoo()  # cosine
+        age_days = (now[sims.row] - self.index.last_ts[sims.col]) / DAY_MS
+        sims.data = sims.data * np.exp(-age_days / s.lambda_snh)
+        pairs = _neighbours(sims.tocsr(), s.sample, s.neighbors)
+        ctx_items = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(queries), n))
+        latest = _row_max_of_shared(self.index.positions, ctx_items, pairs)
+        items = self.index.positions[pairs.col].tocsr()  # (pairs, n): each item's position in the neighbour
+        owner = np.repeat(np.arange(pairs.nnz), np.diff(items.indptr))
+        items.data = pairs.data[owner] * np.exp(-np.abs(items.data - latest[owner]) / s.lambda_inh)
+        by_case = sp.csr_matrix((np.ones(pairs.nnz), (pairs.row, np.arange(pairs.nnz))),
+                                shape=(len(queries), pairs.nnz))
+        return np.asarray((by_case @ items).toarray())
+
+    def recommend(self, queries: Queries, k: int) -> np.ndarray:
+        scores = _rank_first_positive(self.scores(queries), self.popularity)
+        return top_rows(scores, _excluded_rows(self.catalog, queries, self.params), self.catalog.in_stock, k)
+
+
+# ---------------------------------------------------------------------------------------------
 # metrics
 
 @dataclass
@@ -517,6 +799,50 @@ class EvalSettings:
     # session-based literature; sessions = baskets (one timestamp) for UCI
     item_knn: KnnSettings = KnnSettings(gap_ms=0, window=1, neighbors=100)
     session_knn: KnnSettings = KnnSettings(gap_ms=0, window=1, neighbors=500)
+    # the papers' defaults (session-rec's); --tune checks them on the validation split
+    sr: SrSettings = SrSettings(gap_ms=0)
+    vsknn: VsknnSettings = VsknnSettings(gap_ms=0)
+    stan: StanSettings = StanSettings(gap_ms=0)
+
+    def with_session_gap(self, gap_ms: int) -> EvalSettings:
+        """Every baseline cutting sessions at ``gap_ms`` (the data format's gap)."""
+        return dataclasses.replace(
+            self, **{f: dataclasses.replace(getattr(self, f), gap_ms=gap_ms) for f in BASELINE_FIELDS.values()})
+
+
+# the EvalSettings field of each baseline that has settings
+BASELINE_FIELDS = {"item-knn": "item_knn", "session-knn": "session_knn", "sr": "sr", "v-sknn": "vsknn",
+                   "stan": "stan"}
+ModelFactory = Callable[[Catalog, Sequence[Event], np.ndarray], list["Recommender"]]
+
+
+def build_models(names: Sequence[str], params: ModelParams, settings: EvalSettings) -> ModelFactory:
+    """The models ``names`` for a catalog, training events and popularity."""
+
+    def make(catalog: Catalog, train: Sequence[Event], popularity: np.ndarray) -> list[Recommender]:
+        models: list[Recommender] = []
+        for name in names:
+            if name == "streamrec":
+                models.append(StreamrecModel(catalog, params))
+            elif name == "pop":
+                models.append(PopModel(catalog, params, popularity))
+            else:
+                models.append(baseline(name, catalog, params, train, popularity,
+                                       getattr(settings, BASELINE_FIELDS.get(name, ""), None)))
+        return models
+
+    return make
+
+
+def baseline(name: str, catalog: Catalog, params: ModelParams, train: Sequence[Event], popularity: np.ndarray,
+             settings: Any) -> Recommender:
+    """One of the baselines with settings, by name."""
+    classes: dict[str, Any] = {"item-knn": ItemKnnModel, "session-knn": SessionKnnModel, "sr": SequentialRulesModel,
+                               "v-sknn": VsknnModel, "stan": StanModel}
+    if name not in classes or settings is None:
+        raise ValueError(f"unknown model {name!r}")
+    model: Recommender = classes[name](catalog, params, train, popularity, settings)
+    return model
 
 
 def evaluate(
@@ -526,8 +852,12 @@ def evaluate(
     embedding: Optional[EmbeddingSettings] = None,
     progress: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
+    models_factory: Optional[ModelFactory] = None,
 ) -> dict[str, Any]:
-    """Split, learn from training, replay everything, score every model; the JSON report."""
+    """Split, learn from training, replay everything, score every model; the JSON report.
+
+    ``models_factory`` replaces the models of ``settings.models`` (tuning scores many settings of a
+    baseline in one replay)."""
     t0 = time.monotonic()
     embedding = embedding or EmbeddingSettings()
 
@@ -543,18 +873,8 @@ def evaluate(
     log(f"catalog: {len(catalog)} products x {catalog.dim} dims from {len(split.train)} training events "
         f"({t_build:.1f}s)")
     popularity = _popularity(split.train, catalog, settings.target_types)
-    models: list[Recommender] = []
-    for name in settings.models:
-        if name == "streamrec":
-            models.append(StreamrecModel(catalog, params))
-        elif name == "pop":
-            models.append(PopModel(catalog, params, popularity))
-        elif name == "item-knn":
-            models.append(ItemKnnModel(catalog, params, split.train, popularity, settings.item_knn))
-        elif name == "session-knn":
-            models.append(SessionKnnModel(catalog, params, split.train, popularity, settings.session_knn))
-        else:
-            raise ValueError(f"unknown model {name!r}")
+    make = models_factory or build_models(settings.models, params, settings)
+    models = make(catalog, split.train, popularity)
     kmax = max(settings.ks)
     board = Scoreboard(settings.ks, len(catalog))
     timings = {m.name: 0.0 for m in models}
@@ -590,8 +910,7 @@ def evaluate(
             "event_weights": dict(params.event_weights),
             "embedding": {k: v for k, v in dataclasses.asdict(embedding).items()
                           if k in ("dim", "window", "title_weight", "popularity", "min_count")},
-            "item_knn": dataclasses.asdict(settings.item_knn),
-            "session_knn": dataclasses.asdict(settings.session_knn),
+            **{f: dataclasses.asdict(getattr(settings, f)) for f in BASELINE_FIELDS.values()},
         },
         "seconds": {"catalog": round(t_build, 1), "total": round(time.monotonic() - t0, 1),
                     **{f"recommend:{k}": round(v, 1) for k, v in timings.items()}},
@@ -684,6 +1003,14 @@ STREAMREC_GRID: dict[str, tuple[Any, ...]] = {
     "half_life_days": (0.0, 1.0, 7.0),
 }
 KNN_GRID: dict[str, tuple[Any, ...]] = {"window": (0, 1, 2, 3, 5), "neighbors": (50, 100, 500)}
+# The sequential baselines: around the papers' defaults (session-rec's), one parameter at a time.
+SEQUENTIAL_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "sr": {"steps": (10, 3, 5, 20), "pruning": (20, 10, 0), "weighting": ("div", "linear", "quadratic")},
+    "v-sknn": {"neighbors": (100, 50, 500), "sample": (1000, 500, 5000), "window": (0, 3, 10),
+               "weighting_score": ("div", "linear", "same")},
+    "stan": {"neighbors": (100, 500, 1500), "lambda_spw": (1.02, 0.5, 4.0), "lambda_snh": (5.0, 1.0, 100.0),
+             "lambda_inh": (2.05, 1.0, 8.0), "window": (0, 10)},
+}
 _MODEL_FIELDS = ("half_life_events", "half_life_days")
 
 
@@ -700,15 +1027,30 @@ def tune(
     rounds: int = 2,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Choose streamrec's and the baselines' parameters on the validation split (never the test).
+    """Choose the parameters of the models in ``settings.models`` on the validation split (never the test).
 
-    Coordinate ascent over :data:`STREAMREC_GRID` / :data:`KNN_GRID` maximising MRR@20 (then
-    HR@20) of the validation window. Returns the chosen values, their validation metrics and every
-    trial.
+    Maximising MRR@20 (then HR@20) of the validation window: streamrec and the sequential baselines
+    by coordinate ascent over :data:`STREAMREC_GRID` / :data:`SEQUENTIAL_GRIDS` from their current
+    values, the two KNN baselines over the whole :data:`KNN_GRID`. Returns the chosen values, their
+    validation metrics and every trial.
     """
     embedding = embedding or EmbeddingSettings()
-    val = dataclasses.replace(settings, validation=True)
     trials: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    if "streamrec" in settings.models:
+        out["streamrec"] = _tune_streamrec(history, params, settings, embedding, rounds, trials, log)
+    for model in settings.models:
+        if model in BASELINE_FIELDS:
+            out[model] = _tune_baseline(history, params, settings, embedding, model, rounds, trials, log)
+    out["trials"] = trials
+    return out
+
+
+def _tune_streamrec(
+    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, rounds: int,
+    trials: list[dict[str, Any]], log: Callable[[str], None],
+) -> dict[str, Any]:
+    val = dataclasses.replace(settings, validation=True)
     cache: dict[str, dict[str, float]] = {}
 
     def score_streamrec(point: dict[str, Any]) -> dict[str, float]:
@@ -736,23 +1078,64 @@ def tune(
                     point, best, improved = cand, m, True
         if not improved:
             break
-    out: dict[str, Any] = {"streamrec": {"params": point, "validation": best}}
+    return {"params": point, "validation": best}
 
-    for model, field_name in (("item-knn", "item_knn"), ("session-knn", "session_knn")):
-        knn: KnnSettings = getattr(settings, field_name)
-        kbest: Optional[tuple[KnnSettings, dict[str, float]]] = None
-        for window in KNN_GRID["window"]:
-            for neighbors in KNN_GRID["neighbors"]:
-                cand_knn = dataclasses.replace(knn, window=window, neighbors=neighbors)
-                changes: dict[str, Any] = {"models": (model,), field_name: cand_knn}
-                r = evaluate(history, params, dataclasses.replace(val, **changes),
-                             dataclasses.replace(embedding, dim=8, categories=0))
-                m = r["models"][model]
-                trials.append({"model": model, "window": window, "neighbors": neighbors, **m})
-                log(f"{model} window={window} neighbors={neighbors}: {m}")
-                if kbest is None or _objective(m) > _objective(kbest[1]):
-                    kbest = (cand_knn, m)
-        assert kbest is not None
-        out[model] = {"params": dataclasses.asdict(kbest[0]), "validation": kbest[1]}
-    out["trials"] = trials
-    return out
+
+def _score_candidates(
+    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, model: str,
+    candidates: Sequence[Any],
+) -> list[dict[str, float]]:
+    """Validation metrics of each settings of one baseline, all from one replay (the replay, not the
+    baselines, is what costs)."""
+
+    def make(catalog: Catalog, train: Sequence[Event], popularity: np.ndarray) -> list[Recommender]:
+        models = []
+        for i, cand in enumerate(candidates):
+            m = baseline(model, catalog, params, train, popularity, cand)
+            m.name = f"{model}#{i}"
+            models.append(m)
+        return models
+
+    # the baselines never read the product vectors: the smallest catalog will do
+    r = evaluate(history, params, dataclasses.replace(settings, validation=True, models=(model,)),
+                 dataclasses.replace(embedding, dim=8, categories=0), models_factory=make)
+    return [r["models"][f"{model}#{i}"] for i in range(len(candidates))]
+
+
+def _tune_baseline(
+    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, model: str,
+    rounds: int, trials: list[dict[str, Any]], log: Callable[[str], None],
+) -> dict[str, Any]:
+    start = getattr(settings, BASELINE_FIELDS[model])
+    scored: dict[Any, dict[str, float]] = {}
+
+    def score(cands: list[Any]) -> None:
+        todo = [c for c in dict.fromkeys(cands) if c not in scored]
+        if not todo:
+            return
+        for c, m in zip(todo, _score_candidates(history, params, settings, embedding, model, todo)):
+            scored[c] = m
+            changed = {k: v for k, v in dataclasses.asdict(c).items() if k != "gap_ms"}
+            trials.append({"model": model, **changed, **m})
+            log(f"{model} {changed}: {m}")
+
+    if model in ("item-knn", "session-knn"):
+        # the whole grid at once
+        score([dataclasses.replace(start, window=w, neighbors=k)
+               for w in KNN_GRID["window"] for k in KNN_GRID["neighbors"]])
+        best = max(scored, key=lambda c: _objective(scored[c]))
+    else:
+        best = start
+        score([best])
+        for _ in range(rounds):
+            improved = False
+            for name, values in SEQUENTIAL_GRIDS[model].items():
+                cands = [dataclasses.replace(best, **{name: v}) for v in values]
+                score(cands)
+                top = max(cands, key=lambda c: _objective(scored[c]))
+                if _objective(scored[top]) > _objective(scored[best]):
+                    best, improved = top, True
+            if not improved:
+                break
+    return {"params": dataclasses.asdict(best), "validation": scored[best]}
+
