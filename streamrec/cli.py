@@ -547,9 +547,9 @@ def ab_report(output: str, **conn: Any) -> None:
 
 @main.command("evaluate")
 @click.option("--data", "path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["uci", "otto"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["uci", "otto", "movielens"]), required=True)
 @click.option("--test-days", type=click.FloatRange(0, min_open=True),
-              help="Hold out the last N days (default: 30 for uci, 7 for otto).")
+              help="Hold out the last N days (default: 30 for uci and movielens, 7 for otto).")
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True,
               help="validation: evaluate on the N days before the test window, learn from what came before.")
 @click.option("--model", "models", multiple=True,

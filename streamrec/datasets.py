@@ -9,6 +9,10 @@
   is the order a live shop would have sent them.
 - OTTO (JSONL, one session per line): session = user; clicks -> click, carts -> add_to_cart,
   orders -> purchase. Any file in that format works, at any size (read as a stream).
+- MovieLens ratings: GroupLens' ``u.data`` (user, item, rating, unix seconds; tab-separated, no
+  header) or RecBole's atomic ``.inter`` file of the same columns (a typed header line). Every rating
+  is a purchase: the user has seen the film, so it is neither recommended again (the purchase filter)
+  nor a case twice. Titles come from the ``.item`` (RecBole) or ``u.item`` (GroupLens) file beside it.
 """
 
 from __future__ import annotations
@@ -93,9 +97,41 @@ def read_otto(path: Union[str, Path]) -> History:
     return History(events, {}, {})
 
 
+def read_movielens(path: Union[str, Path]) -> History:
+    p = Path(path)
+    with _open_text(p) as f:
+        first = f.readline()
+    recbole = ":" in first  # RecBole's header names each column with its type (user_id:token ...)
+    dtypes: dict[str, Any] = {"user": str, "item": str, "ts": "int64"}
+    df = pd.read_csv(p, sep="\t", header=None, skiprows=1 if recbole else 0, usecols=[0, 1, 3],
+                     names=["user", "item", "ts"], dtype=dtypes)
+    df["line"] = range(len(df))
+    df = df.sort_values(["ts", "line"], kind="stable")
+    events = [Event(f"ml-{u}-{i}", u, int(ts) * 1000, "purchase", i)
+              for u, i, ts in zip(df["user"], df["item"], df["ts"])]
+    return History(events, _movielens_titles(p, recbole), {})
+
+
+def _movielens_titles(path: Path, recbole: bool) -> dict[str, str]:
+    if recbole:
+        item = path.with_suffix(".item")
+        if not item.exists():
+            return {}
+        items = pd.read_csv(item, sep="\t", dtype=str, usecols=[0, 1], names=["item", "title"], skiprows=1)
+    else:
+        item = path.with_name("u.item")
+        if not item.exists():
+            return {}
+        items = pd.read_csv(item, sep="|", dtype=str, usecols=[0, 1], names=["item", "title"], header=None,
+                            encoding="latin-1")
+    return {str(i): str(t) for i, t in zip(items["item"], items["title"]) if isinstance(t, str)}
+
+
 def read_history(path: Union[str, Path], fmt: str) -> History:
     if fmt == "uci":
         return read_uci(path)
     if fmt == "otto":
         return read_otto(path)
-    raise ValueError(f"unknown data format {fmt!r}: expected 'uci' or 'otto'")
+    if fmt == "movielens":
+        return read_movielens(path)
+    raise ValueError(f"unknown data format {fmt!r}: expected 'uci', 'otto' or 'movielens'")

@@ -63,10 +63,11 @@ from streamrec.model.model import (
 DAY_MS = 86_400_000
 KS = (10, 20)
 # Which events are "the next item" to predict, per data format.
-TARGET_TYPES = {"uci": ("purchase",), "otto": ("click", "add_to_cart", "purchase")}
-DEFAULT_TEST_DAYS = {"uci": 30, "otto": 7}
-# How the baselines cut sessions: a UCI invoice is one timestamp; OTTO clicks are seconds apart.
-SESSION_GAP_MS = {"uci": 0, "otto": 30 * 60 * 1000}
+TARGET_TYPES = {"uci": ("purchase",), "otto": ("click", "add_to_cart", "purchase"), "movielens": ("purchase",)}
+DEFAULT_TEST_DAYS = {"uci": 30, "otto": 7, "movielens": 30}
+# How the baselines cut sessions: a UCI invoice is one timestamp; OTTO clicks are seconds apart, and
+# so are the ratings of one MovieLens sitting.
+SESSION_GAP_MS = {"uci": 0, "otto": 30 * 60 * 1000, "movielens": 30 * 60 * 1000}
 MODEL_NAMES = ("streamrec", "pop", "item-knn", "session-knn", "sr", "v-sknn", "stan")
 # How much of each user's recent history the replay keeps for the baselines' context.
 RECENT_MAX = 50

@@ -292,3 +292,22 @@ def test_tuning_searches_the_grid_on_the_validation_split_only(monkeypatch):
     assert out["streamrec"]["params"]["dim"] in (4, 8)
     assert out["item-knn"]["params"]["window"] in (0, 1) and out["session-knn"]["params"]["neighbors"] == 10
     assert {t["model"] for t in out["trials"]} == {"streamrec", "item-knn", "session-knn"}
+
+
+def test_movielens_ratings_in_either_layout_are_purchases_in_time_order_with_titles(tmp_path):
+    from streamrec.datasets import read_history
+
+    rows = [("7", "50", "5", "300"), ("7", "9", "3", "100"), ("8", "50", "4", "200")]
+    (tmp_path / "ml.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                      + "".join("\t".join(r) + "\n" for r in rows))
+    (tmp_path / "ml.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                                     "50\tStar Wars\t1977\tAction\n9\tDead Man Walking\t1995\tDrama\n")
+    (tmp_path / "u.data").write_text("".join("\t".join(r) + "\n" for r in rows))
+    (tmp_path / "u.item").write_text("50|Star Wars (1977)|01-Jan-1977||http://x|0\n")
+    recbole = read_history(tmp_path / "ml.inter", "movielens")
+    grouplens = read_history(tmp_path / "u.data", "movielens")
+    for h in (recbole, grouplens):
+        assert [(e.user_id, e.product_id, e.ts, e.type) for e in h.events] == [
+            ("7", "9", 100_000, "purchase"), ("8", "50", 200_000, "purchase"), ("7", "50", 300_000, "purchase")]
+    assert recbole.titles == {"50": "Star Wars", "9": "Dead Man Walking"}
+    assert grouplens.titles == {"50": "Star Wars (1977)"}
