@@ -42,7 +42,8 @@ def main(records_path: str, catalog_path: str) -> None:
     vectors = rng.normal(size=(20, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     Catalog(tuple(f"p{i}" for i in range(20)), vectors).save(catalog_path)
-    config = Config(catalog_path=catalog_path, top_k=3, parallelism=1)
+    # the per-event operator (Recommend); the batch path ranks in RankBatch, which has tests of its own
+    config = Config(catalog_path=catalog_path, top_k=3, parallelism=1, hot_path="per-event")
     with open(records_path, encoding="utf-8") as fh:
         raw = json.load(fh)
 
