@@ -12,6 +12,7 @@ One JSON line per run (``"name": "serve"``) goes to bench/results.jsonl.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -65,8 +66,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def summarise(report: dict[str, Any], seconds: float, cpu_seconds: float) -> dict[str, Any]:
-    """The figures kept from one vegeta JSON report (latencies in ns) and the service's CPU time."""
+def summarise(report: dict[str, Any], seconds: float, cpu_seconds: float, cassandra_cpu_seconds: float = 0.0,
+              loadgen_cpu_seconds: float = 0.0) -> dict[str, Any]:
+    """The figures kept from one vegeta JSON report (latencies in ns) and the CPU time of the service,
+    of Cassandra and of the load generator over the phase."""
     lat = report.get("latencies", {})
     rps = float(report.get("throughput", 0.0))
     cores = cpu_seconds / seconds if seconds > 0 else 0.0
@@ -80,35 +83,67 @@ def summarise(report: dict[str, Any], seconds: float, cpu_seconds: float) -> dic
            for name, key in (("p50", "50th"), ("p90", "90th"), ("p99", "99th"), ("max", "max"))},
         "service_cores": round(cores, 3),
         "rps_per_core": round(rps / cores, 1) if cores > 0 else None,
+        "cassandra_cores": round(cassandra_cpu_seconds / seconds, 3) if seconds > 0 else 0.0,
+        "loadgen_cores": round(loadgen_cpu_seconds / seconds, 3) if seconds > 0 else 0.0,
     }
 
 
 class Attack:
     """Runs vegeta against a targets file and measures the service process's CPU meanwhile."""
 
-    def __init__(self, vegeta: Path, service_pid: int, work: Path) -> None:
+    def __init__(self, vegeta: Path, service_pid: int, work: Path, base_url: str,
+                 cassandra_pids: Sequence[int] = ()) -> None:
         self.vegeta = vegeta
         self.pid = service_pid
+        self.cassandra_pids = list(cassandra_pids)
         self.work = work
+        self.base_url = base_url
+
+    def settle(self, timeout: float = 120.0) -> None:
+        """Wait until the service answers /healthz at once: requests an overloaded phase left queued
+        (vegeta gave up on them, the service has not) must not be charged to the next phase."""
+        deadline = time.monotonic() + timeout
+        quick = 0
+        while time.monotonic() < deadline and quick < 5:
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=10):
+                    pass
+                quick = quick + 1 if time.monotonic() - started < 0.02 else 0
+            except OSError:
+                quick = 0
+            time.sleep(0.2)
 
     def run(self, targets: Path, seconds: float, rate: Optional[int] = None,
             concurrency: Optional[int] = None) -> dict[str, Any]:
+        self.settle()
         args = [str(self.vegeta), "attack", f"-targets={targets}", f"-duration={seconds}s", "-timeout=10s"]
         if rate is not None:
             args.append(f"-rate={rate}/s")
         else:  # closed loop: as fast as `concurrency` workers get answers
             args += ["-rate=0", f"-workers={concurrency}", f"-max-workers={concurrency}"]
         out = self.work / "attack.bin"
-        before = procstat.read_stat(self.pid)
+        before, cassandra_before = procstat.read_stat(self.pid), self._cassandra_cpu()
+        children_before = _children_cpu()
         started = time.monotonic()
         with open(out, "wb") as fh:
             subprocess.run(args, stdout=fh, check=True)
         wall = time.monotonic() - started
-        after = procstat.read_stat(self.pid)
+        loadgen = _children_cpu() - children_before  # vegeta attack, the only child waited for meanwhile
+        after, cassandra = procstat.read_stat(self.pid), self._cassandra_cpu() - cassandra_before
         cpu = (after[1] - before[1]) if before and after else 0.0
         report = subprocess.run([str(self.vegeta), "report", "-type=json", str(out)], capture_output=True,
                                 text=True, check=True)
-        return summarise(json.loads(report.stdout), min(wall, seconds) if wall > 0 else seconds, cpu)
+        return summarise(json.loads(report.stdout), min(wall, seconds) if wall > 0 else seconds, cpu, cassandra,
+                         loadgen)
+
+    def _cassandra_cpu(self) -> float:
+        return sum(stat[1] for stat in (procstat.read_stat(pid) for pid in self.cassandra_pids) if stat)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -175,23 +210,24 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
         targets["similar"].write_text("".join(
             f"GET {base}/v1/products/p{int(p)}/similar?k={opts.k}\n" for p in products))
 
-        attack = Attack(vegeta, service.pid, work)
+        attack = Attack(vegeta, service.pid, work, base, localstack.status(profile)["cassandra"].pids)
         phases: list[dict[str, Any]] = []
         busy_before = procstat.machine_busy()
         t0 = time.monotonic()
         for route, path in targets.items():
             if opts.warmup_seconds > 0:
                 attack.run(path, opts.warmup_seconds, rate=200)
-            for rate in opts.rates:
-                figures = attack.run(path, opts.seconds, rate=rate)
-                phases.append({"route": route, "mode": "rate", "target_rate": rate, **figures})
-                say(f"{route} at {rate}/s: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
-                    f"{figures['rps']} req/s, {figures['rps_per_core']} req/s per core, success {figures['success']}")
+            # closed loops first (they cannot overload the service), then the rates, lightest first
             for c in opts.concurrencies:
                 figures = attack.run(path, opts.seconds, concurrency=c)
                 phases.append({"route": route, "mode": "closed", "concurrency": c, **figures})
                 say(f"{route} closed loop x{c}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
                     f"{figures['rps']} req/s, {figures['rps_per_core']} req/s per core")
+            for rate in sorted(opts.rates):
+                figures = attack.run(path, opts.seconds, rate=rate)
+                phases.append({"route": route, "mode": "rate", "target_rate": rate, **figures})
+                say(f"{route} at {rate}/s: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+                    f"{figures['rps']} req/s, {figures['rps_per_core']} req/s per core, success {figures['success']}")
         machine_cores = (procstat.machine_busy() - busy_before) / (time.monotonic() - t0)
         record = {
             "name": "serve", "note": opts.note, "date": results.today(), "time": results.now_iso(),
@@ -229,11 +265,13 @@ def table(records: list[dict[str, Any]]) -> list[str]:
     if not runs:
         return []
     last = runs[-1]
-    lines = ["| route | load | req/s | p50 ms | p90 ms | p99 ms | max ms | success | service cores | req/s per core |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| route | load | req/s | p50 ms | p90 ms | p99 ms | max ms | success | service cores | "
+             "req/s per core | Cassandra cores | vegeta cores |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for p in last["phases"]:
         load = f"{p['target_rate']}/s" if p["mode"] == "rate" else f"closed loop x{p['concurrency']}"
         lines.append(f"| {p['route']} | {load} | {p['rps']:.0f} | {p['p50_ms']:.2f} | {p['p90_ms']:.2f} | "
                      f"{p['p99_ms']:.2f} | {p['max_ms']:.1f} | {p['success']:.4f} | {p['service_cores']:.2f} | "
-                     f"{p['rps_per_core'] or 0:.0f} |")
+                     f"{p['rps_per_core'] or 0:.0f} | {p.get('cassandra_cores', 0):.2f} | "
+                     f"{p.get('loadgen_cores', 0):.2f} |")
     return lines

@@ -16,6 +16,13 @@ def serve(config: Config, log_level: str = "info") -> None:
     from streamrec.service.app import create_app
     from streamrec.service.backend import LiveBackend
 
+    if config.blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        # as in the job: a BLAS thread per core made a similar-products request several times dearer
+        # on a busy machine (the threads spin while they wait for a core); concurrency here comes
+        # from requests, not from splitting one small product
+        threadpool_limits(limits=config.blas_threads)
     backend = LiveBackend(config)
     try:
         app: Any = create_app(config, backend)

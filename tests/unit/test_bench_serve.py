@@ -16,6 +16,9 @@ def test_summarise_keeps_milliseconds_and_requests_per_core() -> None:
     assert (s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"]) == (1.0, 2.5, 7.25, 30.0)
     assert (s["requests"], s["rps"], s["success"], s["status_codes"]) == (10_000, 999.5, 1.0, {"200": 10_000})
     assert s["service_cores"] == 0.5 and s["rps_per_core"] == 1999.0
+    assert (s["cassandra_cores"], s["loadgen_cores"]) == (0.0, 0.0)  # not measured: none
+    s = summarise(REPORT, seconds=10.0, cpu_seconds=5.0, cassandra_cpu_seconds=6.0, loadgen_cpu_seconds=2.0)
+    assert (s["cassandra_cores"], s["loadgen_cores"]) == (0.6, 0.2)
 
 
 def test_summarise_without_cpu_time_has_no_per_core_figure() -> None:
@@ -23,12 +26,13 @@ def test_summarise_without_cpu_time_has_no_per_core_figure() -> None:
 
 
 def test_the_table_shows_the_latest_run_phase_by_phase() -> None:
-    phase = summarise(REPORT, seconds=10.0, cpu_seconds=5.0)
+    phase = summarise(REPORT, seconds=10.0, cpu_seconds=5.0, cassandra_cpu_seconds=3.0, loadgen_cpu_seconds=1.0)
     old = {"name": "serve", "phases": []}
     run = {"name": "serve", "phases": [{"route": "recommendations", "mode": "rate", "target_rate": 1000, **phase},
                                         {"route": "similar", "mode": "closed", "concurrency": 8, **phase}]}
     lines = table([{"name": "streamrec"}, old, run])
     assert len(lines) == 4
-    assert lines[2] == ("| recommendations | 1000/s | 1000 | 1.00 | 2.50 | 7.25 | 30.0 | 1.0000 | 0.50 | 1999 |")
+    assert lines[2] == ("| recommendations | 1000/s | 1000 | 1.00 | 2.50 | 7.25 | 30.0 | 1.0000 | 0.50 | 1999 | "
+                        "0.30 | 0.10 |")
     assert lines[3].startswith("| similar | closed loop x8 |")
     assert table([{"name": "streamrec"}]) == []
