@@ -557,11 +557,13 @@ def ab_report(output: str, **conn: Any) -> None:
               help="Evaluate only these models (repeatable; default: all).")
 @click.option("--tune", is_flag=True, help="Search streamrec's and the baselines' parameters on the validation "
               "split (never the test window) and print the best; takes minutes.")
+@click.option("--tuned", "tuned_path", type=click.Path(exists=True, dir_okay=False),
+              help="The baselines' parameters from a --tune run's JSON (default: those chosen on UCI).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also draw the table as a PNG bar chart.")
 @_embedding_options
 @_output_option
 def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, models: tuple[str, ...], tune: bool,
-                 plot_path: Optional[str], output: str, **embedding: Any) -> None:
+                 tuned_path: Optional[str], plot_path: Optional[str], output: str, **embedding: Any) -> None:
     """Replay a time-split history through the job's own functions; HR@K, MRR@K, coverage vs baselines.
 
     Models: streamrec (update_user, fold_vectors + recommend_batch, exactly as the job), POP, Item-KNN
@@ -584,6 +586,8 @@ def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, mo
         target_types=ev.TARGET_TYPES[fmt],
         models=tuple(models) or ev.MODEL_NAMES,
     ).with_session_gap(gap)
+    if tuned_path:
+        settings = settings.with_tuned(json.loads(Path(tuned_path).read_text()))
     emb = _embedding_settings(**embedding)
     _err(f"reading {path} ({fmt})")
     history = read_history(path, fmt)

@@ -554,20 +554,30 @@ class _SessionIndex:
         self.size = np.asarray(self.items.sum(axis=1)).ravel()  # distinct items per session
 
 
-def _neighbours(sims: sp.csr_matrix, sample: int, k: int) -> sp.coo_matrix:
+def _neighbours(
+    sims: sp.csr_matrix, sample: int, k: int,
+    reweigh: Optional[Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = None,
+) -> sp.coo_matrix:
     """Per row: of the candidate sessions (nonzero columns), the ``sample`` most recent (highest
-    column: sessions are in time order), of those the ``k`` most similar (equal: the more recent)."""
+    column: sessions are in time order), of those the ``k`` most similar (equal: the more recent).
+
+    ``reweigh(rows, cols, sims)`` changes the similarities of the sampled candidates before the
+    choice (STAN's time decay: computed for the sample only, not for every candidate)."""
     sims = sims.tocsr()
     sims.eliminate_zeros()
     sims.sort_indices()
     b = sims.shape[0]
     counts = np.diff(sims.indptr)
     row = np.repeat(np.arange(b), counts)
-    cols, data = sims.indices, sims.data
-    idx = np.arange(len(data))
+    idx = np.arange(len(sims.data))
     if sample > 0:
         idx = idx[(sims.indptr[row + 1] - 1 - idx) < sample]
-    order = idx[np.lexsort((-cols[idx], -data[idx], row[idx]))]
+    # newest first, so that the stable sort puts the more recent of equal similarities first
+    idx = idx[::-1]
+    row, cols, data = row[idx], sims.indices[idx], sims.data[idx]
+    if reweigh is not None:
+        data = reweigh(row, cols, data)
+    order = np.lexsort((-data, row))
     r = row[order]
     rank = np.arange(len(order)) - np.searchsorted(r, r, side="left")
     keep = order[rank < k] if k > 0 else order
@@ -692,10 +702,13 @@ class StanModel:
             now[i] = queries.recent[i][-1][1]  # what the model knows: the time of the user's last event
         r, c = np.concatenate(rows), np.concatenate(cols)
         w_ctx = sp.csr_matrix((np.concatenate(weight), (r, c)), shape=(len(queries), n))
-        sims = (w_ctx @ self.items_norm_t).tocoo()  # cosine
-        age_days = (now[sims.row] - self.index.last_ts[sims.col]) / DAY_MS
-        sims.data = sims.data * np.exp(-age_days / s.lambda_snh)
-        pairs = _neighbours(sims.tocsr(), s.sample, s.neighbors)
+        sims = (w_ctx @ self.items_norm_t).tocsr()  # cosine
+
+        def time_decay(rows: np.ndarray, cols: np.ndarray, cosine: np.ndarray) -> np.ndarray:
+            age_days = (now[rows] - self.index.last_ts[cols]) / DAY_MS
+            return cosine * np.exp(-age_days / s.lambda_snh)
+
+        pairs = _neighbours(sims, s.sample, s.neighbors, time_decay)
         ctx_items = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(queries), n))
         latest = _row_max_of_shared(self.index.positions, ctx_items, pairs)
         items = self.index.positions[pairs.col].tocsr()  # (pairs, n): each item's position in the neighbour
@@ -804,6 +817,15 @@ class EvalSettings:
     sr: SrSettings = SrSettings(gap_ms=0)
     vsknn: VsknnSettings = VsknnSettings(gap_ms=0)
     stan: StanSettings = StanSettings(gap_ms=0)
+
+    def with_tuned(self, tuned: dict[str, Any]) -> EvalSettings:
+        """The baselines' parameters that :func:`tune` chose (its JSON), for those it holds."""
+        changes: dict[str, Any] = {}
+        for model, field_name in BASELINE_FIELDS.items():
+            if model in tuned:
+                cls = type(getattr(self, field_name))
+                changes[field_name] = cls(**tuned[model]["params"])
+        return dataclasses.replace(self, **changes)
 
     def with_session_gap(self, gap_ms: int) -> EvalSettings:
         """Every baseline cutting sessions at ``gap_ms`` (the data format's gap)."""
@@ -1040,9 +1062,11 @@ def tune(
     out: dict[str, Any] = {}
     if "streamrec" in settings.models:
         out["streamrec"] = _tune_streamrec(history, params, settings, embedding, rounds, trials, log)
-    for model in settings.models:
-        if model in BASELINE_FIELDS:
-            out[model] = _tune_baseline(history, params, settings, embedding, model, rounds, trials, log)
+    baselines = [m for m in settings.models if m in BASELINE_FIELDS]
+    if baselines:
+        cases = _validation_cases(history, params, settings, embedding)
+        for model in baselines:
+            out[model] = _tune_baseline(cases, params, settings, model, rounds, trials, log)
     out["trials"] = trials
     return out
 
@@ -1082,30 +1106,65 @@ def _tune_streamrec(
     return {"params": point, "validation": best}
 
 
-def _score_candidates(
-    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, model: str,
-    candidates: Sequence[Any],
-) -> list[dict[str, float]]:
-    """Validation metrics of each settings of one baseline, all from one replay (the replay, not the
-    baselines, is what costs)."""
+@dataclass
+class _Cases:
+    """The validation split's cases, replayed once, and what the baselines learn from."""
+
+    catalog: Catalog
+    train: Sequence[Event]
+    popularity: np.ndarray
+    batches: list[Queries]
+    ks: tuple[int, ...]
+
+
+class _Recorder:
+    """A stand-in model that keeps the batches of cases it is shown and recommends nothing."""
+
+    name = "cases"
+
+    def __init__(self) -> None:
+        self.batches: list[Queries] = []
+
+    def recommend(self, queries: Queries, k: int) -> np.ndarray:
+        self.batches.append(queries)
+        return np.full((len(queries), k), -1, dtype=np.int64)
+
+
+def _validation_cases(
+    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings,
+) -> _Cases:
+    """Replay the validation split once: the baselines' settings change their lists, never the
+    cases, and the replay is what costs."""
+    got: dict[str, Any] = {}
+    recorder = _Recorder()
 
     def make(catalog: Catalog, train: Sequence[Event], popularity: np.ndarray) -> list[Recommender]:
-        models = []
-        for i, cand in enumerate(candidates):
-            m = baseline(model, catalog, params, train, popularity, cand)
-            m.name = f"{model}#{i}"
-            models.append(m)
-        return models
+        got.update(catalog=catalog, train=train, popularity=popularity)
+        return [recorder]
 
     # the baselines never read the product vectors: the smallest catalog will do
-    r = evaluate(history, params, dataclasses.replace(settings, validation=True, models=(model,)),
-                 dataclasses.replace(embedding, dim=8, categories=0), models_factory=make)
-    return [r["models"][f"{model}#{i}"] for i in range(len(candidates))]
+    evaluate(history, params, dataclasses.replace(settings, validation=True),
+             dataclasses.replace(embedding, dim=8, categories=0), models_factory=make)
+    return _Cases(got["catalog"], got["train"], got["popularity"], recorder.batches, settings.ks)
+
+
+def _score_candidates(
+    cases: _Cases, params: ModelParams, model: str, candidates: Sequence[Any],
+) -> list[dict[str, float]]:
+    """Validation metrics of each settings of one baseline."""
+    board = Scoreboard(cases.ks, len(cases.catalog))
+    kmax = max(cases.ks)
+    for i, cand in enumerate(candidates):
+        m = baseline(model, cases.catalog, params, cases.train, cases.popularity, cand)
+        for q in cases.batches:
+            board.add(str(i), m.recommend(q, kmax), q)
+    metrics = board.models()
+    return [metrics[str(i)] for i in range(len(candidates))]
 
 
 def _tune_baseline(
-    history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, model: str,
-    rounds: int, trials: list[dict[str, Any]], log: Callable[[str], None],
+    cases: _Cases, params: ModelParams, settings: EvalSettings, model: str, rounds: int,
+    trials: list[dict[str, Any]], log: Callable[[str], None],
 ) -> dict[str, Any]:
     start = getattr(settings, BASELINE_FIELDS[model])
     scored: dict[Any, dict[str, float]] = {}
@@ -1114,7 +1173,7 @@ def _tune_baseline(
         todo = [c for c in dict.fromkeys(cands) if c not in scored]
         if not todo:
             return
-        for c, m in zip(todo, _score_candidates(history, params, settings, embedding, model, todo)):
+        for c, m in zip(todo, _score_candidates(cases, params, model, todo)):
             scored[c] = m
             changed = {k: v for k, v in dataclasses.asdict(c).items() if k != "gap_ms"}
             trials.append({"model": model, **changed, **m})
