@@ -138,7 +138,7 @@ class Config:
     # "batch" (the fast path): user state in a JVM operator, Python called once per batch of events
     # (docs in README, Architecture). "per-event": the earlier design, one Python call per event
     # with the user state pickled in Python keyed state; kept to compare against.
-    hot_path: str = "per-event"
+    hot_path: str = "batch"
     # A batch goes to Python at this many events or this many ms after its first event, whichever
     # comes first (and before every checkpoint barrier). The fast path batches twice (raw records
     # before the parser, events before the ranker), so a quiet stream waits up to twice the linger.

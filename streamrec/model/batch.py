@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Container, Optional, Sequence, Union
+from typing import Container, Optional, Sequence
 
 import numpy as np
 
@@ -118,6 +118,49 @@ class UserRequest:
 class UserResult:
     variant: str
     recommendation: Recommendation
+
+
+# The source of a user whose ranking raised: RecommendationUnbatcher drops their events of the
+# batch, which went to the dead-letter topic instead (as the per-event job does with such events).
+FAILED = "error"
+
+
+def encode_event_part(events: Sequence[tuple[int, int, Event]]) -> bytes:
+    """The events part of a ``UserStateOperator`` batch: per event its user's slot, the write
+    timestamp, then the event (ts, event_id, user_id, type, product_id, query; strings as int32
+    length + UTF-8, -1 for none). The JVM reads it back itself; Python only reads it to dead-letter
+    the events of a user whose ranking failed, and tests write it."""
+    out = bytearray()
+    for slot, write_us, e in events:
+        out += struct.pack(">iqq", slot, e.ts, write_us)
+        for text in (e.event_id, e.user_id, e.type, e.product_id, e.query):
+            if text is None:
+                out += _INT.pack(-1)
+            else:
+                b = text.encode("utf-8")
+                out += _INT.pack(len(b)) + b
+    return bytes(out)
+
+
+def decode_event_part(data: bytes) -> list[tuple[int, int, Event]]:
+    """(slot, write timestamp, event) of each event of a batch's events part."""
+    out = []
+    at = 0
+    while at < len(data):
+        slot, ts, write_us = struct.unpack_from(">iqq", data, at)
+        at += 20
+        texts: list[Optional[str]] = []
+        for _ in range(5):
+            (n,) = _INT.unpack_from(data, at)
+            at += 4
+            if n < 0:
+                texts.append(None)
+            else:
+                texts.append(data[at:at + n].decode("utf-8"))
+                at += n
+        event_id, user_id, etype, product_id, query = texts
+        out.append((slot, write_us, Event(event_id or "", user_id or "", ts, etype or "", product_id, query)))
+    return out
 
 
 def encode_rank_request(events_block: bytes, users: Sequence[UserRequest]) -> bytes:
@@ -221,23 +264,21 @@ class BatchRanker:
 
     def rank_decoded(self, events_block: bytes, users: Sequence[UserRequest]) -> tuple[bytes, list[BadRecord]]:
         """:meth:`rank` of a decoded batch. If ranking the batch raises, each user is ranked alone, and
-        a user whose ranking still raises gets no list (their events are still stored) and an
-        ``INTERNAL`` dead letter that holds their state: one user can never stop the job."""
+        a user whose ranking still raises is marked FAILED: each of their events in the batch
+        becomes an ``INTERNAL`` dead letter (the event and the exception text) instead of a stored
+        row, as in the per-event job; one user can never stop the job."""
         try:
             return encode_rank_result(events_block, self.rank_users(users)), []
         except Exception:
             pass
         results: list[UserResult] = []
-        dead: list[BadRecord] = []
-        for u in users:
+        failures: dict[int, Exception] = {}
+        for slot, u in enumerate(users):
             try:
                 results.extend(self.rank_users([u]))
             except Exception as exc:
-                results.append(UserResult(self.live.variants.for_user(u.user_id)[0],
-                                          Recommendation((), (), "none")))
-                dead.append(internal_dead_letter(_request_text(u), exc))
+                results.append(UserResult("", Recommendation((), (), FAILED)))
+                failures[slot] = exc
+        dead = [internal_dead_letter(e.to_json(), failures[slot])
+                for slot, _, e in decode_event_part(events_block) if slot in failures]
         return encode_rank_result(events_block, results), dead
-
-
-def _request_text(u: UserRequest) -> Union[str, bytes]:
-    return encode_rank_request(b"", [u])[4:]

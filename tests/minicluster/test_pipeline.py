@@ -1,4 +1,5 @@
-"""build_pipeline on a local Flink minicluster at parallelism 2, fed from a collection.
+"""build_pipeline of the per-event design (hot_path "per-event") on a local Flink minicluster at
+parallelism 2, fed from a collection.
 
 One job run serves every check: a Flink job start costs 5-20 s on this machine.
 """
@@ -63,7 +64,7 @@ def run(tmp_path_factory):
     catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors)
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
-    config = Config(catalog_path=str(path), top_k=5, parallelism=2)
+    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="per-event")
 
     r = random.Random(5)
     valid = []

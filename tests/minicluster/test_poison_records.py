@@ -37,6 +37,8 @@ def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("poison")
     (folder / "records.json").write_text(json.dumps(raw))
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    # a minicluster test that ran before in this pytest process leaves the gateway marked disabled
+    env.pop("PYFLINK_GATEWAY_DISABLED", None)
     out = subprocess.run([sys.executable, "-m", "tests.minicluster.poison", str(folder / "records.json"),
                           str(folder / "catalog.npz")], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=400)

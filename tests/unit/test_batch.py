@@ -8,10 +8,13 @@ import pytest
 
 from streamrec.config import DEFAULT_EVENT_WEIGHTS
 from streamrec.model.batch import (
+    FAILED,
     BatchRanker,
     UserRequest,
+    decode_event_part,
     decode_events,
     decode_rank_result,
+    encode_event_part,
     encode_rank_request,
     encode_raw_batch,
     parse_batch,
@@ -75,11 +78,13 @@ def test_each_user_of_a_batch_is_ranked_as_the_offline_model_ranks_the_same_stat
         np.testing.assert_allclose(got.recommendation.scores, want.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_a_user_whose_ranking_raises_gets_no_list_and_a_dead_letter_and_the_others_are_ranked():
+def test_a_user_whose_ranking_raises_has_each_event_of_the_batch_dead_lettered_and_the_others_are_ranked():
     cat = catalog()
     ranker = BatchRanker(LiveCatalog(cat, Variants.single(PARAMS)))
     good = UserRequest("good", [("click", 1, "p1", None)], [], [])
-    bad = UserRequest("bad", [("click", 1, "p2", None)], [], [])
+    bad = UserRequest("bad", [("click", 1, "p2", None), ("view", 2, "p3", None)], [], [])
+    events = [(0, 1000, Event("g1", "good", 1, "click", "p1")), (1, 1000, Event("b1", "bad", 1, "click", "p2")),
+              (1, 2000, Event("b2", "bad", 2, "view", "p3"))]
     real = ranker.rank_users
 
     def fails_for_bad(users):
@@ -88,7 +93,9 @@ def test_a_user_whose_ranking_raises_gets_no_list_and_a_dead_letter_and_the_othe
         return real(users)
 
     ranker.rank_users = fails_for_bad  # a model bug that one user's state triggers
-    answer, dead = ranker.rank(encode_rank_request(b"", [good, bad]))
-    _, results = decode_rank_result(answer)
-    assert [r.recommendation.source for r in results] == ["personal", "none"]
-    assert [d.code for d in dead] == ["INTERNAL"] and "model bug" in dead[0].reason and "bad" in dead[0].payload
+    answer, dead = ranker.rank(encode_rank_request(encode_event_part(events), [good, bad]))
+    block, results = decode_rank_result(answer)
+    assert [r.recommendation.source for r in results] == ["personal", FAILED]
+    assert [(d.code, d.payload) for d in dead] == [("INTERNAL", e.to_json()) for _, _, e in events[1:]]
+    assert all(d.reason == "ValueError: model bug" for d in dead)
+    assert decode_event_part(block) == events  # passed through for the JVM, which drops b1 and b2

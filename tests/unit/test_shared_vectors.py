@@ -20,9 +20,10 @@ from streamrec.config import DEFAULT_EVENT_WEIGHTS
 from streamrec.model.batch import (
     UserRequest,
     UserResult,
-    encode_raw_batch,
+    encode_event_part,
     encode_rank_request,
     encode_rank_result,
+    encode_raw_batch,
     event_line,
 )
 from streamrec.model.catalog import Catalog
@@ -87,7 +88,14 @@ def batch_format_vectors() -> dict:
         UserResult("default", Recommendation((), (), "none")),
         UserResult("B", Recommendation(("p3",), (1.0,), "trending")),
     ])
+    # what UserStateOperator writes for these events of three users (slots 0, 1, 0, 2)
+    part_events = [Event("a1", "ua", 10, "view", "p1"), Event("b1", "ub ü", 11, "view", "p2"),
+                   Event("a2", "ua", 12, "purchase", "p3"), Event("c1", "uc", 13, "search", None, "lamp 漢")]
+    part = encode_event_part([(0, 10_000, part_events[0]), (1, 11_000, part_events[1]), (0, 12_000, part_events[2]),
+                              (2, 13_000, part_events[3])])
     return {
+        "event_part_events": [[e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query] for e in part_events],
+        "event_part": base64.b64encode(part).decode(),
         "raw_records": [base64.b64encode(v).decode() for v in raws],
         "raw_batch": base64.b64encode(encode_raw_batch(raws)).decode(),
         "event_lines": "\x1e".join(event_line(e) for e in events),

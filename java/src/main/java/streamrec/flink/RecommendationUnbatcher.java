@@ -18,6 +18,7 @@ import org.apache.flink.util.Collector;
  * for the newest event of each user in the batch, the user's recommendations (ids, scores, source);
  * earlier events of the same batch carry no list (the sink then writes the event only) and a null
  * source. The variant is every row's; impressions and hits are left at 0 for {@link HitCounter}.
+ * A user whose ranking failed ("error") has no rows: the ranker dead-lettered their events.
  *
  * <p>Answer format (encode_rank_result in streamrec/model/batch.py): int32 length + the events part
  * as the batch carried it, int32 length + per user (the batch's order) "source US variant US n US
@@ -25,6 +26,8 @@ import org.apache.flink.util.Collector;
  */
 public final class RecommendationUnbatcher implements FlatMapFunction<byte[], Row> {
     private static final long serialVersionUID = 1L;
+    /** FAILED in streamrec/model/batch.py: a user whose ranking raised. */
+    static final String FAILED = "error";
 
     private static final class Result {
         final String source;
@@ -95,6 +98,9 @@ public final class RecommendationUnbatcher implements FlatMapFunction<byte[], Ro
         for (int i = 0; i < events.size(); i++) {
             Event e = events.get(i);
             Result r = results.get(e.slot);
+            if (FAILED.equals(r.source)) {
+                continue; // the ranker dead-lettered this user's events of the batch (INTERNAL)
+            }
             boolean ranked = newest[e.slot] == i;
             out.collect(Row.of(e.eventId, e.userId, e.ts, e.type, e.productId, e.query, e.writeUs,
                     ranked ? r.ids : none, ranked ? r.scores : noScores, ranked ? r.source : null, r.variant,

@@ -82,20 +82,23 @@ class BatchFormatVectorsTest {
     void theRecommendationUnbatcherReadsThePythonRankersAnswer() throws Exception {
         JsonNode v = UserHistoryVectorsTest.vectors("batch-format.json");
         byte[] answer = B64.decode(v.get("rank_answer").asText());
-        // the events part is the JVM's own: make one with three users (slots 0..2), user 0 twice
+        // the JVM's events part for three users (slots 0..2), user 0 twice
         UserStateOperator op = new UserStateOperator(java.util.Set.of("view"), 12, 0L, 1000, 1000L);
         byte[] batch;
         try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h =
                      new KeyedOneInputStreamOperatorTestHarness<>(op, new RowKey(1), Types.STRING)) {
             h.open();
-            h.processElement(Row.of("a1", "ua", 10L, "view", "p1", null), 0L);
-            h.processElement(Row.of("b1", "ub", 11L, "view", "p2", null), 0L);
-            h.processElement(Row.of("a2", "ua", 12L, "purchase", "p3", null), 0L);
-            h.processElement(Row.of("c1", "uc", 13L, "search", null, "lamp"), 0L);
+            for (JsonNode e : v.get("event_part_events")) {
+                h.processElement(Row.of(e.get(0).asText(), e.get(1).asText(), e.get(2).asLong(), e.get(3).asText(),
+                        e.get(4).isNull() ? null : e.get(4).asText(), e.get(5).isNull() ? null : e.get(5).asText()), 0L);
+            }
             h.endInput();
             batch = h.extractOutputValues().get(0);
         }
         int eventsLen = java.nio.ByteBuffer.wrap(batch).getInt();
+        // the events part, byte for byte as Python's reference (encode_event_part) writes it
+        byte[] part = java.util.Arrays.copyOfRange(batch, 4, 4 + eventsLen);
+        assertThat(part).isEqualTo(B64.decode(v.get("event_part").asText()));
         int textLen = java.nio.ByteBuffer.wrap(answer).getInt(4 + java.nio.ByteBuffer.wrap(answer).getInt());
         int pythonEventsLen = java.nio.ByteBuffer.wrap(answer).getInt();
         byte[] merged = java.nio.ByteBuffer.allocate(4 + eventsLen + answer.length - 4 - pythonEventsLen)
