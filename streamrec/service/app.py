@@ -13,11 +13,14 @@ import hmac
 import json
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -92,9 +95,10 @@ class Metrics:
 class MetricsMiddleware:
     """Pure ASGI, so that it sees the route the router matched (``scope["route"]``) and every status."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, routes: Sequence[Any] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes  # the application's own list: routes added later are seen too
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -102,6 +106,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = [500]
+        before = dict(scope)  # a mount rewrites the scope's paths; an unlabelled route is matched on this
 
         async def record_status(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -111,10 +116,20 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path", None) or self._template(before)
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status[0])).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+
+    def _template(self, scope: Any) -> str:
+        """The path of the route that serves ``scope``, for those FastAPI's router does not name in
+        the scope (its plain routes and mounts: /openapi.json, /docs-static); else "unmatched"."""
+        from starlette.routing import Match
+
+        for route in self.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
 
 
 # --- the application ----------------------------------------------------------------------------
@@ -125,6 +140,13 @@ _CATEGORY = Query([], description="show only these categories (repeatable: any o
 _EXCLUDE_CATEGORY = Query([], description="never show these categories (repeatable)")
 _SEARCH = Query("", max_length=256, description="words of the title or the id")
 
+def swagger_ui_dir() -> str:
+    """Swagger UI's files as the swagger-ui-py package ships them (a 5.x release: OpenAPI 3.1)."""
+    import swagger_ui
+
+    return str(Path(swagger_ui.__file__).parent / "static")
+
+
 def page_html() -> str:
     return resources.files("streamrec.service").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -133,7 +155,8 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     """The API over ``backend`` (a LiveBackend in `streamrec serve`, a fake one in the unit tests)."""
     from fastapi.middleware.cors import CORSMiddleware
 
-    app = FastAPI(title="streamrec", version="0.1.0",
+    # docs_url None: FastAPI's /docs page loads Swagger UI from a CDN; ours serves it from the package
+    app = FastAPI(title="streamrec", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Real-time recommendations: Kafka -> PyFlink -> Cassandra, served over HTTP.")
     metrics = Metrics()
     app.state.metrics = metrics
@@ -142,7 +165,7 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-API-Key"])
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     max_k = config.serve_max_k
 
     @app.exception_handler(ApiError)
@@ -301,6 +324,16 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(page_html())
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_dir()), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI over /openapi.json, with no internet access needed."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="streamrec API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
 
     return app
 

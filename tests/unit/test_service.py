@@ -357,13 +357,25 @@ def test_metrics_count_requests_per_route_template(client: TestClient) -> None:
     assert f'streamrec_http_request_duration_seconds_bucket{{le="0.01",method="GET",{rec}}}' in text
     assert 'streamrec_events_total{outcome="sent"} 1.0' in text
     assert "/v1/users/a/" not in text  # ids never become labels
+    client.get("/openapi.json")
+    client.get("/docs-static/swagger-ui.css")
+    client.get("/no/such/route")
+    text = client.get("/metrics").text
+    assert 'streamrec_http_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in text
+    assert 'streamrec_http_requests_total{method="GET",route="/docs-static",status="200"} 1.0' in text
+    assert 'streamrec_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
 
 
 def test_the_page_and_the_openapi_description(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "Recommended for you" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # loads with no internet access
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert "cdn" not in docs.text.lower()  # Swagger UI comes from the package, not the internet
+    for asset in ("/docs-static/swagger-ui-bundle.js", "/docs-static/swagger-ui.css"):
+        assert client.get(asset).status_code == 200
+    assert client.get("/openapi.json").json()["openapi"].startswith("3.")
     paths = set(client.get("/openapi.json").json()["paths"])
     assert {"/v1/users/{user_id}/recommendations", "/v1/users/{user_id}/events", "/v1/products/{product_id}/similar",
             "/v1/trending", "/v1/events", "/healthz", "/readyz", "/metrics"} <= paths
