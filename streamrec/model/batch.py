@@ -23,9 +23,16 @@ from typing import Container, Optional, Sequence
 import numpy as np
 
 from streamrec.model.events import BadRecord, Event, internal_dead_letter, parse_guarded
-from streamrec.model.history import QueryVectors, fold_vectors
+from streamrec.model.history import QueryVectors, fold_flat, fold_vectors
 from streamrec.model.live import LiveCatalog
-from streamrec.model.model import HistoryEntry, Recommendation, UserState, recommend_users
+from streamrec.model.model import (
+    HistoryEntry,
+    Recommendation,
+    UserState,
+    recommend_users,
+    top_k_flat,
+    trending_recommendation,
+)
 
 RS = "\x1e"
 US = "\x1f"
@@ -259,8 +266,110 @@ class BatchRanker:
         return [r for r in results if r is not None]
 
     def rank(self, data: bytes) -> tuple[bytes, list[BadRecord]]:
-        """A ``UserStateOperator`` batch -> (``RecommendationUnbatcher``'s input, dead letters)."""
-        return self.rank_decoded(*decode_rank_request(data))
+        """A ``UserStateOperator`` batch -> (``RecommendationUnbatcher``'s input, dead letters).
+
+        The batch is read into flat columns and ranked without a Python object per user
+        (:meth:`rank_columns`); should that raise, the users are ranked again one object at a time
+        (:meth:`rank_decoded`), which isolates a user whose ranking fails."""
+        try:
+            return self.rank_columns(data), []
+        except Exception:
+            return self.rank_decoded(*decode_rank_request(data))
+
+    def rank_columns(self, data: bytes) -> bytes:
+        """:meth:`rank_users` on flat columns: the same lists (the unit tests compare them), with
+        every per-entry step (ids to rows, weights, fold, exclusions) done for the whole batch."""
+        (n,) = _INT.unpack_from(data, 0)
+        events_block = data[4:4 + n]
+        b = _Columns(data[4 + n:].decode("utf-8"))
+        live = self.live
+        catalog = live.catalog
+        if self._queries is None or self._queries.catalog is not catalog:
+            self._queries = QueryVectors(catalog)
+        queries = self._queries
+        queries.start_batch()
+        variants = live.variants
+        users = len(b.user_ids)
+        if len(variants.params) == 1:
+            names = [next(iter(variants.params))] * users
+        else:
+            names = [variants.for_user(u)[0] for u in b.user_ids]
+        h_user = np.repeat(np.arange(users), b.h_counts)
+        h_ts = np.fromiter(map(int, b.h_ts), dtype=np.int64, count=len(b.h_ts))
+        h_rows = live.rows_of(b.h_product)
+        for j in np.flatnonzero(h_rows < 0).tolist():  # a search without a product: its query's vector
+            if not b.h_product[j] and b.h_query[j]:
+                q = queries.row(b.h_query[j])
+                h_rows[j] = -2 if q is None else -1 - q
+            else:
+                h_rows[j] = -(1 << 40)  # an unknown product (or nothing): moves no one
+        p_user = np.repeat(np.arange(users), b.p_counts)
+        c_user = np.repeat(np.arange(users), b.c_counts)
+        p_rows = live.rows_of(b.p_ids)
+        c_rows = live.rows_of(b.c_ids)
+        p_off = np.concatenate(([0], np.cumsum(b.p_counts)))
+        c_off = np.concatenate(([0], np.cumsum(b.c_counts)))
+        product_ids = np.asarray(catalog.product_ids, dtype=object)
+        records: list[str] = [""] * users
+        scores: list[Optional[np.ndarray]] = [None] * users
+        q_matrix = queries.matrix()
+        for name in dict.fromkeys(names):
+            params = variants.params[name]
+            in_group = np.fromiter((x == name for x in names), dtype=bool, count=users)
+            members = np.flatnonzero(in_group)
+            local = np.full(users, -1, dtype=np.int64)
+            local[members] = np.arange(len(members))
+            weights = params.event_weights
+            w = np.fromiter((weights.get(t, 0.0) for t in b.h_type), dtype=np.float64, count=len(b.h_type))
+            moving = in_group[h_user] & (w != 0.0) & (h_rows > -(1 << 40)) & (h_rows != -2)
+            vectors, moves = fold_flat(local[h_user[moving]], h_ts[moving], w[moving], h_rows[moving], len(members),
+                                       catalog, params, q_matrix)
+            warm = (moves > 0) & (moves >= params.cold_start_events)
+            mask = live.mask(name, params)
+            # exclusions: (local user, catalog row) of purchases and cart, as excluded_ids says
+            parts_u, parts_r = [], []
+            if params.exclude_purchased:
+                parts_u.append(p_user)
+                parts_r.append(p_rows)
+            if params.exclude_cart:
+                parts_u.append(c_user)
+                parts_r.append(c_rows)
+            x_user = np.concatenate(parts_u) if parts_u else np.zeros(0, dtype=np.int64)
+            x_rows = np.concatenate(parts_r) if parts_r else np.zeros(0, dtype=np.int64)
+            keep = (x_rows >= 0) & in_group[x_user]
+            x_user, x_rows = local[x_user[keep]], x_rows[keep]
+            warm_at = np.flatnonzero(warm)
+            if len(warm_at):
+                order = np.full(len(members), -1, dtype=np.int64)
+                order[warm_at] = np.arange(len(warm_at))
+                xw = warm[x_user]
+                ranker = live.ranker
+                if ranker.ann is None:
+                    rows, top = top_k_flat(vectors[warm_at], catalog, params.stored_k, order[x_user[xw]], x_rows[xw],
+                                           mask)
+                else:
+                    lists: list[list[int]] = [[] for _ in warm_at]
+                    for uu, rr in zip(order[x_user[xw]].tolist(), x_rows[xw].tolist()):
+                        lists[uu].append(rr)
+                    rows, top = ranker.top_k(vectors[warm_at], params.stored_k, lists, mask)
+                found = (rows >= 0).sum(axis=1).tolist()
+                for j, i in enumerate(members[warm_at].tolist()):
+                    k = found[j]
+                    if k:
+                        records[i] = US.join(("personal", name, str(k), *product_ids[rows[j, :k]]))
+                        scores[i] = top[j, :k]
+                    else:
+                        records[i] = US.join(("none", name, "0"))
+            for i in members[~warm].tolist():
+                excluded = ((b.p_ids[p_off[i]:p_off[i + 1]] if params.exclude_purchased else [])
+                            + (b.c_ids[c_off[i]:c_off[i + 1]] if params.exclude_cart else []))
+                rec = trending_recommendation(live.trending, excluded, catalog, params, mask)
+                records[i] = US.join((rec.source, name, str(len(rec.product_ids)), *rec.product_ids))
+                scores[i] = np.asarray(rec.scores, dtype=np.float32)
+        text = RS.join(records).encode("utf-8")
+        parts = [x for x in scores if x is not None and len(x)]
+        all_scores = np.concatenate(parts).astype("<f4") if parts else np.zeros(0, dtype="<f4")
+        return b"".join((_INT.pack(len(events_block)), events_block, _INT.pack(len(text)), text, all_scores.tobytes()))
 
     def rank_decoded(self, events_block: bytes, users: Sequence[UserRequest]) -> tuple[bytes, list[BadRecord]]:
         """:meth:`rank` of a decoded batch. If ranking the batch raises, each user is ranked alone, and
@@ -282,3 +391,41 @@ class BatchRanker:
         dead = [internal_dead_letter(e.to_json(), failures[slot])
                 for slot, _, e in decode_event_part(events_block) if slot in failures]
         return encode_rank_result(events_block, results), dead
+
+
+class _Columns:
+    """A batch's users part (see :func:`encode_rank_request`) cut into flat columns with one split:
+    per user their id and counts; the history entries, purchases and carts of all users one after
+    the other."""
+
+    def __init__(self, text: str) -> None:
+        f = text.replace(RS, US).split(US)
+        self.user_ids: list[str] = []
+        self.h_counts: list[int] = []
+        self.h_type: list[str] = []
+        self.h_ts: list[str] = []
+        self.h_product: list[str] = []
+        self.h_query: list[str] = []
+        self.p_counts: list[int] = []
+        self.p_ids: list[str] = []
+        self.c_counts: list[int] = []
+        self.c_ids: list[str] = []
+        at, end = 0, len(f)
+        while at < end:
+            self.user_ids.append(f[at])
+            nh = int(f[at + 1])
+            a = at + 2
+            z = a + 4 * nh
+            self.h_counts.append(nh)
+            self.h_type += f[a:z:4]
+            self.h_ts += f[a + 1:z:4]
+            self.h_product += f[a + 2:z:4]
+            self.h_query += f[a + 3:z:4]
+            k = int(f[z])
+            self.p_counts.append(k)
+            self.p_ids += f[z + 1:z + 1 + k]
+            c = z + 1 + k
+            k = int(f[c])
+            self.c_counts.append(k)
+            self.c_ids += f[c + 1:c + 1 + k]
+            at = c + 1 + k

@@ -41,9 +41,6 @@ class QueryVectors:
         row = self._rows.get(query)
         if row is not None:
             return row if row >= 0 else None
-        if len(self._rows) >= self._max_size:  # bounded: an endless stream of distinct queries
-            self._rows.clear()
-            self._vectors.clear()
         v = embed_query(self.catalog, query)
         if v is None:
             self._rows[query] = -1
@@ -51,6 +48,13 @@ class QueryVectors:
         self._rows[query] = len(self._vectors)
         self._vectors.append(np.asarray(v, dtype=np.float32))
         return len(self._vectors) - 1
+
+    def start_batch(self) -> None:
+        """Bound the cache (an endless stream of distinct queries) between batches, never inside one:
+        rows handed out for a batch stay valid until its fold."""
+        if len(self._rows) >= self._max_size:
+            self._rows.clear()
+            self._vectors.clear()
 
     def matrix(self) -> np.ndarray:
         return np.stack(self._vectors) if self._vectors else np.zeros((0, self.catalog.dim), dtype=np.float32)
@@ -63,9 +67,9 @@ def fold_vectors(histories: Sequence[Sequence[HistoryEntry]], catalog: Catalog, 
     A user without a moving entry gets a zero row and 0 moves. Equal to the running sum of
     :func:`update_user` over the same events to float32 rounding (computed in float64 here)."""
     b = len(histories)
-    vectors = np.zeros((b, catalog.dim), dtype=np.float32)
     if queries is None or queries.catalog is not catalog:
         queries = QueryVectors(catalog)
+    queries.start_batch()
     index = catalog.index
     weights = params.event_weights
     users: list[int] = []
@@ -92,21 +96,30 @@ def fold_vectors(histories: Sequence[Sequence[HistoryEntry]], catalog: Catalog, 
             stamps.append(ts)
             coefs.append(w)
             rows.append(row)
-    moves = np.bincount(np.asarray(users, dtype=np.int64), minlength=b)
-    m = len(users)
+    return fold_flat(np.asarray(users, dtype=np.int64), np.asarray(stamps, dtype=np.int64),
+                     np.asarray(coefs, dtype=np.float64), np.asarray(rows, dtype=np.int64), b, catalog, params,
+                     queries.matrix())
+
+
+def fold_flat(u: np.ndarray, ts: np.ndarray, weights: np.ndarray, rows: np.ndarray, b: int, catalog: Catalog,
+              params: ModelParams, query_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fold_vectors` of the moving entries only, as flat arrays grouped by user (``u``
+    non-decreasing): each entry's user, time, weight and direction (a catalog row, or ``-1 - j``
+    for row j of ``query_vectors``). Returns ((b, d) float32 vectors, (b,) moves)."""
+    vectors = np.zeros((b, catalog.dim), dtype=np.float32)
+    moves = np.bincount(u, minlength=b)
+    m = len(u)
     if m == 0:
         return vectors, moves
-    u = np.asarray(users, dtype=np.int64)
-    ts_ = np.asarray(stamps, dtype=np.int64)
     first = np.ones(m, dtype=bool)
     first[1:] = u[1:] != u[:-1]
     # log f_i of every entry but a user's first: the decay per event and by the event time elapsed
     # since the newest earlier entry of the same user
     log_f = np.full(m, _LOG_ZERO if params.decay <= 0 else math.log(params.decay))
     if params.half_life_days > 0:
-        running = np.maximum.accumulate(u * _USER_SHIFT + ts_) - u * _USER_SHIFT
+        running = np.maximum.accumulate(u * _USER_SHIFT + ts) - u * _USER_SHIFT
         elapsed = np.zeros(m, dtype=np.float64)
-        elapsed[1:] = np.maximum(ts_[1:] - running[:-1], 0)
+        elapsed[1:] = np.maximum(ts[1:] - running[:-1], 0)
         log_f -= elapsed / (params.half_life_days * DAY_MS) * math.log(2.0)
     log_f[first] = 0.0
     # sum of log f over the later entries of the same user: suffix sums, cut at the user's last entry
@@ -115,13 +128,12 @@ def fold_vectors(histories: Sequence[Sequence[HistoryEntry]], catalog: Catalog, 
     starts = np.flatnonzero(first)
     ends = np.append(starts[1:], m)  # one past each user's last entry
     end_of = np.repeat(ends, np.diff(np.append(starts, m)))
-    coef = np.asarray(coefs) * np.exp(suffix[np.arange(1, m + 1)] - suffix[end_of])
-    r = np.asarray(rows, dtype=np.int64)
+    coef = weights * np.exp(suffix[np.arange(1, m + 1)] - suffix[end_of])
     directions = np.empty((m, catalog.dim), dtype=np.float64)
-    is_product = r >= 0
-    directions[is_product] = catalog.vectors[r[is_product]]
+    is_product = rows >= 0
+    directions[is_product] = catalog.vectors[rows[is_product]]
     if not is_product.all():
-        directions[~is_product] = queries.matrix()[-1 - r[~is_product]]
+        directions[~is_product] = query_vectors[-1 - rows[~is_product]]
     sums = np.add.reduceat(directions * coef[:, None], starts, axis=0)
     vectors[u[starts]] = sums.astype(np.float32)
     return vectors, moves

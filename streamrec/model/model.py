@@ -355,15 +355,26 @@ def top_k_batch(
     if b == 1:
         return _top_k_one(np.asarray(user_vectors[0], dtype=np.float32), catalog, kk,
                           exclude[0] if len(exclude) else (), eligible)
+    sizes = [len(x) for x in exclude]
+    x_rows = np.fromiter(itertools.chain.from_iterable(exclude), dtype=np.int64, count=sum(sizes))
+    return top_k_flat(user_vectors, catalog, kk, np.repeat(np.arange(len(sizes)), sizes), x_rows, eligible)
+
+
+def top_k_flat(user_vectors: np.ndarray, catalog: Catalog, k: int, x_user: np.ndarray, x_rows: np.ndarray,
+               eligible: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k_batch` with the exclusions as two flat arrays: user ``x_user[j]`` must not be
+    shown catalog row ``x_rows[j]`` (one scatter for the whole batch, not one per user)."""
+    b = user_vectors.shape[0]
+    kk = min(k, len(catalog))
+    if b == 0 or kk == 0:
+        return np.empty((b, kk), dtype=np.int64), np.empty((b, kk), dtype=np.float32)
     u = np.asarray(user_vectors, dtype=np.float32)
     norms = np.linalg.norm(u, axis=1, keepdims=True)
     u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
     scores = u @ catalog.vectors.T  # (b, n)
     scores[:, ~(catalog.in_stock if eligible is None else eligible)] = -np.inf
-    sizes = [len(x) for x in exclude]
-    if any(sizes):  # one scatter for the whole batch, not one per user
-        scores[np.repeat(np.arange(len(sizes)), sizes), np.fromiter(itertools.chain.from_iterable(exclude),
-                                                                    dtype=np.int64, count=sum(sizes))] = -np.inf
+    if len(x_rows):
+        scores[x_user, x_rows] = -np.inf
     scores[(norms[:, 0] == 0)] = -np.inf
     rows = select_top_rows(scores, kk)
     top = np.take_along_axis(scores, rows, axis=1).astype(np.float32)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from streamrec.config import DEFAULT_EVENT_WEIGHTS
+from streamrec.config import DEFAULT_EVENT_WEIGHTS, Config
 from streamrec.model.batch import (
     FAILED,
     BatchRanker,
@@ -92,10 +92,53 @@ def test_a_user_whose_ranking_raises_has_each_event_of_the_batch_dead_lettered_a
             raise ValueError("model bug")
         return real(users)
 
+    def columns_fail_for_bad(data):
+        if b"bad" in data:
+            raise ValueError("model bug")
+        return real_columns(data)
+
+    real_columns = ranker.rank_columns
     ranker.rank_users = fails_for_bad  # a model bug that one user's state triggers
+    ranker.rank_columns = columns_fail_for_bad
     answer, dead = ranker.rank(encode_rank_request(encode_event_part(events), [good, bad]))
     block, results = decode_rank_result(answer)
     assert [r.recommendation.source for r in results] == ["personal", FAILED]
     assert [(d.code, d.payload) for d in dead] == [("INTERNAL", e.to_json()) for _, _, e in events[1:]]
     assert all(d.reason == "ValueError: model bug" for d in dead)
     assert decode_event_part(block) == events  # passed through for the JVM, which drops b1 and b2
+
+
+def test_the_columnar_ranking_gives_every_variant_the_lists_of_the_per_user_ranking():
+    cat = catalog(n=400, d=8)
+    variants = Variants.from_config(Config(top_k=4, variants=json.dumps({
+        "A": {"share": 1},
+        "B": {"share": 1, "exclude_purchased": False, "half_life_events": 2.0,
+              "event_weights": {**DEFAULT_EVENT_WEIGHTS, "view": 0.0}},
+        "C": {"share": 1, "exclude_cart": False, "cold_start_events": 3},
+    })))
+    live = LiveCatalog(cat, variants)
+    live.set_trending('[["p7", 3.0], ["p8", 2.0], ["p9", 1.0]]')
+    rng = np.random.default_rng(9)
+    requests = []
+    for u in range(60):
+        history, purchased, cart = [], [], []
+        for i in range(int(rng.integers(0, 14))):
+            etype = str(rng.choice(["view", "click", "purchase", "add_to_cart", "search"]))
+            if etype == "search":
+                pid = f"p{rng.integers(400)}" if rng.random() < 0.3 else None
+                history.append((etype, 100 + i, pid, None if pid else str(rng.choice(["lamp 3", "zzz"]))))
+            else:
+                pid = f"p{rng.integers(410)}"  # p400.. are unknown
+                history.append((etype, 100 + i, pid, None))
+                (purchased if etype == "purchase" else cart).append(pid)
+        requests.append(UserRequest(f"user {u}", history, purchased, cart))
+    ranker = BatchRanker(live)
+    data = encode_rank_request(b"", requests)
+    _, fast = decode_rank_result(ranker.rank_columns(data))
+    slow = ranker.rank_users(requests)
+    assert {r.variant for r in slow} == {"A", "B", "C"}
+    assert [r.variant for r in fast] == [r.variant for r in slow]
+    for f, w in zip(fast, slow):
+        assert (f.recommendation.source, f.recommendation.product_ids) == (w.recommendation.source,
+                                                                          w.recommendation.product_ids)
+        np.testing.assert_allclose(f.recommendation.scores, w.recommendation.scores, rtol=1e-5, atol=1e-6)
