@@ -145,6 +145,10 @@ class Config:
     batch_max_events: int = 512
     batch_linger_ms: int = 25
     batch_max_bytes: int = 4 * 1024 * 1024
+    # How long Flink holds a partly filled network buffer before it sends it to the next task (its
+    # default: 100 ms). At a trickle of events every exchange waits that long; at full load the
+    # buffers fill first and this costs nothing.
+    buffer_timeout_ms: int = 10
     # Threads the model's BLAS (numpy's OpenBLAS) and faiss may use in each TaskManager's Python.
     # One: Flink's parallelism is how the job uses more cores, and a multi-threaded BLAS on a
     # 1 x 64 by 64 x 10k product is several times slower when the cores are busy (BENCHMARKS.md).
@@ -220,6 +224,7 @@ class Config:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
         for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
                      "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
+                     "buffer_timeout_ms",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")

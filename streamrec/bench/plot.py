@@ -78,7 +78,7 @@ def plot_e2e(records: Sequence[dict[str, Any]], out: Path) -> Optional[Path]:
     axes[0].set_title("Throughput per core (job: client+JVM+workers; baseline: its process)", fontsize=9)
 
     # freshness of the newest design measured (the last group run, in file order)
-    newest = [_config_key(r) for r in records if _config_key(r) in groups]
+    newest = [key for key in (_config_key(r) for r in records if r.get("name") in SYSTEM_ORDER) if key in groups]
     main = newest[-1] if newest else labels[-1]
     pct = ["p50", "p95", "p99"]
     for ax, key, title in ((axes[1], "freshness_ms", "at ~80% of each one's measured rate"),

@@ -89,6 +89,7 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     # number. Flink derives it from the parallelism (128 up to parallelism 85, more above), so fix
     # it: a savepoint taken at any parallelism resumes at any other up to 128.
     env.set_max_parallelism(MAX_PARALLELISM)
+    env.set_buffer_timeout(config.buffer_timeout_ms)
     if config.checkpoint_interval_ms > 0:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     # with the codec jar the shaded Kafka connector lacks (zstd-jni), wherever STREAMREC_JARS names the connector

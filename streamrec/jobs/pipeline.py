@@ -235,5 +235,11 @@ def build_batch_pipeline(
     for name, params in variants.params.items():
         top_k.put(name, int(params.top_k))
     hit_counter = java_class(HIT_COUNTER_CLASS_NAME)(top_k, int(config.user_ttl_ms))
-    recommendations = _java_transform(rows, "ab-hits", RECOMMENDATION_ROW, hit_counter, key=1)
+    # Keyed by user without a shuffle: rank and the unbatcher run forward from user-state, so each
+    # subtask already holds exactly the users of its key groups. A keyBy here cost a network hop
+    # (serialising every row, and up to the buffer timeout of latency) for nothing.
+    keyed_rows = jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        rows._j_data_stream, java_class(ROW_KEY_CLASS_NAME)(1), Types.STRING().get_java_type_info())
+    recommendations = DataStream(keyed_rows.transform(
+        "ab-hits", RECOMMENDATION_ROW.get_java_type_info(), hit_counter)).name("ab-hits").uid("ab-hits")
     return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)
