@@ -703,7 +703,7 @@ def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, fl
 
     Without --from-savepoint the job starts with empty user state (it reads the events topic from
     the consumer group's committed offsets). A savepoint of a job with the other hot path
-    (STREAMREC_HOT_PATH) holds state the job cannot read: README, "Upgrading", says what to do."""
+    (STREAMREC_HOT_PATH) holds state the job cannot read: docs/GUARANTEES.md ("upgrading") says what to do."""
     import pyflink
 
     from streamrec.runner import wait_for
