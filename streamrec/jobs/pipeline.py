@@ -109,6 +109,30 @@ def _java_set(values: Any) -> Any:
     return out
 
 
+def parse_products(raw_products: Optional[DataStream], config: Config, catalog_loader: CatalogLoader
+                   ) -> Optional[DataStream]:
+    """Raw product updates -> Row(CONTROL_FIELDS) (bad ones -> side output), or None without them."""
+    if raw_products is None:
+        return None
+    return raw_products.process(
+        ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
+    ).name("parse-products").uid("parse-products")
+
+
+def trending_and_control(env: StreamExecutionEnvironment, events: DataStream, products: Optional[DataStream],
+                         config: Config) -> tuple[DataStream, DataStream]:
+    """Trending (popularity counted in the JVM, merged and decayed by one Python instance), and the
+    control stream the ranking operator gets broadcast: the trending lists and the product updates."""
+    popularity = popularity_counts(env, events, config)
+    trending = (
+        popularity.key_by(lambda _: 0, key_type=Types.INT())
+        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
+                               config.trending_interval_ms), output_type=CONTROL_ROW)
+        .name("trending").uid("trending")
+    )
+    return trending, trending if products is None else trending.union(products)
+
+
 def build_pipeline(
     env: StreamExecutionEnvironment,
     raw_events: DataStream,
@@ -120,11 +144,7 @@ def build_pipeline(
     if config.hot_path == "batch":
         return build_batch_pipeline(env, raw_events, config, catalog_loader, raw_products, variants)
 
-    products: Optional[DataStream] = None
-    if raw_products is not None:
-        products = raw_products.process(
-            ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
-        ).name("parse-products").uid("parse-products")
+    products = parse_products(raw_products, config, catalog_loader)
 
     # str -> Row(EVENT_FIELDS); bad records -> side output. The parser learns of products published
     # while the job runs, so events naming them are valid.
@@ -137,20 +157,9 @@ def build_pipeline(
             ParseEventsLive(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
         ).name("parse-events").uid("parse-events")
     dead_letters = events.get_side_output(DLQ_TAG)
-
-    # Trending: popularity counted in the JVM, merged and decayed by one Python instance.
-    popularity = popularity_counts(env, events, config)
-    trending = (
-        popularity.key_by(lambda _: 0, key_type=Types.INT())
-        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
-                               config.trending_interval_ms), output_type=CONTROL_ROW)
-        .name("trending").uid("trending")
-    )
-
-    control = trending
+    trending, control = trending_and_control(env, events, products, config)
     if products is not None:
         dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
-        control = trending.union(products)
 
     recommendations = (
         events.key_by(lambda e: e.user_id, key_type=Types.STRING())
@@ -183,11 +192,7 @@ def build_batch_pipeline(
     """
     add_support_jar(env)
     jvm = get_gateway().jvm
-    products: Optional[DataStream] = None
-    if raw_products is not None:
-        products = raw_products.process(
-            ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
-        ).name("parse-products").uid("parse-products")
+    products = parse_products(raw_products, config, catalog_loader)
 
     # str -> byte[] (raw records, RecordBatcher's format)
     batches = _java_transform(raw_events, "batch-records", BATCH, java_class(RECORD_BATCHER_CLASS_NAME)(
@@ -205,17 +210,9 @@ def build_batch_pipeline(
     # byte[] -> Row(EVENT_FIELDS), one per event
     events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())
 
-    popularity = popularity_counts(env, events, config)
-    trending = (
-        popularity.key_by(lambda _: 0, key_type=Types.INT())
-        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
-                               config.trending_interval_ms), output_type=CONTROL_ROW)
-        .name("trending").uid("trending")
-    )
-    control = trending
+    trending, control = trending_and_control(env, events, products, config)
     if products is not None:
         dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
-        control = trending.union(products)
 
     # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
     user_batches = _java_transform(events, "user-state", BATCH, java_class(USER_STATE_CLASS_NAME)(

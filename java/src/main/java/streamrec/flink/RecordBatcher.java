@@ -4,8 +4,6 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
-import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 
@@ -20,21 +18,18 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
  * <p>Format (decode_raw_batch in streamrec/model/batch.py): int32 count, an int32 length per
  * record, then the records' UTF-8 bytes; all big-endian.
  */
-public final class RecordBatcher extends AbstractStreamOperator<byte[]>
-        implements OneInputStreamOperator<String, byte[]>, BoundedOneInput {
+public final class RecordBatcher extends LingerBatcher<byte[]> implements OneInputStreamOperator<String, byte[]> {
     private static final long serialVersionUID = 1L;
 
     private final int maxRecords;
     private final int maxBytes;
-    private final long lingerMs;
     private transient List<byte[]> pending;
     private transient int pendingBytes;
-    private transient long timerAt;
 
     public RecordBatcher(int maxRecords, int maxBytes, long lingerMs) {
+        super(lingerMs);
         this.maxRecords = Math.max(1, maxRecords);
         this.maxBytes = Math.max(1, maxBytes);
-        this.lingerMs = Math.max(0L, lingerMs);
     }
 
     @Override
@@ -42,45 +37,19 @@ public final class RecordBatcher extends AbstractStreamOperator<byte[]>
         super.open();
         pending = new ArrayList<>();
         pendingBytes = 0;
-        timerAt = -1L;
     }
 
     @Override
-    public void processElement(StreamRecord<String> element) {
+    public void processElement(StreamRecord<String> element) throws Exception {
         String value = element.getValue();
         byte[] bytes = value == null ? new byte[0] : value.getBytes(StandardCharsets.UTF_8);
         pending.add(bytes);
         pendingBytes += bytes.length;
-        if (pending.size() >= maxRecords || pendingBytes >= maxBytes) {
-            emit();
-        } else if (timerAt < 0) {
-            // the callback runs in the task's mailbox thread, like processElement: no locking needed
-            timerAt = getProcessingTimeService().getCurrentProcessingTime() + lingerMs;
-            getProcessingTimeService().registerTimer(timerAt, t -> {
-                timerAt = -1L;
-                emit();
-            });
-        }
+        added(pending.size() >= maxRecords || pendingBytes >= maxBytes);
     }
 
     @Override
-    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
-        super.prepareSnapshotPreBarrier(checkpointId);
-        emit();
-    }
-
-    @Override
-    public void endInput() throws Exception {
-        emit();
-    }
-
-    @Override
-    public void finish() throws Exception {
-        emit();
-        super.finish();
-    }
-
-    private void emit() {
+    void emit() {
         if (pending.isEmpty()) {
             return;
         }

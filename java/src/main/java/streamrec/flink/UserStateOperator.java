@@ -5,17 +5,11 @@ import java.io.DataOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.time.Duration;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
-import org.apache.flink.api.common.state.StateTtlConfig;
 import org.apache.flink.api.common.state.ValueState;
-import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
-import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
-import org.apache.flink.streaming.api.operators.BoundedOneInput;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
@@ -36,22 +30,19 @@ import org.apache.flink.types.Row;
  * Python passed it through), then the users part as text: per user, in order of first appearance,
  * the fields {@link UserHistory#appendRequest} writes.
  */
-public final class UserStateOperator extends AbstractStreamOperator<byte[]>
-        implements OneInputStreamOperator<Row, byte[]>, BoundedOneInput {
+public final class UserStateOperator extends LingerBatcher<byte[]> implements OneInputStreamOperator<Row, byte[]> {
     private static final long serialVersionUID = 1L;
 
     private final HashSet<String> movingTypes;
     private final int historySize;
     private final long ttlMs;
     private final int maxEvents;
-    private final long lingerMs;
 
     private transient ValueState<byte[]> state;
     private transient LinkedHashMap<String, Slot> users; // this batch's users, their newest state
     private transient ByteArrayOutputStream eventBytes;
     private transient DataOutputStream events;
     private transient int pendingEvents;
-    private transient long timerAt;
 
     private static final class Slot {
         final int index;
@@ -64,30 +55,18 @@ public final class UserStateOperator extends AbstractStreamOperator<byte[]>
     }
 
     public UserStateOperator(Set<String> movingTypes, int historySize, long ttlMs, int maxEvents, long lingerMs) {
+        super(lingerMs);
         this.movingTypes = new HashSet<>(movingTypes);
         this.historySize = Math.max(1, historySize);
         this.ttlMs = Math.max(0L, ttlMs);
         this.maxEvents = Math.max(1, maxEvents);
-        this.lingerMs = Math.max(0L, lingerMs);
     }
 
     @Override
     public void open() throws Exception {
         super.open();
-        ValueStateDescriptor<byte[]> descriptor =
-                new ValueStateDescriptor<>("user", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO);
-        if (ttlMs > 0) {
-            // Frees the memory of users who never come back; the rule itself resets an idle user by
-            // event time (UserHistory.apply), so a replay resets the same users.
-            descriptor.enableTimeToLive(StateTtlConfig.newBuilder(Duration.ofMillis(ttlMs))
-                    .setUpdateType(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                    .setStateVisibility(StateTtlConfig.StateVisibility.ReturnExpiredIfNotCleanedUp)
-                    .cleanupFullSnapshot()
-                    .build());
-        }
-        state = getRuntimeContext().getState(descriptor);
+        state = getRuntimeContext().getState(UserTtl.descriptor("user", ttlMs));
         reset();
-        timerAt = -1L;
     }
 
     private void reset() {
@@ -128,35 +107,11 @@ public final class UserStateOperator extends AbstractStreamOperator<byte[]>
         UserHistory.writeString(events, query);
         pendingEvents++;
 
-        if (pendingEvents >= maxEvents) {
-            emit();
-        } else if (timerAt < 0) {
-            timerAt = getProcessingTimeService().getCurrentProcessingTime() + lingerMs;
-            getProcessingTimeService().registerTimer(timerAt, t -> {
-                timerAt = -1L;
-                emit();
-            });
-        }
+        added(pendingEvents >= maxEvents);
     }
 
     @Override
-    public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
-        super.prepareSnapshotPreBarrier(checkpointId);
-        emit();
-    }
-
-    @Override
-    public void endInput() throws Exception {
-        emit();
-    }
-
-    @Override
-    public void finish() throws Exception {
-        emit();
-        super.finish();
-    }
-
-    private void emit() throws IOException {
+    void emit() throws IOException {
         if (pendingEvents == 0) {
             return;
         }
