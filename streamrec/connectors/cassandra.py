@@ -132,7 +132,9 @@ def datetime_to_ms(dt: datetime) -> int:
     # the driver returns naive datetimes in UTC
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    # Rounded, not floored: the driver makes the datetime from float seconds, which for late dates
+    # lands just below the stored millisecond (31220835644905 ms, in 2959, read as ...44.904999 s).
+    return round((dt - _EPOCH) / timedelta(milliseconds=1))
 
 
 def qualified(keyspace: str, table: str) -> str:

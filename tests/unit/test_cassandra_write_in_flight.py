@@ -199,3 +199,13 @@ def test_a_missing_product_or_query_is_left_unset_not_stored_as_a_tombstone():
     # the recommendations row is rewritten in place: a None there must still clear the old value
     (_, _), (_, recs) = writer.bound(row("e1", "view", "p9", None))
     assert recs[7] is None
+
+
+def test_a_stored_timestamp_reads_back_as_the_same_millisecond_up_to_the_year_3000():
+    from cassandra.util import datetime_from_timestamp
+
+    from streamrec.connectors.cassandra import datetime_to_ms
+
+    # the driver turns a timestamp into a datetime through float seconds: late dates land just below
+    for ms in (0, 1_700_000_000_123, 31220835644905, 32503679999999):
+        assert datetime_to_ms(datetime_from_timestamp(ms / 1000.0)) == ms
