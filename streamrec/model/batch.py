@@ -149,6 +149,12 @@ def encode_event_part(events: Sequence[tuple[int, int, Event]]) -> bytes:
     return bytes(out)
 
 
+def request_event_part(data: bytes) -> bytes:
+    """The events part of a ``UserStateOperator`` batch (see :func:`encode_rank_request`)."""
+    (n,) = _INT.unpack_from(data, 0)
+    return data[4:4 + n]
+
+
 def decode_event_part(data: bytes) -> list[tuple[int, int, Event]]:
     """(slot, write timestamp, event) of each event of a batch's events part."""
     out = []

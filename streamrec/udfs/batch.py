@@ -10,7 +10,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import ProcessFunction, RuntimeContext
 from pyflink.datastream.functions import BroadcastProcessFunction
 
-from streamrec.model.batch import BatchRanker, decode_event_part, decode_rank_request, parse_batch
+from streamrec.model.batch import BatchRanker, decode_event_part, parse_batch, request_event_part
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.variants import Variants
 from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, KNOWN_PRODUCTS_STATE, CatalogLoader, FailOnce
@@ -112,10 +112,9 @@ class RankBatch(BroadcastProcessFunction):
     def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         if not self._synced:
             self._sync(ctx.get_broadcast_state(CONTROL_STATE))
-        events_block, users = decode_rank_request(value)
         if self._fail_once is not None:  # the test hook counts events, as the per-event operator does
-            self._fail_once.record(len(decode_event_part(events_block)))
-        answer, dead = self._ranker.rank_decoded(events_block, users)
+            self._fail_once.record(len(decode_event_part(request_event_part(value))))
+        answer, dead = self._ranker.rank(value)
         for letter in dead:
             yield DLQ_TAG, letter.to_json()
         yield answer
