@@ -23,7 +23,7 @@ from streamrec.config import Config
 from streamrec.connectors.javasupport import POPULARITY_CLASS_NAME, add_support_jar, java_class
 from streamrec.model.model import ModelParams
 from streamrec.model.variants import Variants
-from streamrec.udfs.batch import BATCH, ParseBatch, ParseBatchLive, RankBatch
+from streamrec.udfs.batch import BATCH, ParseBatch, RankBatch
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
@@ -119,6 +119,18 @@ def parse_products(raw_products: Optional[DataStream], config: Config, catalog_l
     ).name("parse-products").uid("parse-products")
 
 
+def parse_events(raw: DataStream, products: Optional[DataStream], parser: ParseEvents, output_type: Any
+                 ) -> DataStream:
+    """``parser`` on the raw stream; with product updates, it also learns of the products published
+    while the job runs (so events naming them are valid). Bad records -> its DLQ_TAG side output."""
+    if products is None:
+        parsed = raw.process(parser, output_type=output_type)
+    else:
+        parsed = raw.connect(products.broadcast(KNOWN_PRODUCTS_STATE)).process(ParseEventsLive(parser),
+                                                                                output_type=output_type)
+    return parsed.name("parse-events").uid("parse-events")
+
+
 def trending_and_control(env: StreamExecutionEnvironment, events: DataStream, products: Optional[DataStream],
                          config: Config) -> tuple[DataStream, DataStream]:
     """Trending (popularity counted in the JVM, merged and decayed by one Python instance), and the
@@ -146,16 +158,9 @@ def build_pipeline(
 
     products = parse_products(raw_products, config, catalog_loader)
 
-    # str -> Row(EVENT_FIELDS); bad records -> side output. The parser learns of products published
-    # while the job runs, so events naming them are valid.
-    if products is None:
-        events = raw_events.process(
-            ParseEvents(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
-        ).name("parse-events").uid("parse-events")
-    else:
-        events = raw_events.connect(products.broadcast(KNOWN_PRODUCTS_STATE)).process(
-            ParseEventsLive(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=EVENT_ROW
-        ).name("parse-events").uid("parse-events")
+    # str -> Row(EVENT_FIELDS); bad records -> side output
+    events = parse_events(raw_events, products, ParseEvents(catalog_loader, config.max_record_bytes,
+                                                            config.max_query_chars), EVENT_ROW)
     dead_letters = events.get_side_output(DLQ_TAG)
     trending, control = trending_and_control(env, events, products, config)
     if products is not None:
@@ -198,14 +203,8 @@ def build_batch_pipeline(
     batches = _java_transform(raw_events, "batch-records", BATCH, java_class(RECORD_BATCHER_CLASS_NAME)(
         config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms))
     # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
-    if products is None:
-        parsed = batches.process(
-            ParseBatch(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=BATCH
-        ).name("parse-events").uid("parse-events")
-    else:
-        parsed = batches.connect(products.broadcast(KNOWN_PRODUCTS_STATE)).process(
-            ParseBatchLive(catalog_loader, config.max_record_bytes, config.max_query_chars), output_type=BATCH
-        ).name("parse-events").uid("parse-events")
+    parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.max_record_bytes,
+                                                        config.max_query_chars), BATCH)
     dead_letters = parsed.get_side_output(DLQ_TAG)
     # byte[] -> Row(EVENT_FIELDS), one per event
     events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())

@@ -7,31 +7,23 @@ import logging
 from typing import Any, Iterable, Optional
 
 from pyflink.common import Row, Types
-from pyflink.datastream import ProcessFunction, RuntimeContext
+from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import BroadcastProcessFunction
 
 from streamrec.model.batch import BatchRanker, decode_event_part, parse_batch, request_event_part
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.variants import Variants
-from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, KNOWN_PRODUCTS_STATE, CatalogLoader, FailOnce
+from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, CatalogLoader, FailOnce, ParseEvents
 
 log = logging.getLogger(__name__)
 
 BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())  # arrives in Python as bytes, no per-element conversion
 
 
-class ParseBatch(ProcessFunction):
+class ParseBatch(ParseEvents):
     """A batch of raw records -> one block of valid events; bad records -> DLQ_TAG, one JSON dead
-    letter each (same codes as the per-record parser: it is the same parser)."""
-
-    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
-        self._load = catalog_loader
-        self._max_record_bytes = max_record_bytes
-        self._max_query_chars = max_query_chars
-        self.known: set[str] = set()
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.known = set(self._load().product_ids)
+    letter each (same codes as the per-record parser: it is the same parser). Wrap it in
+    ParseEventsLive to learn the products published while the job runs."""
 
     def parse(self, value: bytes) -> Iterable[Any]:
         events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars)
@@ -39,33 +31,6 @@ class ParseBatch(ProcessFunction):
             yield DLQ_TAG, letter.to_json()
         if events:
             yield events
-
-    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        return self.parse(value)
-
-
-class ParseBatchLive(BroadcastProcessFunction):
-    """ParseBatch that also knows the products published while the job runs (the broadcast side)."""
-
-    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
-        self._parser = ParseBatch(catalog_loader, max_record_bytes, max_query_chars)
-        self._synced = False
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._parser.open(runtime_context)
-        self._synced = False
-
-    def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
-        if not self._synced:  # after a restore: the products added before the checkpoint
-            self._parser.known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
-            self._synced = True
-        return self._parser.parse(value)
-
-    def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
-        if value.kind == "product" and value.key not in self._parser.known:
-            ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).put(value.key, True)
-            self._parser.known.add(value.key)
-        return []
 
 
 class RankBatch(BroadcastProcessFunction):

@@ -80,14 +80,14 @@ class ParseEvents(ProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.known = set(self._load().product_ids)
 
-    def parse(self, value: str) -> Iterable[Any]:
+    def parse(self, value: Any) -> Iterable[Any]:
         parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars)
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
             yield event_to_row(parsed)
 
-    def process_element(self, value: str, ctx: ProcessFunction.Context) -> Iterable[Any]:
+    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterable[Any]:
         return self.parse(value)
 
 
@@ -96,18 +96,19 @@ KNOWN_PRODUCTS_STATE = MapStateDescriptor("known-products", Types.STRING(), Type
 
 
 class ParseEventsLive(BroadcastProcessFunction):
-    """ParseEvents that also knows the products published while the job runs (the broadcast side),
-    so that events naming a new product are not dead-lettered as UNKNOWN_PRODUCT."""
+    """A parser (ParseEvents, or the fast path's ParseBatch) that also knows the products published
+    while the job runs (the broadcast side), so that events naming a new product are not
+    dead-lettered as UNKNOWN_PRODUCT."""
 
-    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
-        self._parser = ParseEvents(catalog_loader, max_record_bytes, max_query_chars)
+    def __init__(self, parser: ParseEvents) -> None:
+        self._parser = parser
         self._synced = False
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._parser.open(runtime_context)
         self._synced = False
 
-    def process_element(self, value: str, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
+    def process_element(self, value: Any, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         if not self._synced:  # after a restore: the products added before the checkpoint
             self._parser.known.update(k for k, _ in ctx.get_broadcast_state(KNOWN_PRODUCTS_STATE).items())
             self._synced = True
