@@ -93,13 +93,13 @@ class Expectation:
     """What the job must have written after processing the records fed so far, in that order."""
 
     def __init__(self, catalog: Catalog, variants: Variants, max_record_bytes: int = 64 * 1024,
-                 max_query_chars: int = 1024, user_ttl_ms: int = 0, exact_ab_counts: bool = True) -> None:
+                 max_query_chars: int = 1024, user_ttl_ms: int = 0, ranks_every_event: bool = True) -> None:
         self.catalog = catalog
         # The per-event job ranks after every event, so a user's impressions and hits, and the row
         # of a user whose newest events left them cold, follow from the topic alone. The fast path
         # ranks a user once per batch, so they depend on where batches were cut: only their bounds
         # can be checked there (see ab_counts_fit and recommendations).
-        self.exact_ab_counts = exact_ab_counts
+        self.ranks_every_event = ranks_every_event
         self.variants = variants
         self._known = frozenset(catalog.product_ids)
         self._max_record_bytes = max_record_bytes
@@ -171,7 +171,7 @@ class Expectation:
         earlier event of the same batch was never written. For such users no row is sure; what is
         stored is checked by :meth:`maybe_trending`'s rules and must not be newer than the topic."""
         return {u: s.recs for u, s in self.users.items()
-                if s.recs is not None and (self.exact_ab_counts or s.maybe_trending is None)}
+                if s.recs is not None and (self.ranks_every_event or s.maybe_trending is None)}
 
     def maybe_trending(self) -> dict[str, ExpectedRecs]:
         """Per user whose newest events were cold-start events: the newest of them."""
@@ -198,7 +198,7 @@ def ab_counts_fit(got: Any, want: ExpectedRecs, expect: Expectation, user: str) 
     decides what each event saw, at least possible: 0 <= hits <= impressions < the user's events."""
     if got.variant != want.variant:
         return False
-    if expect.exact_ab_counts:
+    if expect.ranks_every_event:
         return (got.impressions, got.hits) == (want.impressions, want.hits)
     state = expect.user_state(user)
     events = 0 if state is None else state.seq
@@ -448,7 +448,7 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
         if m is not None and got_r.source == "trending":
             _check_trending(user, got_r, m, expect, report)
             continue
-        if w is None and m is not None and not expect.exact_ab_counts and got_r.source == "personal" \
+        if w is None and m is not None and not expect.ranks_every_event and got_r.source == "personal" \
                 and (got_r.event_ts or 0) <= m.event_ts:
             continue  # the fast path: a personal row of an earlier batch, before the user went cold
         if w is None:
@@ -541,7 +541,7 @@ class Verifier:
         self.catalog = catalog if catalog is not None else CatalogFromConfig(config)()
         self.expect = Expectation(self.catalog, Variants.from_config(config), config.max_record_bytes,
                                   config.max_query_chars, config.user_ttl_ms,
-                                  exact_ab_counts=config.hot_path == "per-event")
+                                  ranks_every_event=config.hot_path == "per-event")
         self._events = TopicReader(config, config.events_topic)
         self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
         self._letters: list[Optional[bytes]] = []
