@@ -109,6 +109,10 @@ class Config:
     # --- input limits (anything beyond goes to the dead-letter topic) --------------------------
     max_record_bytes: int = 64 * 1024
     max_query_chars: int = 1024
+    # How far an event's ts may lead the clock of the job when it reads the record (FUTURE_TS
+    # beyond: one producer's clock must not drive trending or the idle-user TTL). Only the future is
+    # bounded: replays of old history are fine. 0: no limit.
+    max_ts_lead_ms: int = 5 * 60_000
 
     # --- job ---------------------------------------------------------------------------------
     # 0: Flink decides (`flink run -p N`, else the cluster's parallelism.default; 1 on the local

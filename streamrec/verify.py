@@ -39,7 +39,7 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import BadRecord, internal_dead_letter, parse_guarded
+from streamrec.model.events import FUTURE_TS, BadRecord, Event, internal_dead_letter, latest_ts, parse_guarded
 from streamrec.model.model import (
     ModelParams,
     UserState,
@@ -93,7 +93,8 @@ class Expectation:
     """What the job must have written after processing the records fed so far, in that order."""
 
     def __init__(self, catalog: Catalog, variants: Variants, max_record_bytes: int = 64 * 1024,
-                 max_query_chars: int = 1024, user_ttl_ms: int = 0, ranks_every_event: bool = True) -> None:
+                 max_query_chars: int = 1024, user_ttl_ms: int = 0, ranks_every_event: bool = True,
+                 max_ts_lead_ms: int = 0) -> None:
         self.catalog = catalog
         # The per-event job ranks after every event, so a user's impressions and hits, and the row
         # of a user whose newest events left them cold, follow from the topic alone. The fast path
@@ -105,6 +106,13 @@ class Expectation:
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
         self._user_ttl_ms = user_ttl_ms
+        self._max_ts_lead_ms = max_ts_lead_ms
+        # The clock rule (FUTURE_TS) depends on when the job read a record, which the topic does not
+        # say: it was no earlier than the record's Kafka timestamp and no later than verify's clock
+        # (``now_ms``, set before each read). Between the two bounds the dead-letter topic decides:
+        # ``refused_future`` holds the payloads of the FUTURE_TS letters read from it.
+        self.now_ms: Optional[int] = None
+        self.refused_future: set[str] = set()
         self._masks = {name: eligible_mask(catalog, p) for name, p in variants.params.items()}
         self.users: dict[str, _User] = {}
         self.events: dict[EventKey, EventValue] = {}
@@ -113,12 +121,22 @@ class Expectation:
         self.valid = 0
         self.conflicts: list[str] = []  # one primary key, two different events in the topic
 
-    def feed(self, value: Union[str, bytes, None], partition: int = 0) -> None:
-        """One record value of the events topic, as the job's source hands it over."""
+    def feed(self, value: Union[str, bytes, None], partition: int = 0, record_ts: Optional[int] = None) -> None:
+        """One record value of the events topic, as the job's source hands it over; ``record_ts``:
+        its Kafka timestamp (epoch ms; None or negative: unknown)."""
         self.records += 1
         # A record without a value (a tombstone) reaches the parser as "" (NullSafeStringSchema).
         text = "" if value is None else value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-        parsed = parse_guarded(text, self._known, self._max_record_bytes, self._max_query_chars)
+        now = int(time.time() * 1000) if self.now_ms is None else self.now_ms
+        # refused for sure when ts leads verify's clock by more than the lead: the job accepts an event
+        # only once its own clock has reached ts minus the lead (clocks in sync assumed)
+        parsed = parse_guarded(text, self._known, self._max_record_bytes, self._max_query_chars,
+                               latest_ts(now, self._max_ts_lead_ms))
+        if isinstance(parsed, Event) and self._max_ts_lead_ms > 0 and text in self.refused_future:
+            earliest = min(now, record_ts) if record_ts is not None and record_ts >= 0 else None
+            if earliest is None or earliest + self._max_ts_lead_ms < parsed.ts:
+                # the job may have read it while it was still too far ahead, and its letter says it did
+                parsed = BadRecord(FUTURE_TS, "ahead of the job's clock when it read the record", text)
         if isinstance(parsed, BadRecord):
             self.dead_letters[(parsed.code, parsed.payload)] += 1
             return
@@ -280,16 +298,19 @@ class TopicReader:
         return wanted
 
     def read(self, timeout: float = 120.0) -> list[tuple[int, int, Optional[bytes]]]:
-        """(partition, offset, value) of every new record, each partition in offset order."""
+        """(partition, offset, value) of every new record, each partition in offset order; the
+        records' Kafka timestamps (epoch ms) in the same order are in :attr:`timestamps`."""
         tps = self._assign()
         end = self._consumer.end_offsets(tps)
         out: list[tuple[int, int, Optional[bytes]]] = []
+        self.timestamps: list[int] = []
         deadline = time.monotonic() + timeout
         while any(self._consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {self.topic!r} up to offsets {end} took over {timeout:.0f} s")
             for tp, records in self._consumer.poll(timeout_ms=1000).items():
                 out.extend((tp.partition, r.offset, r.value) for r in records)
+                self.timestamps.extend(r.timestamp for r in records)
         return out
 
     def close(self) -> None:
@@ -508,6 +529,21 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
     return report
 
 
+def future_ts_payloads(letters: Iterable[Optional[bytes]]) -> set[str]:
+    """The payloads of the FUTURE_TS dead letters among ``letters``."""
+    out = set()
+    for raw in letters:
+        if raw is None or FUTURE_TS.encode() not in raw:  # most letters: no JSON decode
+            continue
+        try:
+            letter = json.loads(raw.decode("utf-8", errors="replace"))
+            if letter.get("error") == FUTURE_TS:
+                out.add(str(letter["payload"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
 def _check_trending(user: str, got: StoredRecs, newest: ExpectedRecs, expect: Expectation, report: Report) -> None:
     """A trending row: its products depend on timing, so check the rules it must follow."""
     rc = report.recommendations
@@ -541,7 +577,8 @@ class Verifier:
         self.catalog = catalog if catalog is not None else CatalogFromConfig(config)()
         self.expect = Expectation(self.catalog, Variants.from_config(config), config.max_record_bytes,
                                   config.max_query_chars, config.user_ttl_ms,
-                                  ranks_every_event=config.hot_path == "per-event")
+                                  ranks_every_event=config.hot_path == "per-event",
+                                  max_ts_lead_ms=config.max_ts_lead_ms)
         self._events = TopicReader(config, config.events_topic)
         self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
         self._letters: list[Optional[bytes]] = []
@@ -549,13 +586,18 @@ class Verifier:
 
     def check(self) -> Report:
         started = time.monotonic()
+        # the clock before the events are read: the job read each of them no later than this
+        self.expect.now_ms = int(time.time() * 1000)
         new = self._events.read()
-        for partition, _offset, value in new:
-            self._partitions.add(partition)
-            self.expect.feed(value, partition)
-        log.info("read %d new record(s) of %s (%d in all)", len(new), self.config.events_topic, self.expect.records)
         if self._dlq is not None:
-            self._letters.extend(v for _, _, v in self._dlq.read())
+            # before the events are fed: the FUTURE_TS letters decide the records the clock cannot
+            letters = [v for _, _, v in self._dlq.read()]
+            self._letters.extend(letters)
+            self.expect.refused_future.update(future_ts_payloads(letters))
+        for (partition, _offset, value), record_ts in zip(new, self._events.timestamps):
+            self._partitions.add(partition)
+            self.expect.feed(value, partition, record_ts)
+        log.info("read %d new record(s) of %s (%d in all)", len(new), self.config.events_topic, self.expect.records)
         stored_events, stored_recs = read_store(self.config)
         log.info("read %d event row(s) and %d recommendation row(s) from %s", len(stored_events), len(stored_recs),
                  self.config.keyspace)

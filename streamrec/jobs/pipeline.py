@@ -160,7 +160,8 @@ def build_pipeline(
 
     # str -> Row(EVENT_FIELDS); bad records -> side output
     events = parse_events(raw_events, products, ParseEvents(catalog_loader, config.max_record_bytes,
-                                                            config.max_query_chars), EVENT_ROW)
+                                                            config.max_query_chars, config.max_ts_lead_ms),
+                          EVENT_ROW)
     dead_letters = events.get_side_output(DLQ_TAG)
     trending, control = trending_and_control(env, events, products, config)
     if products is not None:
@@ -204,7 +205,7 @@ def build_batch_pipeline(
         config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms))
     # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
     parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.max_record_bytes,
-                                                        config.max_query_chars), BATCH)
+                                                        config.max_query_chars, config.max_ts_lead_ms), BATCH)
     dead_letters = parsed.get_side_output(DLQ_TAG)
     # byte[] -> Row(EVENT_FIELDS), one per event
     events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())

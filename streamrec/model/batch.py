@@ -79,14 +79,15 @@ def decode_events(data: bytes) -> list[Event]:
 
 
 def parse_batch(data: bytes, known_products: Optional[Container[str]], max_record_bytes: int,
-                max_query_chars: int) -> tuple[bytes, list[BadRecord]]:
+                max_query_chars: int, max_ts: Optional[int] = None) -> tuple[bytes, list[BadRecord]]:
     """A ``RecordBatcher`` batch -> (the valid events as one UTF-8 block, the dead letters), both in
     input order. Never raises for one record's sake: the parser's own failures become ``INTERNAL``
-    dead letters, and so does an event whose text cannot be framed (a rule the parser missed)."""
+    dead letters, and so does an event whose text cannot be framed (a rule the parser missed).
+    ``max_ts``: the clock rule's bound for the whole batch (``events.latest_ts``), None for none."""
     lines: list[str] = []
     dead: list[BadRecord] = []
     for raw in decode_raw_batch(data):
-        parsed = parse_guarded(raw, known_products, max_record_bytes, max_query_chars)
+        parsed = parse_guarded(raw, known_products, max_record_bytes, max_query_chars, max_ts)
         if isinstance(parsed, BadRecord):
             dead.append(parsed)
             continue

@@ -10,6 +10,11 @@ row crosses to Java), hold no character of :data:`FORBIDDEN_CATEGORIES` or :data
 (they rewrite a terminal or reorder what it shows) and have 1..``max_chars`` characters. A record
 that breaks it is dead-lettered as ``BAD_ID``; an id is never altered (no trimming, no
 normalisation): what the producer sent is what the store holds, byte for byte.
+
+The clock rule: an event whose ``ts`` is later than ``max_ts`` (the job's clock plus the allowed
+lead, :func:`latest_ts`, computed once per batch by the caller) is dead-lettered as ``FUTURE_TS``,
+so that no producer's clock (or unit mistake) can drive trending or the idle-user TTL from the
+future. It is the parser's last check: a record refused for anything else keeps that code.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ OVERSIZED = "OVERSIZED"
 NON_FINITE = "NON_FINITE"
 BAD_ID = "BAD_ID"  # an id or a query that breaks the text rule (text_problem)
 INTERNAL = "INTERNAL"  # an exception raised by one record's own processing (internal_dead_letter)
+FUTURE_TS = "FUTURE_TS"  # ts further ahead of the job's clock than the allowed lead (latest_ts)
 ERROR_CODES = (NOT_JSON, MISSING_FIELD, WRONG_TYPE, UNKNOWN_TYPE, UNKNOWN_PRODUCT, OVERSIZED, NON_FINITE, BAD_ID,
-               INTERNAL)
+               INTERNAL, FUTURE_TS)
 
 MAX_ID_CHARS = 256
 
@@ -67,6 +73,13 @@ def text_problem(value: str, max_chars: int = MAX_ID_CHARS) -> Optional[str]:
             kind = "a lone surrogate" if unicodedata.category(ch) == "Cs" else "a control character"
             return f"holds {kind} (U+{ord(ch):04X}) at position {i}"
     return None
+
+
+def latest_ts(now_ms: int, max_lead_ms: int) -> Optional[int]:
+    """The newest event time (epoch ms) the parser accepts when the clock reads ``now_ms``, or None
+    (no limit) when ``max_lead_ms`` is 0 or less. Callers read the clock once per batch and pass the
+    result as ``max_ts``: the hot path then pays one comparison per event."""
+    return now_ms + max_lead_ms if max_lead_ms > 0 else None
 
 
 @dataclass(frozen=True)
@@ -106,8 +119,10 @@ def parse_event(
     known_products: Optional[Container[str]] = None,
     max_record_bytes: int = 64 * 1024,
     max_query_chars: int = 1024,
+    max_ts: Optional[int] = None,
 ) -> Union[Event, BadRecord]:
-    """Validate one raw record against the event contract (see ARCHITECTURE.md)."""
+    """Validate one raw record against the event contract (see ARCHITECTURE.md); ``max_ts``: the
+    clock rule's bound (:func:`latest_ts`), None for none."""
     if isinstance(raw, bytes):
         size = len(raw)
         text = raw.decode("utf-8", errors="replace")
@@ -183,6 +198,9 @@ def parse_event(
         return bad(MISSING_FIELD, f"a {etype!r} event needs 'product_id'")
     if product_id is not None and known_products is not None and product_id not in known_products:
         return bad(UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog")
+    if max_ts is not None and ts > max_ts:
+        return bad(FUTURE_TS, f"'ts' {ts} is ahead of the clock by more than the allowed lead (latest accepted: "
+                              f"{max_ts})")
 
     return Event(obj["event_id"], obj["user_id"], ts, etype, product_id, query)
 
@@ -221,6 +239,7 @@ def parse_guarded(
     known_products: Optional[Container[str]] = None,
     max_record_bytes: int = 64 * 1024,
     max_query_chars: int = 1024,
+    max_ts: Optional[int] = None,
 ) -> Union[Event, BadRecord]:
     """:func:`parse_event` that never raises: what the job's parsers and ``verify`` call."""
-    return guarded(parse_event, raw, known_products, max_record_bytes, max_query_chars)
+    return guarded(parse_event, raw, known_products, max_record_bytes, max_query_chars, max_ts)

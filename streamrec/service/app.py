@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import UNKNOWN_PRODUCT, BadRecord, Event, parse_event
+from streamrec.model.events import UNKNOWN_PRODUCT, BadRecord, Event, latest_ts, parse_event
 from streamrec.query import catalog_details, recommendations_answer, similar_answer, split_ids, trending_answer
 from streamrec.service.backend import Backend
 
@@ -287,8 +287,9 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         body = await _read_body(request, config.serve_max_body_bytes)
         raws = _split_batch(body, config.serve_max_batch)
         catalog = catalog_or_503()
+        max_ts = latest_ts(int(time.time() * 1000), config.max_ts_lead_ms)  # the job would refuse it (FUTURE_TS)
         parsed = [parse_event(raw, known_products=catalog.index, max_record_bytes=config.max_record_bytes,
-                              max_query_chars=config.max_query_chars) for raw in raws]
+                              max_query_chars=config.max_query_chars, max_ts=max_ts) for raw in raws]
         bad = [(i, p) for i, p in enumerate(parsed) if isinstance(p, BadRecord)]
         if bad:
             metrics.events.labels("rejected").inc(len(bad))

@@ -15,7 +15,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import Event, parse_event
+from streamrec.model.events import Event, latest_ts, parse_event
 from streamrec.model.model import ModelParams
 from streamrec.model.trending import DecayedPopularity
 
@@ -78,9 +78,12 @@ class TrendingTracker:
         self._dirty = False
 
     def add_raw(self, raw: bytes, known: Optional[Catalog]) -> None:
+        # the job's clock rule with the service's clock: an event from the future must not move `_now`
+        # (one at year 2999 would decay every real product to nothing, for good)
         parsed = parse_event(raw, known_products=known.index if known is not None else None,
                              max_record_bytes=self._config.max_record_bytes,
-                             max_query_chars=self._config.max_query_chars)
+                             max_query_chars=self._config.max_query_chars,
+                             max_ts=latest_ts(int(time.time() * 1000), self._config.max_ts_lead_ms))
         if isinstance(parsed, Event):
             self.add(parsed)
 

@@ -26,7 +26,9 @@ class ParseBatch(ParseEvents):
     ParseEventsLive to learn the products published while the job runs."""
 
     def parse(self, value: bytes) -> Iterable[Any]:
-        events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars)
+        # the job's clock, once per batch: every event of the batch is held to the same bound
+        events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars,
+                                   self.max_ts())
         for letter in dead:
             yield DLQ_TAG, letter.to_json()
         if events:

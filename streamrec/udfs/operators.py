@@ -21,7 +21,7 @@ from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcas
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import BadRecord, Event, guarded, internal_dead_letter, parse_guarded
+from streamrec.model.events import BadRecord, Event, guarded, internal_dead_letter, latest_ts, parse_guarded
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.model import (
     UserState,
@@ -69,19 +69,26 @@ def row_to_event(r: Row) -> Event:
 
 
 class ParseEvents(ProcessFunction):
-    """raw JSON string -> EVENT_ROW; bad input -> DLQ_TAG as a JSON dead letter."""
+    """raw JSON string -> EVENT_ROW; bad input -> DLQ_TAG as a JSON dead letter. ``max_ts_lead_ms``:
+    how far an event's ts may lead this TaskManager's clock (0: no limit; see events.latest_ts)."""
 
-    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int) -> None:
+    def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int,
+                 max_ts_lead_ms: int = 0) -> None:
         self._load = catalog_loader
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
+        self._max_ts_lead_ms = max_ts_lead_ms
         self.known: set[str] = set()  # product ids events may name
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.known = set(self._load().product_ids)
 
+    def max_ts(self) -> Optional[int]:
+        """The clock rule's bound now (processing time: the wall clock of the parsing TaskManager)."""
+        return latest_ts(int(time.time() * 1000), self._max_ts_lead_ms)
+
     def parse(self, value: Any) -> Iterable[Any]:
-        parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars)
+        parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars, self.max_ts())
         if isinstance(parsed, BadRecord):
             yield DLQ_TAG, parsed.to_json()
         else:
