@@ -124,7 +124,8 @@ class Config:
     # Comma-separated jar paths/URLs the job needs (the Kafka connector); filled in by the setup.
     jars: str = ""
     # Where the job writes checkpoints (a URI or path). Empty: the cluster's setting
-    # (flink-conf/config.yaml), or the JobManager's memory on a local minicluster.
+    # (flink-conf/config.yaml), or a fresh temporary folder on a local minicluster (never the
+    # JobManager's memory, which refuses a state over 5 MB).
     checkpoint_dir: str = ""
     # A Python operator hands its results back to Java when a bundle ends: after this many ms or
     # records, whichever comes first (and before every checkpoint barrier). Longer bundles amortise

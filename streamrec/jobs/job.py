@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Optional
 
 from pyflink.common import Configuration, WatermarkStrategy
@@ -49,6 +51,11 @@ def _venv_first_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
 
 
+def local_checkpoint_dir() -> Path:
+    """A fresh folder for a local minicluster's checkpoints when STREAMREC_CHECKPOINT_DIR is unset."""
+    return Path(tempfile.mkdtemp(prefix="streamrec-checkpoints-"))
+
+
 def create_env(config: Config) -> StreamExecutionEnvironment:
     # `flink run` sets PYFLINK_GATEWAY_PORT; without it the job starts a local minicluster
     local = "PYFLINK_GATEWAY_PORT" not in os.environ
@@ -74,6 +81,11 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         conf.set_string(key, value)
     if config.checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
+    elif local and config.checkpoint_interval_ms > 0:
+        # Without a folder a minicluster keeps checkpoints in the JobManager's memory, which refuses
+        # a state over 5 MB (~10,000 users): every checkpoint after that fails and fails the job
+        # over, for good. The folder only serves restarts inside this run.
+        conf.set_string("execution.checkpointing.dir", local_checkpoint_dir().as_uri())
     if local:
         # Python functions run with this process's interpreter (its venv has pyflink, pemja and our
         # code). Under `flink run`, -pyexec or the cluster's configuration decides.
