@@ -37,7 +37,12 @@ def connection_options(fn: F) -> F:
 
 
 def _config(**conn: Any) -> Config:
-    return Config.from_env(**conn)
+    config = Config.from_env(**conn)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:  # the addresses an "unreachable" message names (_Main.invoke)
+        ctx.meta["streamrec.config"] = config
+    return config
+
 
 
 def _output_option(fn: F) -> F:
@@ -92,10 +97,39 @@ SECURITY_EPILOG = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=SECURITY_EPILOG)
+class _Main(click.Group):
+    """The top command: a service that cannot be reached ends any command with one line naming it,
+    its address and what to do, and exit status 3 (streamrec.unreachable), not a driver's traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from streamrec.unreachable import EXIT_UNREACHABLE, unreachable
+
+            failure = unreachable(exc, ctx.meta.get("streamrec.config"))
+            if failure is None:
+                raise
+            if ctx.meta.get("streamrec.debug"):
+                import traceback
+
+                traceback.print_exc()
+            _err(f"error: {failure}")
+            ctx.exit(EXIT_UNREACHABLE)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=SECURITY_EPILOG)
 @click.version_option(package_name="streamrec")
-def main() -> None:
-    """streamrec: real-time recommendations (Kafka -> PyFlink -> Cassandra)."""
+@click.option("--debug", is_flag=True, envvar="STREAMREC_DEBUG", show_envvar=True,
+              help="Also print the traceback when a service cannot be reached.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """streamrec: real-time recommendations (Kafka -> PyFlink -> Cassandra).
+
+    Exit status: 0 done; 1 a negative answer (no recommendations, lines not sent, not consistent);
+    2 a usage error (verify: could not check); 3 Kafka, Cassandra or Flink could not be reached.
+    """
+    ctx.meta["streamrec.debug"] = debug
 
 
 # --- query side -------------------------------------------------------------------------------
@@ -270,7 +304,8 @@ def verify_cmd(wait: float, dead_letters: bool, output: str, **conn: Any) -> Non
 
     Reads the topic from the earliest offset to its current end, runs every record through the
     job's own functions in the job's order, and reports rows that are missing, extra, doubled,
-    stale or different. Exit status 0: consistent; 1: a difference; 2: could not check. Topics, catalog and model
+    stale or different. Exit status 0: consistent; 1: a difference; 2: could not check (3: Kafka or Cassandra
+    unreachable, as for every command). Topics, catalog and model
     settings come from the STREAMREC_* variables the job uses (STREAMREC_EVENTS_TOPIC,
     STREAMREC_DLQ_TOPIC, STREAMREC_CATALOG_PATH, STREAMREC_TOP_K, ...).
     """
@@ -286,6 +321,10 @@ def verify_cmd(wait: float, dead_letters: bool, output: str, **conn: Any) -> Non
     try:
         report = verify(config, wait=wait, dead_letters=dead_letters)
     except Exception as exc:  # could not check at all (no topic, no Cassandra, ...): not "inconsistent"
+        from streamrec.unreachable import unreachable
+
+        if unreachable(exc, config) is not None:
+            raise  # one line and exit status 3, as for every command
         _err(f"error: cannot verify: {type(exc).__name__}: {exc}")
         sys.exit(2)
     for warning in report.warnings:
@@ -711,7 +750,9 @@ def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, fl
     try:
         running = [j for j in _flink_jobs(jobmanager) if j["name"] == "streamrec" and j["state"] == "RUNNING"]
     except OSError as exc:
-        raise click.ClickException(f"no Flink cluster answers at {jobmanager} ({exc})") from exc
+        from streamrec.unreachable import Unreachable
+
+        raise Unreachable("Flink", jobmanager, str(getattr(exc, "reason", "") or exc)) from exc
     if running and not force:
         _err(f"job streamrec is already running on {jobmanager} ({running[0]['jid']}); --force submits another")
         return
