@@ -727,8 +727,10 @@ def _flink_jobs(rest: str) -> list[dict[str, Any]]:
 @click.option("-m", "--jobmanager", envvar="STREAMREC_FLINK_REST", show_envvar=True, default="127.0.0.1:8081",
               show_default=True, help="Flink REST address of the cluster.")
 @click.option("-p", "--parallelism", type=click.IntRange(1, 64))
-@click.option("--python", "python_exec", default=sys.executable, show_default=True,
-              help="Python interpreter on the TaskManagers (with streamrec installed).")
+@click.option("--python", "python_exec", default=None,
+              help="A Python with streamrec installed at this path on every TaskManager (a cluster that shares "
+                   "this machine's filesystem). Default: ship this interpreter, streamrec and its dependencies "
+                   "as one archive (-pyarch, built once per change into .stack/ship/; streamrec/shipping.py).")
 @click.option("--flink", "flink_bin", envvar="FLINK_BIN", show_envvar=True,
               help="The `flink` launcher (default: the one the apache-flink package ships).")
 @click.option("--force", is_flag=True, help="Submit even if a job named streamrec is already running there.")
@@ -736,7 +738,7 @@ def _flink_jobs(rest: str) -> list[dict[str, Any]]:
 @click.option("-s", "--from-savepoint", "savepoint", metavar="PATH",
               help="Resume from this savepoint (or retained checkpoint), at any parallelism up to 128.")
 @connection_options
-def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, flink_bin: Optional[str],
+def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: Optional[str], flink_bin: Optional[str],
                force: bool, timeout: float, savepoint: Optional[str], **conn: Any) -> None:
     """Submit the job to a Flink cluster with `flink run`; return once it is RUNNING.
 
@@ -758,8 +760,17 @@ def job_submit(jobmanager: str, parallelism: Optional[int], python_exec: str, fl
         return
     flink = flink_bin or str(Path(pyflink.__file__).parent / "bin" / "flink")
     job_py = Path(__file__).resolve().parent / "jobs" / "job.py"
-    cmd = [flink, "run", "-d", "-m", jobmanager, "-py", str(job_py), "-pyexec", python_exec,
-           "-pyclientexec", python_exec]
+    cmd = [flink, "run", "-d", "-m", jobmanager, "-py", str(job_py)]
+    if python_exec:
+        cmd += ["-pyexec", python_exec, "-pyclientexec", python_exec]
+    else:
+        from streamrec import shipping
+        from streamrec.localstack import stack_dir
+
+        shipped = shipping.build_archive(stack_dir() / "ship")
+        _err(f"shipping {shipped.path} ({shipped.size_bytes / 1e6:.0f} MB, {shipped.files} files; "
+             + (f"built in {shipped.seconds:.1f} s)" if shipped.built else "unchanged, not rebuilt)"))
+        cmd += shipping.flink_run_args(shipped.path)
     if parallelism is not None:
         cmd += ["-p", str(parallelism)]
     if savepoint:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -76,6 +77,27 @@ def flink_cluster(services):
     finally:
         if started:
             localstack.stop_flink(PROFILE)
+
+
+@pytest.fixture(scope="module")
+def isolated_flink_cluster(services):
+    """A second standalone cluster whose TaskManager runs as on another host (outside the checkout,
+    PATH and PYTHONPATH without the repository or its venv: localstack.isolated_host). Its own
+    Flink ports (10 above the profile's), so it runs beside `flink_cluster`; Kafka and Cassandra
+    are the session's."""
+    profile = dataclasses.replace(PROFILE, name=f"{PROFILE.name}-isolated",
+                                  flink_rest_port=PROFILE.flink_rest_port + 10,
+                                  flink_rpc_port=PROFILE.flink_rpc_port + 10)
+    started = not localstack.is_running(profile)["flink"]
+    if started:
+        localstack.start_flink(profile, taskmanagers=1, isolated=True)
+    try:
+        yield profile
+    finally:
+        if started:
+            localstack.stop_flink(profile)
+            # its copy of Flink and the unpacked Python of every job it ran (~700 MB)
+            shutil.rmtree(localstack.isolated_host_dir(profile), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,23 @@
 """`streamrec job submit` runs the job on a standalone Flink cluster (started from the wheel's
-scripts) with `flink run`; its results appear in the real Cassandra."""
+scripts) with `flink run`; its results appear in the real Cassandra. The job ships its own Python
+(streamrec/shipping.py), so it also runs on a TaskManager that cannot see this checkout."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 import urllib.request
+from pathlib import Path
 
 from streamrec import localstack
 from streamrec.runner import config_env, wait_for
 
 from .helpers import count_events, produce, read_store, uci_slice
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _jobs(profile) -> list[dict]:
@@ -19,16 +25,21 @@ def _jobs(profile) -> list[dict]:
         return json.load(r)["jobs"]
 
 
-def test_flink_run_on_a_standalone_cluster_writes_recommendations(flink_cluster, e2e_config, uci_history):
-    profile = flink_cluster
+def _submit_and_check(profile, e2e_config, uci_history) -> None:
+    """Submit with `streamrec job submit`, produce real purchases, check what Cassandra holds."""
     events = uci_slice(uci_history, users=5, per_user=20)
+    started = time.monotonic()
     submit = subprocess.run(
         [sys.executable, "-m", "streamrec.cli", "job", "submit", "-m", f"127.0.0.1:{profile.flink_rest_port}",
          "--flink", str(localstack.flink_bin("flink"))],
         env={**config_env(e2e_config), **localstack.flink_env(profile)},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=600,
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr
+    assert "-pyarch" in submit.stderr, submit.stderr  # the job shipped its Python
+    # a figure for the README (`pytest -s`), not a limit
+    print(f"\nsubmit to {profile.name}: {time.monotonic() - started:.1f} s until RUNNING; "
+          + next((line for line in submit.stderr.splitlines() if line.startswith("shipping")), ""))
     try:
         running = wait_for(lambda: [j for j in _jobs(profile) if j["state"] == "RUNNING"], timeout=120,
                            what="the submitted job to run")
@@ -47,3 +58,41 @@ def test_flink_run_on_a_standalone_cluster_writes_recommendations(flink_cluster,
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{profile.flink_rest_port}/jobs/{j['jid']}?mode=cancel", method="PATCH")
                 urllib.request.urlopen(req, timeout=10).close()
+
+
+def test_flink_run_on_a_standalone_cluster_writes_recommendations(flink_cluster, e2e_config, uci_history):
+    _submit_and_check(flink_cluster, e2e_config, uci_history)
+
+
+def _taskmanager_pids(profile) -> list[int]:
+    marker = str(localstack.run_dir(profile) / "flink") + os.sep
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if marker in cmdline and "TaskManagerRunner" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_the_job_ships_to_a_taskmanager_that_cannot_see_the_checkout(isolated_flink_cluster, e2e_config,
+                                                                     uci_history):
+    profile = isolated_flink_cluster
+    pids = _taskmanager_pids(profile)
+    assert len(pids) == 1
+    # the TaskManager is "on another host": nothing of this checkout on its PATH or PYTHONPATH, and
+    # it runs from a folder outside it
+    environ = dict(line.split("=", 1) for line in
+                   Path(f"/proc/{pids[0]}/environ").read_bytes().decode().split("\0") if "=" in line)
+    assert "PYTHONPATH" not in environ and "VIRTUAL_ENV" not in environ
+    assert not any(p == REPO or REPO in p.parents for p in
+                   (Path(x).resolve() for x in environ["PATH"].split(os.pathsep) if x))
+    cwd = Path(os.readlink(f"/proc/{pids[0]}/cwd"))
+    assert REPO not in cwd.parents and cwd != REPO
+    _submit_and_check(profile, e2e_config, uci_history)
+    # and its Python came from the shipped archive (Flink logs where the embedded interpreter came from)
+    logs = "".join(p.read_text(errors="replace")
+                   for p in (localstack.run_dir(profile) / "flink" / "log").glob("*taskexecutor*.log"))
+    assert "python exec from archives" in logs
