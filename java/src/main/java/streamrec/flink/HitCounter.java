@@ -1,15 +1,13 @@
 package streamrec.flink;
 
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
-import java.io.DataOutputStream;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Map;
 import java.util.Set;
 import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.streaming.api.operators.AbstractStreamOperator;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -30,6 +28,9 @@ public final class HitCounter extends AbstractStreamOperator<Row> implements One
     private final HashMap<String, Integer> topK;
     private final long ttlMs;
     private transient ValueState<byte[]> state;
+    // reused for every row: Flink's (unsynchronized) serializers, not a locking DataOutputStream
+    private transient DataInputDeserializer in;
+    private transient DataOutputSerializer out;
 
     public HitCounter(Map<String, Integer> topKByVariant, long ttlMs) {
         this.topK = new HashMap<>(topKByVariant);
@@ -40,6 +41,8 @@ public final class HitCounter extends AbstractStreamOperator<Row> implements One
     public void open() throws Exception {
         super.open();
         state = getRuntimeContext().getState(UserTtl.descriptor("hits", ttlMs));
+        in = new DataInputDeserializer();
+        out = new DataOutputSerializer(256);
     }
 
     @Override
@@ -57,7 +60,7 @@ public final class HitCounter extends AbstractStreamOperator<Row> implements One
         String[] shown = new String[0];
         byte[] raw = state.value();
         if (raw != null) {
-            DataInputStream in = new DataInputStream(new ByteArrayInputStream(raw));
+            in.setBuffer(raw);
             seq = in.readLong();
             maxTs = in.readLong();
             impressions = in.readLong();
@@ -85,8 +88,7 @@ public final class HitCounter extends AbstractStreamOperator<Row> implements One
             int k = topK.getOrDefault((String) row.getField(10), ids.length);
             shown = "personal".equals(source) ? Arrays.copyOf(ids, Math.min(k, ids.length)) : new String[0];
         }
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream(64 + 16 * shown.length);
-        DataOutputStream out = new DataOutputStream(bytes);
+        out.clear();
         out.writeLong(seq);
         out.writeLong(maxTs);
         out.writeLong(impressions);
@@ -95,7 +97,7 @@ public final class HitCounter extends AbstractStreamOperator<Row> implements One
         for (String s : shown) {
             UserHistory.writeString(out, s);
         }
-        state.update(bytes.toByteArray());
+        state.update(out.getCopyOfBuffer());
         row.setField(11, impressions);
         row.setField(12, hits);
         output.collect(element.replace(row));

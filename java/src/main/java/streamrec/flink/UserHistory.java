@@ -1,15 +1,15 @@
 package streamrec.flink;
 
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
-import java.io.DataOutputStream;
+import java.io.DataInput;
+import java.io.DataOutput;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataOutputSerializer;
 
 /**
  * What the fast path keeps per user in Flink keyed state: the newest moving events, purchases,
@@ -116,9 +116,15 @@ final class UserHistory {
     }
 
     byte[] encode() {
+        return encode(new DataOutputSerializer(64 + 32 * (history.size() + purchased.size())));
+    }
+
+    /** The state's bytes, built in {@code out} (cleared first; an operator reuses one: Flink's
+     *  serializer is unsynchronized, where every write of a DataOutputStream over a
+     *  ByteArrayOutputStream takes a lock). */
+    byte[] encode(DataOutputSerializer out) {
+        out.clear();
         try {
-            ByteArrayOutputStream bytes = new ByteArrayOutputStream(64 + 32 * (history.size() + purchased.size()));
-            DataOutputStream out = new DataOutputStream(bytes);
             out.writeByte(FORMAT);
             out.writeLong(seq);
             out.writeLong(maxTs);
@@ -132,7 +138,7 @@ final class UserHistory {
             }
             writeStrings(out, purchased);
             writeStrings(out, cart);
-            return bytes.toByteArray();
+            return out.getCopyOfBuffer();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -144,7 +150,7 @@ final class UserHistory {
             return s;
         }
         try {
-            DataInputStream in = new DataInputStream(new ByteArrayInputStream(data));
+            DataInputDeserializer in = new DataInputDeserializer(data);
             byte format = in.readByte();
             if (format != FORMAT) {
                 throw new IllegalStateException("user state of an unknown format " + format);
@@ -166,7 +172,7 @@ final class UserHistory {
         }
     }
 
-    static void writeString(DataOutputStream out, String s) throws IOException {
+    static void writeString(DataOutput out, String s) throws IOException {
         if (s == null) {
             out.writeInt(-1);
             return;
@@ -176,7 +182,7 @@ final class UserHistory {
         out.write(b);
     }
 
-    static String readString(DataInputStream in) throws IOException {
+    static String readString(DataInput in) throws IOException {
         int n = in.readInt();
         if (n < 0) {
             return null;
@@ -186,14 +192,14 @@ final class UserHistory {
         return new String(b, StandardCharsets.UTF_8);
     }
 
-    private static void writeStrings(DataOutputStream out, List<String> list) throws IOException {
+    private static void writeStrings(DataOutput out, List<String> list) throws IOException {
         out.writeInt(list.size());
         for (String s : list) {
             writeString(out, s);
         }
     }
 
-    private static void readStrings(DataInputStream in, List<String> into) throws IOException {
+    private static void readStrings(DataInput in, List<String> into) throws IOException {
         int n = in.readInt();
         for (int i = 0; i < n; i++) {
             into.add(readString(in));

@@ -1,7 +1,5 @@
 package streamrec.flink;
 
-import java.io.ByteArrayOutputStream;
-import java.io.DataOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -10,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
@@ -40,16 +39,18 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
 
     private transient ValueState<byte[]> state;
     private transient LinkedHashMap<String, Slot> users; // this batch's users, their newest state
-    private transient ByteArrayOutputStream eventBytes;
-    private transient DataOutputStream events;
+    private transient DataOutputSerializer events; // this batch's events part
+    private transient DataOutputSerializer stateBytes; // reused to encode one user's state
     private transient int pendingEvents;
 
     private static final class Slot {
         final int index;
+        final Object key; // the keyed state's key, to write the state back when the batch goes out
         UserHistory state;
 
-        Slot(int index, UserHistory state) {
+        Slot(int index, Object key, UserHistory state) {
             this.index = index;
+            this.key = key;
             this.state = state;
         }
     }
@@ -71,8 +72,11 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
 
     private void reset() {
         users = new LinkedHashMap<>();
-        eventBytes = new ByteArrayOutputStream(64 * 1024);
-        events = new DataOutputStream(eventBytes);
+        if (events == null) {
+            events = new DataOutputSerializer(64 * 1024);
+            stateBytes = new DataOutputSerializer(4 * 1024);
+        }
+        events.clear();
         pendingEvents = 0;
     }
 
@@ -89,9 +93,11 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
         Slot slot = users.get(userId);
         UserHistory before = slot != null ? slot.state : UserHistory.decode(state.value());
         UserHistory after = before.apply(type, ts, productId, query, movingTypes, historySize, ttlMs);
-        state.update(after.encode());
+        // the state is written once per user and batch, when the batch goes out (emit): a user's
+        // later events of the batch start from slot.state, and a barrier or the end of the input
+        // flushes the batch first, so a checkpoint never misses a write
         if (slot == null) {
-            slot = new Slot(users.size(), after);
+            slot = new Slot(users.size(), getCurrentKey(), after);
             users.put(userId, slot);
         } else {
             slot.state = after;
@@ -115,18 +121,20 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
         if (pendingEvents == 0) {
             return;
         }
-        events.flush();
-        byte[] eventPart = eventBytes.toByteArray();
         StringBuilder text = new StringBuilder(users.size() * 128);
         for (Map.Entry<String, Slot> u : users.entrySet()) {
+            Slot slot = u.getValue();
+            setCurrentKey(slot.key);
+            state.update(slot.state.encode(stateBytes));
             if (text.length() > 0) {
                 text.append(BatchText.RS);
             }
-            u.getValue().state.appendRequest(text, u.getKey());
+            slot.state.appendRequest(text, u.getKey());
         }
         byte[] userPart = text.toString().getBytes(StandardCharsets.UTF_8);
-        ByteBuffer out = ByteBuffer.allocate(4 + eventPart.length + userPart.length);
-        out.putInt(eventPart.length).put(eventPart).put(userPart);
+        int eventLength = events.length();
+        ByteBuffer out = ByteBuffer.allocate(4 + eventLength + userPart.length);
+        out.putInt(eventLength).put(events.getSharedBuffer(), 0, eventLength).put(userPart);
         output.collect(new StreamRecord<>(out.array()));
         reset();
     }

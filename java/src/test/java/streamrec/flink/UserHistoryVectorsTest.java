@@ -10,6 +10,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.runtime.checkpoint.OperatorSubtaskState;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.streaming.util.KeyedOneInputStreamOperatorTestHarness;
@@ -112,5 +113,67 @@ class UserHistoryVectorsTest {
                 assertThat(users).isEqualTo(c.get("request_users_text").asText());
             }
         }
+    }
+
+    @Test
+    void aJobRestoredFromACheckpointTakenMidStreamSendsWhatOneThatRanThroughSends() throws Exception {
+        // the operator writes each user's state when their batch goes out, not per event: the
+        // barrier's flush must write it before the snapshot, or the restored job forgets events
+        for (JsonNode c : vectors("user-state.json").get("cases")) {
+            List<JsonNode> events = new ArrayList<>();
+            c.get("events").forEach(events::add);
+            int cut = events.size() / 2 + 1;
+            byte[] ranThrough;
+            try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h = stateHarness(c)) {
+                h.setProcessingTime(0L);
+                h.open();
+                for (JsonNode e : events.subList(0, cut)) {
+                    h.processElement(row(e), 0L);
+                }
+                h.prepareSnapshotPreBarrier(1L);
+                for (JsonNode e : events.subList(cut, events.size())) {
+                    h.processElement(row(e), 0L);
+                }
+                h.endInput();
+                List<byte[]> out = h.extractOutputValues();
+                assertThat(out).hasSize(2);
+                ranThrough = out.get(1);
+            }
+            OperatorSubtaskState snapshot;
+            try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h = stateHarness(c)) {
+                h.setProcessingTime(0L);
+                h.open();
+                for (JsonNode e : events.subList(0, cut)) {
+                    h.processElement(row(e), 0L);
+                }
+                h.prepareSnapshotPreBarrier(1L);
+                snapshot = h.snapshot(1L, 0L);
+            }
+            try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h = stateHarness(c)) {
+                h.setProcessingTime(0L);
+                h.initializeState(snapshot);
+                h.open();
+                for (JsonNode e : events.subList(cut, events.size())) {
+                    h.processElement(row(e), 0L);
+                }
+                h.endInput();
+                List<byte[]> out = h.extractOutputValues();
+                assertThat(out).hasSize(1);
+                assertThat(new String(out.get(0), StandardCharsets.ISO_8859_1)).as(c.get("name").asText())
+                        .isEqualTo(new String(ranThrough, StandardCharsets.ISO_8859_1));
+            }
+        }
+    }
+
+    private static KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> stateHarness(JsonNode c)
+            throws Exception {
+        UserStateOperator op = new UserStateOperator(movingTypes(c), c.get("history_size").asInt(),
+                c.get("ttl_ms").asLong(), 1_000_000, 60_000L);
+        return new KeyedOneInputStreamOperatorTestHarness<>(op, new RowKey(1), Types.STRING);
+    }
+
+    private static Row row(JsonNode e) {
+        return Row.of(e.get(0).asText(), e.get(1).asText(), e.get(2).asLong(), e.get(3).asText(),
+                text(e.get(4)), text(e.get(5)));
     }
 }
