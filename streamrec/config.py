@@ -162,6 +162,12 @@ class Config:
     # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).
     # 0: a free port, logged by Flink.
     minicluster_rest_port: int = 0
+    # Flink's Prometheus reporter on the local minicluster (`streamrec job run`; STREAMREC_METRICS_PORT):
+    # a port or a range "9249-9258" ("": no reporter). A cluster enables it in its own config
+    # (flink-conf/config.yaml: 9249-9258); the metrics are listed in streamrec/metrics.py.
+    metrics_port: str = ""
+    # Where `streamrec metrics` reads the service's /metrics (STREAMREC_METRICS_SERVICE_URL; "": skip it).
+    metrics_service_url: str = "http://127.0.0.1:8000"
     # The Cassandra writer retries a failed write this many times (exponential back-off from
     # 0.5 s, at most 8 s apart) before it fails the task and Flink's restart strategy takes over.
     cassandra_write_retries: int = 4

@@ -24,6 +24,7 @@ from streamrec.connectors.flink import attach_cassandra
 from streamrec.connectors.javasupport import add_support_jar
 from streamrec.connectors.kafka import dead_letter_sink, events_source, products_source, with_codec_jars
 from streamrec.jobs.pipeline import build_pipeline
+from streamrec.metrics import reporter_config, reporter_jar
 
 MAX_PARALLELISM = 128
 
@@ -56,11 +57,26 @@ def local_checkpoint_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="streamrec-checkpoints-"))
 
 
+def _reporter_on_class_path() -> None:
+    """Flink's Prometheus reporter for the local minicluster. A cluster loads it from its plugins/
+    folder; the minicluster of PyFlink's gateway finds no plugins (its log: "Available factories:
+    []"), so the jar goes on the gateway's class path, through the one variable its launcher appends
+    there. Before anything starts the gateway's JVM (a pyflink Configuration does)."""
+    jar = reporter_jar()
+    if jar is None:
+        raise RuntimeError("STREAMREC_METRICS_PORT is set, but the apache-flink wheel has no Prometheus reporter jar")
+    if str(jar) not in os.environ.get("HADOOP_CLASSPATH", ""):
+        os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(
+            p for p in (os.environ.get("HADOOP_CLASSPATH"), str(jar)) if p)
+
+
 def create_env(config: Config) -> StreamExecutionEnvironment:
     # `flink run` sets PYFLINK_GATEWAY_PORT; without it the job starts a local minicluster
     local = "PYFLINK_GATEWAY_PORT" not in os.environ
     if local:
         _venv_first_on_path()
+        if config.metrics_port:
+            _reporter_on_class_path()
     conf = Configuration()
     # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
     # arrives). At low input rates a bundle ends on time, so this bounds the latency the Python
@@ -90,6 +106,9 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         # Python functions run with this process's interpreter (its venv has pyflink, pemja and our
         # code). Under `flink run`, -pyexec or the cluster's configuration decides.
         conf.set_string("python.executable", sys.executable)
+    if local and config.metrics_port:
+        for key, value in reporter_config(config.metrics_port).items():
+            conf.set_string(key, value)
     if local and config.minicluster_rest_port:
         # Under `flink run`, rest.port names the cluster the client submits to and must stay as the
         # client set it.

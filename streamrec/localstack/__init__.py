@@ -73,12 +73,22 @@ class Profile:
     flink_rpc_port: int
     # `streamrec serve` (started apart from the others, once the job has a catalog: `serve` below)
     service_port: int = 0
+    # First port of Flink's Prometheus reporter range (streamrec.metrics.REPORTER_PORTS ports: the
+    # JobManager and each TaskManager take the next free one); 0 leaves flink-conf/config.yaml's.
+    flink_metrics_port: int = 0
     # Every other Flink port (blob server, TaskManager RPC and data, metrics query service, Python
     # gateways) is left at Flink's default of 0 = an ephemeral port, which can never collide.
 
     @property
     def kafka_bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.kafka_port}"
+
+    @property
+    def metrics_ports(self) -> str:
+        """Flink's Prometheus reporter port range, as its config takes it (``9249-9258``)."""
+        from streamrec.metrics import REPORTER_PORTS
+
+        return f"{self.flink_metrics_port}-{self.flink_metrics_port + REPORTER_PORTS - 1}"
 
     @property
     def flink_rest(self) -> str:
@@ -112,13 +122,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # The products' usual ports: what the README and Config defaults assume.
-    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123, 8000),
+    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123, 8000, 9249),
     # Same layout shifted by 10000 / 20000: distinct from dev and from each other, and below the
     # Linux ephemeral range (32768+) so an outgoing connection never grabs one of them.
-    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123, 18000),
-    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123, 28000),
+    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123, 18000, 19249),
+    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123, 28000, 29249),
     # `make bench` / `streamrec bench`: measurements never share a broker or a node with a test run.
-    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123, 38000),
+    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123, 38000, 39249),
 }
 
 
@@ -940,6 +950,8 @@ def _write_flink_conf(p: Profile, taskmanagers: int) -> Path:
             "python.client.executable": python,
         }
     )
+    if p.flink_metrics_port:
+        merged["metrics.reporter.prom.port"] = p.metrics_ports
     for sub in ("log", "pid", "tmp", "web", "checkpoints", "savepoints"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     header = (

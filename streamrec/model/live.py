@@ -76,6 +76,11 @@ class LiveCatalog:
             self._vectors_changed = True
 
     @property
+    def size(self) -> int:
+        """Products known now, without the rebuild ``catalog`` may do (a metrics gauge reads it)."""
+        return len(self._catalog.product_ids) + sum(1 for p in self._updates if p not in self._catalog.index)
+
+    @property
     def catalog(self) -> Catalog:
         if self._dirty:
             self._catalog = apply_updates(self.base, self._updates.values())

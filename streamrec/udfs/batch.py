@@ -4,6 +4,7 @@ called once per batch of events (a ``byte[]`` from a JVM operator), never once p
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Iterable, Optional
 
 from pyflink.common import Row, Types
@@ -13,6 +14,7 @@ from pyflink.datastream.functions import BroadcastProcessFunction
 from streamrec.model.batch import BatchRanker, decode_event_part, parse_batch, request_event_part
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.variants import Variants
+from streamrec.udfs.metrics import OperatorMetrics
 from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, CatalogLoader, FailOnce, ParseEvents
 
 log = logging.getLogger(__name__)
@@ -25,10 +27,18 @@ class ParseBatch(ParseEvents):
     letter each (same codes as the per-record parser: it is the same parser). Wrap it in
     ParseEventsLive to learn the products published while the job runs."""
 
+    _metrics: Optional[OperatorMetrics] = None  # set in open (tests call parse without it)
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        super().open(runtime_context)
+        self._metrics = OperatorMetrics(runtime_context)
+
     def parse(self, value: bytes) -> Iterable[Any]:
         # the job's clock, once per batch: every event of the batch is held to the same bound
         events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars,
                                    self.max_ts())
+        if dead and self._metrics is not None:
+            self._metrics.dead_letters(dead)
         for letter in dead:
             yield DLQ_TAG, letter.to_json()
         if events:
@@ -61,6 +71,14 @@ class RankBatch(BroadcastProcessFunction):
         self._synced = False
         if self._fail_once is not None:
             self._fail_once.open(runtime_context)
+        self._metrics = OperatorMetrics(runtime_context)
+        self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
+        self._product_updates = 0  # product updates applied since this instance started
+        self._metrics.gauge("catalog_products", lambda: self._live.size)
+        self._metrics.gauge("catalog_version", lambda: self._product_updates)
+        self._metrics.gauge("trending_products", lambda: len(self._live.trending))
+        self._metrics.gauge("trending_age_ms",
+                            lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
 
     def close(self) -> None:
         # must not raise: in thread mode an exception here (close also runs after a failure) takes the
@@ -73,7 +91,11 @@ class RankBatch(BroadcastProcessFunction):
                 log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def _sync(self, control: Any) -> None:
-        self._live.restore(control.items())
+        entries = list(control.items())
+        self._live.restore(entries)
+        self._product_updates += sum(1 for key, _ in entries if key != TRENDING_KEY)
+        if any(key == TRENDING_KEY for key, _ in entries):
+            self._trending_at = time.time()
         self._synced = True
 
     def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
@@ -82,6 +104,8 @@ class RankBatch(BroadcastProcessFunction):
         if self._fail_once is not None:  # the test hook counts events, as the per-event operator does
             self._fail_once.record(len(decode_event_part(request_event_part(value))))
         answer, dead = self._ranker.rank(value)
+        if dead:
+            self._metrics.dead_letters(dead)
         for letter in dead:
             yield DLQ_TAG, letter.to_json()
         yield answer
@@ -93,6 +117,8 @@ class RankBatch(BroadcastProcessFunction):
         if value.kind == "trending":
             state.put(TRENDING_KEY, value.payload)
             self._live.set_trending(value.payload)
+            self._trending_at = time.time()
         else:
             self._live.update_product(value.payload, state.put)
+            self._product_updates += 1
         return []

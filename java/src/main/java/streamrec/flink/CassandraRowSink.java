@@ -19,6 +19,7 @@ import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.Sink;
 import org.apache.flink.api.connector.sink2.SinkWriter;
 import org.apache.flink.api.connector.sink2.WriterInitContext;
+import org.apache.flink.metrics.Histogram;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -72,7 +73,10 @@ public final class CassandraRowSink implements Sink<Row> {
 
     @Override
     public SinkWriter<Row> createWriter(WriterInitContext context) throws IOException {
-        return new Writer(context.getProcessingTimeService());
+        // no metric group: a test's bare context; the histogram is then kept but not reported
+        Histogram freshness = context.metricGroup() == null ? new WindowHistogram(JobMetrics.HISTOGRAM_WINDOW)
+                : JobMetrics.histogram(context.metricGroup(), "freshness_ms");
+        return new Writer(context.getProcessingTimeService(), freshness);
     }
 
     private final class Writer implements SinkWriter<Row> {
@@ -86,9 +90,11 @@ public final class CassandraRowSink implements Sink<Row> {
         private int pendingRows = 0;
         private final ProcessingTimeService timers;
         private long lingerTimerAt = -1L; // when the pending batch goes out anyway; -1: no timer
+        private final Histogram freshnessMs; // event time to the row reaching this writer
 
-        Writer(ProcessingTimeService timers) throws IOException {
+        Writer(ProcessingTimeService timers, Histogram freshnessMs) throws IOException {
             this.timers = timers;
+            this.freshnessMs = freshnessMs;
             Cluster.Builder builder = Cluster.builder()
                     .addContactPoints(hosts)
                     .withPort(port)
@@ -114,6 +120,7 @@ public final class CassandraRowSink implements Sink<Row> {
         public void write(Row row, Context context) throws IOException {
             String userId = (String) row.getField(1);
             long ts = (Long) row.getField(2);
+            freshnessMs.update(Math.max(0L, System.currentTimeMillis() - ts));
             BoundStatement event = insertEvent.bind(userId, new Date(ts), row.getField(0), row.getField(3),
                     row.getField(4), row.getField(5), ts * 1000L);
             // A bound null is stored as a tombstone, and every event lacks either a product or a query;

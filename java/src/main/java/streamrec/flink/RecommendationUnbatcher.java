@@ -8,7 +8,8 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import org.apache.flink.api.common.functions.FlatMapFunction;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.functions.RichFlatMapFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
@@ -24,10 +25,19 @@ import org.apache.flink.util.Collector;
  * as the batch carried it, int32 length + per user (the batch's order) "source US variant US n US
  * ids..." records, then every score as little-endian float32.
  */
-public final class RecommendationUnbatcher implements FlatMapFunction<byte[], Row> {
+public final class RecommendationUnbatcher extends RichFlatMapFunction<byte[], Row> {
     private static final long serialVersionUID = 1L;
     /** FAILED in streamrec/model/batch.py: a user whose ranking raised. */
     static final String FAILED = "error";
+
+    private transient JobMetrics.Labelled rowsBySource; // rows that carry a list, by its source
+
+    @Override
+    public void open(OpenContext context) throws Exception {
+        super.open(context);
+        rowsBySource = new JobMetrics.Labelled(getRuntimeContext().getMetricGroup(), "source",
+                "recommendation_rows");
+    }
 
     private static final class Result {
         final String source;
@@ -102,6 +112,9 @@ public final class RecommendationUnbatcher implements FlatMapFunction<byte[], Ro
                 continue; // the ranker dead-lettered this user's events of the batch (INTERNAL)
             }
             boolean ranked = newest[e.slot] == i;
+            if (ranked && rowsBySource != null) { // null: called outside a runtime context (unit tests)
+                rowsBySource.get(r.source).inc();
+            }
             out.collect(Row.of(e.eventId, e.userId, e.ts, e.type, e.productId, e.query, e.writeUs,
                     ranked ? r.ids : none, ranked ? r.scores : noScores, ranked ? r.source : null, r.variant,
                     0L, 0L));

@@ -4,6 +4,8 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Histogram;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 
@@ -25,6 +27,8 @@ public final class RecordBatcher extends LingerBatcher<byte[]> implements OneInp
     private final int maxBytes;
     private transient List<byte[]> pending;
     private transient int pendingBytes;
+    private transient Counter recordsIn;
+    private transient Histogram batchRecords;
 
     public RecordBatcher(int maxRecords, int maxBytes, long lingerMs) {
         super(lingerMs);
@@ -37,6 +41,8 @@ public final class RecordBatcher extends LingerBatcher<byte[]> implements OneInp
         super.open();
         pending = new ArrayList<>();
         pendingBytes = 0;
+        recordsIn = JobMetrics.group(getMetricGroup()).counter("records_in");
+        batchRecords = JobMetrics.histogram(getMetricGroup(), "batch_records");
     }
 
     @Override
@@ -54,6 +60,8 @@ public final class RecordBatcher extends LingerBatcher<byte[]> implements OneInp
             return;
         }
         output.collect(new StreamRecord<>(encode(pending)));
+        recordsIn.inc(pending.size());
+        batchRecords.update(pending.size());
         pending = new ArrayList<>();
         pendingBytes = 0;
     }

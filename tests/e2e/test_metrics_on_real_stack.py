@@ -1,0 +1,87 @@
+"""The job's Prometheus metrics on the real stack: a known mix of events (every type) and bad
+records (every dead-letter code a record can cause) goes into Kafka, and the reporter endpoint of
+the job's minicluster must count exactly what was sent, per type and per error code."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from streamrec.connectors.kafka import produce_lines
+from streamrec.metrics import JOB_METRICS, REPORTER_PORTS, Sample, counts_by, parse_exposition, scrape, totals
+from streamrec.model.events import FUTURE_TS, Event
+from streamrec.runner import BackgroundJob, wait_for
+
+from .conftest import PROFILE
+from .helpers import MALFORMED, count_events, produce, uci_slice
+
+TYPES = ["view", "click", "add_to_cart", "view", "purchase", "remove_from_cart", "search"]
+# after the profile's cluster range, so a standalone cluster of the same session never holds it
+PORT = PROFILE.flink_metrics_port + REPORTER_PORTS
+
+
+def mixed_events(history) -> list[Event]:
+    """UCI customers and products, every event type, in a known proportion."""
+    out = []
+    for i, e in enumerate(uci_slice(history, users=6, per_user=20)):
+        etype = TYPES[i % len(TYPES)]
+        if etype == "search":
+            out.append(Event(f"m-{i}", e.user_id, e.ts, "search", None, "lantern"))
+        else:
+            out.append(Event(f"m-{i}", e.user_id, e.ts, etype, e.product_id))
+    return out
+
+
+def job_samples() -> list[Sample]:
+    return parse_exposition(scrape(f"http://127.0.0.1:{PORT}/metrics"))
+
+
+def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e2e_config, uci_history,
+                                                                                uci_catalog, tmp_path):
+    events = mixed_events(uci_history)
+    future = json.dumps({"event_id": "bad-future", "user_id": "u", "ts": 32503680000000, "type": "view",
+                         "product_id": "85123A"})  # the year 3000
+    want_types = Counter(e.type for e in events)
+    want_errors = Counter(code for code, _ in MALFORMED) + Counter({FUTURE_TS: 1})
+    assert len(want_types) == 6  # every type
+
+    config = e2e_config.replace(metrics_port=str(PORT))
+    with BackgroundJob(config, tmp_path / "job.log") as job:
+        sent = produce(e2e_config, events)  # the valid events with MALFORMED in the middle
+        assert produce_lines([future], e2e_config, raw=True).sent == 1
+        wait_for(lambda: count_events(e2e_config) >= len(events), timeout=240,
+                 what=f"{len(events)} events in Cassandra", interval=2, on_timeout=job.log_tail)
+
+        def settled():
+            # Python operators hand their counters to the JVM at each bundle end: wait for the last one
+            try:
+                samples = job_samples()
+            except OSError:
+                return None
+            errors = counts_by(samples, "streamrec_error_dead_letters", "error")
+            return samples if sum(errors.values()) >= sum(want_errors.values()) else None
+
+        samples = wait_for(settled, timeout=90, what="the dead-letter counters", interval=1, on_timeout=job.log_tail)
+        # one more scrape after the counts settled: a later bundle must not add to them
+        samples = job_samples()
+        assert job.alive(), job.log_tail()
+
+    assert counts_by(samples, "streamrec_type_events_in", "type") == dict(want_types)
+    assert counts_by(samples, "streamrec_error_dead_letters", "error") == dict(want_errors)
+    total = totals(samples)
+    assert total[("streamrec_records_in", ())] == sent + 1
+    users = {e.user_id for e in events}
+    assert total[("streamrec_users_started", ())] == len(users)
+    # a user is ranked once per batch, for their newest event: at least once each, at most per event
+    rows = counts_by(samples, "streamrec_source_recommendation_rows", "source")
+    assert set(rows) <= {"personal", "trending"} and len(users) <= sum(rows.values()) <= len(events)
+    # one row per valid event reaches the Cassandra writer; histograms come out as summaries
+    assert total[("streamrec_freshness_ms_count", ())] == len(events)
+    assert total[("streamrec_batch_records_count", ())] >= 1
+    assert total[("streamrec_catalog_products", ())] == len(uci_catalog.product_ids)
+    # every documented job metric is on the endpoint
+    names = {s.name for s in samples}
+    for m in JOB_METRICS:
+        assert m.name in names or f"{m.name}_count" in names, m.name
+    print(f"\nmetrics e2e: {sent + 1} records sent, by type {dict(sorted(want_types.items()))}, "
+          f"dead letters by code {dict(sorted(want_errors.items()))}, recommendation rows {rows}")
