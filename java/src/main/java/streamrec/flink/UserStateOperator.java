@@ -8,6 +8,8 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Histogram;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
@@ -42,6 +44,10 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
     private transient DataOutputSerializer events; // this batch's events part
     private transient DataOutputSerializer stateBytes; // reused to encode one user's state
     private transient int pendingEvents;
+    private transient JobMetrics.Labelled eventsIn; // valid events by type
+    private transient Counter usersStarted; // users whose state was empty (new, or dropped by the TTL)
+    private transient Histogram batchEvents;
+    private transient Histogram batchUsers;
 
     private static final class Slot {
         final int index;
@@ -67,6 +73,10 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
     public void open() throws Exception {
         super.open();
         state = getRuntimeContext().getState(UserTtl.descriptor("user", ttlMs));
+        eventsIn = new JobMetrics.Labelled(getMetricGroup(), "type", "events_in");
+        usersStarted = JobMetrics.group(getMetricGroup()).counter("users_started");
+        batchEvents = JobMetrics.histogram(getMetricGroup(), "batch_events");
+        batchUsers = JobMetrics.histogram(getMetricGroup(), "batch_users");
         reset();
     }
 
@@ -90,8 +100,18 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
         String productId = (String) e.getField(4);
         String query = (String) e.getField(5);
 
+        eventsIn.get(type).inc();
         Slot slot = users.get(userId);
-        UserHistory before = slot != null ? slot.state : UserHistory.decode(state.value());
+        UserHistory before;
+        if (slot != null) {
+            before = slot.state;
+        } else {
+            byte[] stored = state.value();
+            if (stored == null) {
+                usersStarted.inc();
+            }
+            before = UserHistory.decode(stored);
+        }
         UserHistory after = before.apply(type, ts, productId, query, movingTypes, historySize, ttlMs);
         // the state is written once per user and batch, when the batch goes out (emit): a user's
         // later events of the batch start from slot.state, and a barrier or the end of the input
@@ -136,6 +156,8 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
         ByteBuffer out = ByteBuffer.allocate(4 + eventLength + userPart.length);
         out.putInt(eventLength).put(events.getSharedBuffer(), 0, eventLength).put(userPart);
         output.collect(new StreamRecord<>(out.array()));
+        batchEvents.update(pendingEvents);
+        batchUsers.update(users.size());
         reset();
     }
 }
