@@ -44,7 +44,6 @@ def _config(**conn: Any) -> Config:
     return config
 
 
-
 def _output_option(fn: F) -> F:
     return click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                         show_default=True, help="table for people, json for machines.")(fn)
@@ -291,6 +290,40 @@ def produce(file: Any, raw: bool, **conn: Any) -> None:
 
 
 # --- consistency ------------------------------------------------------------------------------
+
+@main.command("metrics")
+@click.option("--ports", envvar="STREAMREC_METRICS_PORT", show_envvar=True, default="9249-9258", show_default=True,
+              help="Flink's Prometheus reporter port or range (the JobManager and each TaskManager take one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Host of the reporters.")
+@click.option("--service", "service_url", envvar="STREAMREC_METRICS_SERVICE_URL", show_envvar=True,
+              default="http://127.0.0.1:8000", show_default=True,
+              help="Base URL of `streamrec serve` ('' to skip it).")
+@_output_option
+def metrics_cmd(ports: str, host: str, service_url: str, output: str) -> None:
+    """The job's and the service's streamrec_ metrics, read from their Prometheus endpoints: counters
+    summed over subtasks, quantiles the worst subtask's (README, "Metrics")."""
+    from streamrec import metrics
+
+    try:
+        port_list = metrics.port_range(ports)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ports") from None
+    endpoints, samples = metrics.collect(port_list, service_url or None, host)
+    rows = metrics.summary(samples)
+    if output == "json":
+        _print_json({"endpoints": [{"url": e.url, "error": e.error} for e in endpoints], "metrics": rows})
+    else:
+        for e in endpoints:
+            if e.error is not None:
+                _err(f"{e.url}: {e.error}")
+        _table(f"streamrec metrics ({sum(e.error is None for e in endpoints)} endpoints)",
+               ["metric", "labels", "value"],
+               [[r["name"], ",".join(f"{k}={v}" for k, v in r["labels"].items()), r["value"]]
+                for r in rows])
+    if not any(e.error is None for e in endpoints):
+        _err(f"no metrics endpoint answered (reporter ports {ports} on {host}, service {service_url or 'skipped'})")
+        sys.exit(1)
+
 
 @main.command("verify")
 @click.option("--wait", type=click.FloatRange(0), default=0, show_default=True,
