@@ -237,3 +237,13 @@ def test_the_cluster_config_enables_the_reporter_on_the_documented_ports():
                   p.cassandra_jmx_port, p.flink_rest_port, p.flink_rpc_port, p.service_port}
         assert not r & others
     assert sum(len(r) for r in ranges) == len(set().union(*ranges))
+
+
+def test_readme_lists_every_metric_and_the_ports():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Metrics"):readme.index("## Guarantees")]
+    for m in metrics.ALL_METRICS:
+        assert f"| `{m.name}` | {m.kind} |" in section, m.name
+    for name in metrics.FLINK_METRICS:
+        assert name.rsplit("_", 1)[-1] in section, name
+    assert "9249-9258" in section and "29249-29258" in section
