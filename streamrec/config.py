@@ -36,6 +36,9 @@ DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
 PYTHON_EXECUTION_MODES = ("process", "thread")
 HOT_PATHS = ("batch", "per-event")
+# Cassandra's consistency levels (reads cannot use ANY; SERIAL levels are for lightweight transactions)
+WRITE_CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
+READ_CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 CASSANDRA_WRITERS = ("java", "python")
 
 
@@ -119,6 +122,10 @@ class Config:
     # minicluster). A value here wins over both.
     parallelism: int = 0
     checkpoint_interval_ms: int = 10_000
+    # Checkpoints in a row that may fail (or time out) before the job fails over and restarts from
+    # the last completed one. Each one tolerated leaves the replay after a real failure longer and
+    # the Kafka offsets committed later (docs/GUARANTEES.md, "Consistency levels and checkpoints").
+    checkpoint_tolerable_failures: int = 3
     # Start from the earliest offset when the consumer group has no committed offset yet.
     start_from_earliest: bool = True
     # Comma-separated jar paths/URLs the job needs (the Kafka connector); filled in by the setup.
@@ -184,6 +191,12 @@ class Config:
     # A partial batch goes out this long after its first row (Java sink): at a trickle of events a
     # row would otherwise wait for the batch to fill or for the next checkpoint (seconds).
     cassandra_batch_linger_ms: int = 20
+    # Consistency levels of every Cassandra write (the job's sinks, catalog load and publish) and
+    # read (recs, events, the service, verify, the catalog). One node: LOCAL_ONE. A cluster with
+    # replication factor 3: LOCAL_QUORUM for both, so that a read sees every acknowledged write and
+    # one replica may be down (docs/GUARANTEES.md, "Consistency levels and checkpoints").
+    cassandra_write_consistency: str = "LOCAL_ONE"
+    cassandra_read_consistency: str = "LOCAL_ONE"
 
     # --- security (see docs/GUARANTEES.md). Secrets: set STREAMREC_<FIELD> or, better,
     # STREAMREC_<FIELD>_FILE (a file holding the secret); they never appear in repr, logs or --help.
@@ -228,12 +241,14 @@ class Config:
 
     def __post_init__(self) -> None:
         choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("cassandra_writer", CASSANDRA_WRITERS),
-                   ("hot_path", HOT_PATHS))
+                   ("hot_path", HOT_PATHS), ("cassandra_write_consistency", WRITE_CONSISTENCY_LEVELS),
+                   ("cassandra_read_consistency", READ_CONSISTENCY_LEVELS))
         for name, allowed in choices:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
-        for name in ("parallelism", "blas_threads", "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
+        for name in ("parallelism", "blas_threads", "checkpoint_tolerable_failures",
+                     "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
                      "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
                      "buffer_timeout_ms",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):

@@ -48,15 +48,33 @@ def security_options(config: Config) -> dict[str, Any]:
     return options
 
 
+def consistency_level(name: str) -> int:
+    """The driver's value of a consistency level name (``LOCAL_QUORUM``, ...)."""
+    from cassandra import ConsistencyLevel
+
+    return int(ConsistencyLevel.name_to_value[name.upper()])
+
+
+def for_writes(statement: Any, config: Config) -> Any:
+    """``statement`` with the write consistency level (STREAMREC_CASSANDRA_WRITE_CONSISTENCY); a
+    session's own statements go at the read level (``connect``)."""
+    statement.consistency_level = consistency_level(config.cassandra_write_consistency)
+    return statement
+
+
 def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: float = 10.0) -> Any:
-    """A cassandra-driver Session (the Cluster is reachable as ``session.cluster``)."""
-    from cassandra.cluster import Cluster
+    """A cassandra-driver Session (the Cluster is reachable as ``session.cluster``). Its requests go
+    at the read consistency level (STREAMREC_CASSANDRA_READ_CONSISTENCY) unless a statement says
+    otherwise: every write statement carries the write level (:func:`for_writes`)."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
+    profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(),
+                               consistency_level=consistency_level(config.cassandra_read_consistency))
     cluster = Cluster(
         contact_points=config.cassandra_contact_points,
         port=config.cassandra_port,
-        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=5,
         connect_timeout=connect_timeout,
         **security_options(config),
@@ -179,9 +197,9 @@ class RecommendationWriter:
     def open(self) -> None:
         self._session = connect(self._config, self._config.keyspace)
         s = self._session
-        self._insert_event = s.prepare(insert_event_cql(self._config.keyspace))
+        self._insert_event = for_writes(s.prepare(insert_event_cql(self._config.keyspace)), self._config)
         self._insert_event.is_idempotent = True
-        self._upsert_recs = s.prepare(upsert_recommendations_cql(self._config.keyspace))
+        self._upsert_recs = for_writes(s.prepare(upsert_recommendations_cql(self._config.keyspace)), self._config)
         self._upsert_recs.is_idempotent = True
 
     def write(self, row: Any) -> None:
@@ -202,7 +220,7 @@ class RecommendationWriter:
             return pairs[0]
         from cassandra.query import BatchStatement, BatchType
 
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch = for_writes(BatchStatement(batch_type=BatchType.UNLOGGED), self._config)
         for stmt, values in pairs:
             batch.add(stmt, values)
         batch.is_idempotent = True
@@ -280,10 +298,10 @@ def store_catalog(config: Config, catalog: Catalog) -> int:
 
     session = connect(config, config.keyspace)
     try:
-        stmt = session.prepare(
+        stmt = for_writes(session.prepare(
             f"INSERT INTO {qualified(config.keyspace, 'products')} (product_id, title, category, price, in_stock, "
             "embedding) VALUES (?, ?, ?, ?, ?, ?)"
-        )
+        ), config)
         args = [
             (
                 pid, catalog.titles[i], catalog.categories[i],
@@ -473,13 +491,14 @@ class ProductStore:
         self._own = session is None
         self._session = connect(config, config.keyspace) if session is None else session
         self._keyspace = config.keyspace
+        self._config = config
         self._statements: dict[tuple[str, ...], Any] = {}
         self._concurrency = max(1, concurrency)
 
     def _statement(self, columns: tuple[str, ...]) -> Any:
         stmt = self._statements.get(columns)
         if stmt is None:
-            stmt = self._session.prepare(product_upsert_cql(columns, self._keyspace))
+            stmt = for_writes(self._session.prepare(product_upsert_cql(columns, self._keyspace)), self._config)
             stmt.is_idempotent = True
             self._statements[columns] = stmt
         return stmt

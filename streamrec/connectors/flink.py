@@ -116,7 +116,7 @@ def java_cassandra_sink(config: Config) -> Sink:
         config.cassandra_username, config.cassandra_password,
         insert_event_cql(config.keyspace), upsert_recommendations_cql(config.keyspace),
         config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries,
-        config.cassandra_batch_linger_ms))
+        config.cassandra_batch_linger_ms, config.cassandra_write_consistency))
 
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:

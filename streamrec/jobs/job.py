@@ -123,6 +123,9 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     env.set_buffer_timeout(config.buffer_timeout_ms)
     if config.checkpoint_interval_ms > 0:
         env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+        # Flink's default (0) fails the job over at the first checkpoint that fails or times out: one
+        # slow checkpoint (a Cassandra hiccup under load) would cost a restart and a replay.
+        env.get_checkpoint_config().set_tolerable_checkpoint_failure_number(config.checkpoint_tolerable_failures)
     # with the codec jar the shaded Kafka connector lacks (zstd-jni), wherever STREAMREC_JARS names the connector
     jars = [j if "://" in j else f"file://{j}" for j in with_codec_jars(config.jar_list)]
     if jars:

@@ -3,8 +3,10 @@ package streamrec.flink;
 import com.datastax.driver.core.BatchStatement;
 import com.datastax.driver.core.BoundStatement;
 import com.datastax.driver.core.Cluster;
+import com.datastax.driver.core.ConsistencyLevel;
 import com.datastax.driver.core.PreparedStatement;
 import com.datastax.driver.core.ProtocolVersion;
+import com.datastax.driver.core.QueryOptions;
 import com.datastax.driver.core.ResultSetFuture;
 import com.datastax.driver.core.Session;
 import com.datastax.driver.core.Statement;
@@ -52,12 +54,23 @@ public final class CassandraRowSink implements Sink<Row> {
     @VisibleForTesting final int maxInFlight;
     @VisibleForTesting final int retries;
     @VisibleForTesting final long lingerMs;
+    /** Every write goes at this level (STREAMREC_CASSANDRA_WRITE_CONSISTENCY): LOCAL_ONE for one node,
+     *  LOCAL_QUORUM for a cluster. Checked when the job is built, not in the TaskManagers. */
+    @VisibleForTesting final ConsistencyLevel writeConsistency;
 
     /** The two CQL statements come from the Python writer (connectors/cassandra.py), so there is one
      *  copy of them; their bind markers are in the order {@code write} binds. */
     public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
                             String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
                             int retries, long lingerMs) {
+        this(hosts, port, keyspace, username, password, insertEventCql, upsertRecsCql, batchRows, maxInFlight,
+                retries, lingerMs, "LOCAL_ONE");
+    }
+
+    /** ... and {@code writeConsistency}, the name of a Cassandra consistency level. */
+    public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
+                            String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
+                            int retries, long lingerMs, String writeConsistency) {
         this.hosts = Arrays.stream(hosts.split(",")).map(String::trim).toArray(String[]::new);
         this.port = port;
         this.keyspace = keyspace;
@@ -69,6 +82,7 @@ public final class CassandraRowSink implements Sink<Row> {
         this.maxInFlight = Math.max(1, maxInFlight);
         this.retries = Math.max(0, retries);
         this.lingerMs = Math.max(0L, lingerMs);
+        this.writeConsistency = ConsistencyLevel.valueOf(writeConsistency);
     }
 
     @Override
@@ -99,7 +113,8 @@ public final class CassandraRowSink implements Sink<Row> {
                     .addContactPoints(hosts)
                     .withPort(port)
                     .withProtocolVersion(ProtocolVersion.V5)
-                    .withoutJMXReporting();
+                    .withoutJMXReporting()
+                    .withQueryOptions(new QueryOptions().setConsistencyLevel(writeConsistency));
             if (username != null && !username.isEmpty()) {
                 builder = builder.withCredentials(username, password);
             }

@@ -3,6 +3,7 @@ package streamrec.flink;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import com.datastax.driver.core.ConsistencyLevel;
 import java.io.IOException;
 import java.lang.reflect.Proxy;
 import java.net.ServerSocket;
@@ -32,6 +33,16 @@ class CassandraRowSinkTest {
     }
 
     @Test
+    void writesAtTheConfiguredConsistencyLevelAndRefusesAnUnknownOne() {
+        assertThat(sink("h", 9042, 1, 1, 0, 0L).writeConsistency).isEqualTo(ConsistencyLevel.LOCAL_ONE);
+        CassandraRowSink cluster = new CassandraRowSink("h", 9042, "streamrec", "", "", "INSERT ...", "UPDATE ...",
+                10, 64, 4, 20L, "LOCAL_QUORUM");
+        assertThat(cluster.writeConsistency).isEqualTo(ConsistencyLevel.LOCAL_QUORUM);
+        assertThatThrownBy(() -> new CassandraRowSink("h", 9042, "streamrec", "", "", "INSERT ...", "UPDATE ...",
+                10, 64, 4, 20L, "LOCAL_QUORUMM")).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
     void splitsTheContactPointsOnCommasAndTrimsThem() {
         assertThat(sink("10.0.0.1, 10.0.0.2 ,cass-3", 9042, 1, 1, 0, 0L).hosts)
                 .containsExactly("10.0.0.1", "10.0.0.2", "cass-3");
@@ -43,6 +54,7 @@ class CassandraRowSinkTest {
         assertThat(copy.hosts).containsExactly("a", "b");
         assertThat(copy.batchRows).isEqualTo(10);
         assertThat(copy.lingerMs).isEqualTo(20L);
+        assertThat(copy.writeConsistency).isEqualTo(ConsistencyLevel.LOCAL_ONE);
     }
 
     /** A writer that cannot connect fails its task with an IOException (Flink restarts the job),
