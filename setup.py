@@ -36,7 +36,9 @@ setup(
         # not the project's own (every codec, transactions)
         "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "pandas-stubs", "hypothesis>=6.100", "confluent-kafka>=2.3",
                 # FastAPI's TestClient; the demo page's browser test (with Debian's chromium)
-                "httpx>=0.27", "selenium>=4.20"],
+                "httpx>=0.27", "selenium>=4.20",
+                # the Kubernetes JSON schemas (offline) that deploy/k8s is validated against
+                "kubernetes-validate>=1.30"],
         # `make bench`: plots, py-spy profiles and the load generator's Kafka client (faiss and
         # threadpoolctl are core dependencies)
         "bench": ["matplotlib>=3.7", "py-spy>=0.3.14", "confluent-kafka>=2.3"],

@@ -264,6 +264,8 @@ _POMS: dict[str, str] = {
     "kafka": "kafka.xml",
     "cassandra": "cassandra.xml",
     "flink-connectors": "flink-connectors.xml",
+    # the Flink Kubernetes Operator's CRDs, for the offline check of deploy/k8s (no service runs it)
+    "k8s-operator": "k8s-operator.xml",
 }
 _COMPLETE = ".complete"
 
