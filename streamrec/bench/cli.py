@@ -42,6 +42,9 @@ _E2E_OPTIONS = [
     click.option("--warmup-events", type=click.IntRange(0), default=40_000, show_default=True,
                  help="Events of other users each system works through before its throughput phase is "
                       "measured (the JVM's JIT warm-up; the same for every system; 0: none)."),
+    click.option("--jit-warmup-seconds", type=click.FloatRange(0), default=150.0, show_default=True,
+                 help="After the warm-up events: more rounds of as many (new users each) until the "
+                      "system's JIT compiler is quiet, at most this long (0: none)."),
     click.option("--fresh-lead-in", type=click.FloatRange(0), default=5.0, show_default=True,
                  help="Seconds each freshness phase produces at its rate before the first probe."),
     click.option("--trickle-warmup-seconds", type=click.FloatRange(0), default=90.0, show_default=True,

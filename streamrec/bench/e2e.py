@@ -102,6 +102,11 @@ class BenchOptions:
     # a JVM compiles its hot code for the first ~40 s of load (up to 0.45 cores of C2 on this machine),
     # and a job runs for weeks, so its bill is the steady state. Both systems get the same events.
     warmup_events: int = 40_000
+    # ... and then more rounds of as many events (fresh users each) until the system's JIT compiler
+    # threads are quiet, at most this long (0: the one round). 40,000 events last ~5 s on the fast
+    # path, and its JVM was still compiling in the measured window after them (0.2-0.4 of its ~1
+    # core); a Python service has no JIT, so it stops after the first round.
+    jit_warmup_seconds: float = 150.0
     # Seconds each freshness phase produces at its rate before the first probe (the switch from a
     # backlog to a trickle runs new code paths; the latency asked about is the steady one).
     fresh_lead_in: float = 5.0
@@ -499,6 +504,52 @@ def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_source
     return TrickleWarmUp(time.time() - pacer.started, pacer.sent, compiler_cpu(pids()) - cpu0, detector.quiet())
 
 
+MAX_JIT_ROUNDS = 12  # the event-time room kept for them before the measured events
+
+
+@dataclass(frozen=True)
+class JitWarmUp(RoundedRecord):
+    rounds: int
+    events: int
+    seconds: float
+    compiler_cpu_s: float  # the system's JIT compiler CPU during these rounds
+    quiet: bool  # False: the time limit or the round limit came first
+
+
+def warm_up_jit(session: Any, system: System, config: Config, catalog: Catalog, opts: BenchOptions,
+                warm_start_ts: int, on_tick: Callable[[], None],
+                detector: Optional[QuietDetector] = None) -> JitWarmUp:
+    """After the first warm-up round: more backlogs of ``opts.warmup_events`` events (new users each
+    round, event time after the first round's) until the system's JIT compiler threads are quiet,
+    ``opts.jit_warmup_seconds`` pass, or :data:`MAX_JIT_ROUNDS` rounds ran.
+
+    A backlog, not a paced stream: the throughput phase is one, and a backlog runs full batches."""
+    detector = detector or QuietDetector()
+    started = time.time()
+    cpu0 = compiler_cpu(system.tree())
+    detector.add(started, cpu0)
+
+    def tick() -> None:
+        on_tick()
+        detector.add(time.time(), compiler_cpu(system.tree()))
+
+    rounds = events = 0
+    params = model_params(config)
+    while (opts.jit_warmup_seconds > 0 and rounds < MAX_JIT_ROUNDS and not detector.quiet()
+           and time.time() - started < opts.jit_warmup_seconds):
+        rounds += 1
+        batch = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 10 + rounds,
+                               start_ts=warm_start_ts + rounds * opts.warmup_events, id_prefix=f"j{rounds}-",
+                               user_prefix=f"j{rounds}-").batch(opts.warmup_events)
+        expected = final_recommendation_events(batch, catalog, params)
+        preload([config], batch)
+        watch_throughput(session, system, expected, time.time(), opts.timeout, on_tick=tick,
+                         first_users=first_users(batch, expected))
+        events += len(batch)
+        tick()
+    return JitWarmUp(rounds, events, time.time() - started, compiler_cpu(system.tree()) - cpu0, detector.quiet())
+
+
 def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,
                       probe_rate: float, tag: str, poll_interval: float = 0.02, settle: float = 15.0,
                       backoff: float = 0.05, lead_in: float = 0.0) -> Freshness:
@@ -770,8 +821,10 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
         gen = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed, start_ts=start_ts)
         events = gen.batch(opts.events)
         # the warm-up: users of their own ("w..."), before the measured events in event time
+        # (the JIT rounds after it get the event time between it and the measured events)
+        warm_start_ts = start_ts - (MAX_JIT_ROUNDS + 1) * opts.warmup_events - 60_000
         warm_events = EventGenerator(catalog.product_ids, opts.users, seed=opts.seed + 2,
-                                     start_ts=start_ts - opts.warmup_events - 60_000, id_prefix="w",
+                                     start_ts=warm_start_ts, id_prefix="w",
                                      user_prefix="w").batch(opts.warmup_events) if opts.warmup_events > 0 else []
         # other job settings come from STREAMREC_* variables, as for `streamrec job run`
         base = Config.from_env(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
@@ -821,11 +874,16 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 _say(f"{name}: starting")
                 t_start = time.time()
                 system.start()
+                jit_warm: Optional[JitWarmUp] = None
                 if warm_events:
                     wt = watch_throughput(session, system, warm_expected, t_start, opts.timeout,
                                           first_users=first_users(warm_events, warm_expected))
                     _say(f"{name}: warm-up of {len(warm_events)} events done in {wt.seconds:.1f} s "
                          f"({len(warm_events) / max(wt.seconds, 1e-9):.0f} events/s)")
+                    jit_warm = warm_up_jit(session, system, config, catalog, opts, warm_start_ts, observer.tick)
+                    _say(f"{name}: JIT warm-up: {jit_warm.rounds} more round(s), {jit_warm.events} events in "
+                         f"{jit_warm.seconds:.0f} s, JIT {jit_warm.compiler_cpu_s:.1f} s of CPU; "
+                         f"{'quiet' if jit_warm.quiet else 'NOT quiet yet'}")
                 t_main = time.time()
                 jit0 = compiler_cpu(cassandra_pids)
                 job_jit0 = compiler_cpu(system.tree())
@@ -853,7 +911,7 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 checkpoints = flink.checkpoints() if flink is not None else {}
 
                 rate = opts.fresh_rate or opts.fresh_fraction * eps
-                produced = len(warm_events) + len(events)
+                produced = len(warm_events) + len(events) + (jit_warm.events if jit_warm else 0)
                 trickle: Optional[TrickleWarmUp] = None
                 if opts.trickle_warmup_seconds > 0:
                     _say(f"{name}: warming the paced path up at {rate / 2:.0f} events/s (until the JIT "
@@ -904,6 +962,7 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                     "checkpoint_interval_ms": opts.checkpoint_interval_ms if name == "streamrec" else None,
                     "startup_s": round(startup_s, 1),
                     "warmup_events": len(warm_events),
+                    "jit_warmup": jit_warm.as_record() if jit_warm is not None else None,
                     "seconds": round(tp.seconds, 2),
                     "events_per_s": round(eps, 1),
                     "events_per_s_steady": _round(steady_rate(tp.timeline)),
