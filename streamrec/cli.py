@@ -49,6 +49,17 @@ def _output_option(fn: F) -> F:
                         show_default=True, help="table for people, json for machines.")(fn)
 
 
+def _quiet_option(fn: F) -> F:
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="No progress and no summary on stderr (errors still go there).")(fn)
+
+
+def _progress(label: str, quiet: bool, total: Optional[int] = None, unit: str = "") -> Any:
+    from streamrec.progress import Progress
+
+    return Progress(label, total=total, unit=unit, quiet=quiet)
+
+
 def _print_json(obj: Any) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
@@ -268,8 +279,9 @@ def serve(host: str, port: int, log_level: str, **conn: Any) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8", errors="surrogateescape"), default="-")
 @click.option("--raw", is_flag=True, help="Send every line as it is, byte for byte, even lines that are not "
               "JSON (the job routes them to the dead-letter topic).")
+@_quiet_option
 @connection_options
-def produce(file: Any, raw: bool, **conn: Any) -> None:
+def produce(file: Any, raw: bool, quiet: bool, **conn: Any) -> None:
     """Send JSON events, one per line, from FILE (default stdin) to the events topic.
 
     A line that can never be a valid event (not UTF-8, not JSON, over the record size limit, an id
@@ -280,11 +292,13 @@ def produce(file: Any, raw: bool, **conn: Any) -> None:
     from streamrec.connectors.kafka import produce_lines
 
     config = _config(**conn)
-    report = produce_lines(file, config, raw=raw)
+    with _progress("produce", quiet, unit="lines read") as progress:
+        report = produce_lines(progress.iterate(file), config, raw=raw)
     for lineno, why in report.rejected:
         _err(f"line {lineno}: not sent: {why}")
-    _err(f"sent {report.sent} record(s) to {config.events_topic}"
-         + (f", rejected {len(report.rejected)}" if report.rejected else ""))
+    if not quiet:
+        _err(f"sent {report.sent} record(s) to {config.events_topic}"
+             + (f", rejected {len(report.rejected)}" if report.rejected else ""))
     if report.rejected:
         sys.exit(1)
 
@@ -331,8 +345,9 @@ def metrics_cmd(ports: str, host: str, service_url: str, output: str) -> None:
 @click.option("--dead-letters/--no-dead-letters", default=True, show_default=True,
               help="Also check that every bad record of the topic has its dead letter.")
 @_output_option
+@_quiet_option
 @connection_options
-def verify_cmd(wait: float, dead_letters: bool, output: str, **conn: Any) -> None:
+def verify_cmd(wait: float, dead_letters: bool, output: str, quiet: bool, **conn: Any) -> None:
     """Rebuild `events` and `recommendations` from the events topic and compare them with Cassandra.
 
     Reads the topic from the earliest offset to its current end, runs every record through the
@@ -349,7 +364,8 @@ def verify_cmd(wait: float, dead_letters: bool, output: str, **conn: Any) -> Non
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("streamrec.verify").addHandler(handler)
-    logging.getLogger("streamrec.verify").setLevel(logging.INFO)
+    # its INFO lines are the progress (reading the topic, rebuilding, reading Cassandra)
+    logging.getLogger("streamrec.verify").setLevel(logging.WARNING if quiet else logging.INFO)
     config = _config(**conn)
     try:
         report = verify(config, wait=wait, dead_letters=dead_letters)
@@ -398,8 +414,9 @@ def data() -> None:
 @click.option("--until", help="Only events before this date (YYYY-MM-DD, UTC).")
 @click.option("--users", type=int, help="Only the events of the N users with the most events in the window.")
 @click.option("--limit", type=int, help="At most N events (the earliest).")
+@_quiet_option
 def data_export(path: str, fmt: str, since: Optional[str], until: Optional[str], users: Optional[int],
-                limit: Optional[int]) -> None:
+                limit: Optional[int], quiet: bool) -> None:
     """Print a history as event JSON lines (pipe it into `streamrec produce`)."""
     from collections import Counter
 
@@ -407,7 +424,9 @@ def data_export(path: str, fmt: str, since: Optional[str], until: Optional[str],
 
     from streamrec.datasets import read_history
 
-    evs = read_history(path, fmt).events
+    with _progress("export", quiet) as progress:
+        progress.phase(f"reading {path}")
+        evs = read_history(path, fmt).events
     if since:
         lo = int(pd.Timestamp(since, tz="UTC").value // 1_000_000)
         evs = [e for e in evs if e.ts >= lo]
@@ -420,9 +439,12 @@ def data_export(path: str, fmt: str, since: Optional[str], until: Optional[str],
     if limit:
         evs = evs[:limit]
     out = sys.stdout
-    for e in evs:
-        out.write(e.to_json() + "\n")
-    _err(f"exported {len(evs)} events of {len({e.user_id for e in evs})} users")
+    with _progress("export", quiet, total=len(evs), unit="events") as progress:
+        for e in evs:
+            out.write(e.to_json() + "\n")
+            progress.advance()
+    if not quiet:
+        _err(f"exported {len(evs)} events of {len({e.user_id for e in evs})} users")
 
 
 @main.group()
@@ -467,9 +489,11 @@ def _embedding_settings(**kw: Any) -> Any:
 @click.option("--until", help="Learn only from events before this date (YYYY-MM-DD, UTC).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="Catalog file (.npz).")
 @click.option("--load", "load", is_flag=True, help="Also write the catalog into the Cassandra `products` table.")
+@_quiet_option
 @connection_options
 def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: bool, dim: int, window: int,
-                  title_weight: float, popularity: float, min_count: int, categories: int, **conn: Any) -> None:
+                  title_weight: float, popularity: float, min_count: int, categories: int, quiet: bool,
+                  **conn: Any) -> None:
     """Learn product embeddings from an interaction history and write a catalog file.
 
     Item2vec in matrix form: products that appear next to each other in sessions get close vectors
@@ -485,33 +509,47 @@ def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: boo
     from streamrec.embeddings import build_catalog
 
     t0 = time.monotonic()
-    history = read_history(path, fmt)
-    if until:
-        hi = int(pd.Timestamp(until, tz="UTC").value // 1_000_000)
-        history = dataclasses.replace(history, events=[e for e in history.events if e.ts < hi])
-    settings = _embedding_settings(dim=dim, window=window, title_weight=title_weight, popularity=popularity,
-                                   min_count=min_count, categories=categories)
-    cat = build_catalog(history, settings=settings)
-    cat.save(out)
-    _err(f"catalog: {len(cat)} products, {cat.dim} dimensions, {len(set(cat.categories) - {''})} categories "
-         f"from {len(history.events)} events -> {out} ({time.monotonic() - t0:.1f}s)")
+    with _progress("catalog build", quiet) as progress:
+        progress.phase(f"reading {path}")
+        history = read_history(path, fmt)
+        if until:
+            hi = int(pd.Timestamp(until, tz="UTC").value // 1_000_000)
+            history = dataclasses.replace(history, events=[e for e in history.events if e.ts < hi])
+        settings = _embedding_settings(dim=dim, window=window, title_weight=title_weight, popularity=popularity,
+                                       min_count=min_count, categories=categories)
+        progress.phase(f"learning embeddings from {len(history.events):,} events")
+        cat = build_catalog(history, settings=settings)
+        progress.phase(f"writing {out}")
+        cat.save(out)
+    if not quiet:
+        _err(f"catalog: {len(cat)} products, {cat.dim} dimensions, {len(set(cat.categories) - {''})} categories "
+             f"from {len(history.events)} events -> {out} ({time.monotonic() - t0:.1f}s)")
     if load:
         from streamrec.connectors.cassandra import store_catalog
 
-        n = store_catalog(_config(**conn), cat)
-        _err(f"loaded {n} products into Cassandra")
+        with _progress("catalog load", quiet) as progress:
+            progress.phase(f"writing {len(cat):,} products to Cassandra")
+            n = store_catalog(_config(**conn), cat)
+        if not quiet:
+            _err(f"loaded {n} products into Cassandra")
 
 
 @catalog.command("load")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@_quiet_option
 @connection_options
-def catalog_load(file: str, **conn: Any) -> None:
+def catalog_load(file: str, quiet: bool, **conn: Any) -> None:
     """Write a catalog file into the Cassandra `products` table."""
     from streamrec.connectors.cassandra import store_catalog
     from streamrec.model.catalog import Catalog
 
-    n = store_catalog(_config(**conn), Catalog.load(file))
-    _err(f"loaded {n} products")
+    with _progress("catalog load", quiet) as progress:
+        progress.phase(f"reading {file}")
+        cat = Catalog.load(file)
+        progress.phase(f"writing {len(cat):,} products to Cassandra")
+        n = store_catalog(_config(**conn), cat)
+    if not quiet:
+        _err(f"loaded {n} products")
 
 
 @catalog.command("publish")
@@ -524,9 +562,10 @@ def catalog_load(file: str, **conn: Any) -> None:
 @click.option("--in-stock/--out-of-stock", "in_stock", default=None, help="Put on sale / take off sale "
               "(with --product-id).")
 @_output_option
+@_quiet_option
 @connection_options
 def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], category: Optional[str],
-                    price: Optional[float], in_stock: Optional[bool], output: str, **conn: Any) -> None:
+                    price: Optional[float], in_stock: Optional[bool], output: str, quiet: bool, **conn: Any) -> None:
     """Change products live: write updates to the `products` table, then to the products topic.
 
     FILE (default stdin, or -) holds one JSON update per line: {"product_id": "<string>", "title": ...,
@@ -552,11 +591,13 @@ def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], 
         lines = file if file is not None else sys.stdin
     config = _config(**conn)
     store = ProductStore(config)
-    try:
-        parsed = parse_update_lines(lines, dim=store.embedding_dim())
-        errors = store.upsert(u for _, u in parsed.updates)
-    finally:
-        store.close()
+    with _progress("publish", quiet, unit="lines read") as progress:
+        try:
+            parsed = parse_update_lines(progress.iterate(lines), dim=store.embedding_dim())
+            progress.phase(f"writing {len(parsed.updates):,} updates to Cassandra")
+            errors = store.upsert(u for _, u in parsed.updates)
+        finally:
+            store.close()
     failed = [(n, why) for (n, _), why in zip(parsed.updates, errors) if why is not None]
     written = [(n, u) for (n, u), why in zip(parsed.updates, errors) if why is None]
     # a product-update record can be as large as the parser accepts (embeddings)
@@ -573,8 +614,9 @@ def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], 
                "errors": [{"line": n, "error": why} for n, why in sorted(parsed.bad + failed)]}
     if output == "json":
         _print_json(summary)
-    _err(f"published {report.sent} update(s) to {config.keyspace}.products and {config.products_topic}, "
-         f"bad {len(parsed.bad)}" + (f", failed {len(failed)}" if failed else ""))
+    if not quiet:
+        _err(f"published {report.sent} update(s) to {config.keyspace}.products and {config.products_topic}, "
+             f"bad {len(parsed.bad)}" + (f", failed {len(failed)}" if failed else ""))
     if parsed.bad or failed:
         sys.exit(1)
 
