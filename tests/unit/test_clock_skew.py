@@ -6,6 +6,7 @@ expects exactly the letters the job can have written."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -177,3 +178,16 @@ def test_a_letter_does_not_make_verify_refuse_a_copy_sent_once_its_time_had_come
     exp.feed(record, 0, NOW - 20 * 60_000)  # the first copy: 10 minutes ahead when sent
     exp.feed(record, 0, NOW - 10 * 60_000)  # the retry: on time
     assert exp.dead_letter_codes() == {FUTURE_TS: 1} and len(exp.events) == 1
+
+
+def test_the_service_refuses_a_posted_event_from_the_future_as_the_job_would():
+    from tests.unit.test_service import FakeQueryBackend, client_for
+
+    backend = FakeQueryBackend()
+    client = client_for(backend)
+    ahead = {"event_id": "f1", "user_id": "u1", "ts": int(time.time() * 1000) + DAY, "type": "click",
+             "product_id": "p2"}
+    r = client.post("/v1/events", json=[ahead, {**ahead, "event_id": "f2", "ts": UCI_2010}])
+    assert r.status_code == 400 and r.json()["error"] == FUTURE_TS
+    assert [e["index"] for e in r.json()["errors"]] == [0] and backend.sent == []
+    assert client.post("/v1/events", json={**ahead, "ts": UCI_2010}).status_code == 202
