@@ -74,6 +74,11 @@ SERVICE_METRICS: tuple[Metric, ...] = (
            "HTTP request latency per route template"),
     Metric("streamrec_events_total", "counter", ("outcome",), "service",
            "events posted to POST /v1/events, by outcome (sent, rejected, failed)"),
+    Metric("streamrec_recommendation_lookups_total", "counter", ("result",), "service",
+           "recommendation lookups in Cassandra, by result (row; no_row: answered from trending)"),
+    Metric("streamrec_served_items_total", "counter", ("source",), "service",
+           "recommended items served, by source (personal, trending)"),
+    Metric("streamrec_service_catalog_products", "gauge", (), "service", "products in the catalog the service holds"),
 )
 
 ALL_METRICS = JOB_METRICS + SERVICE_METRICS

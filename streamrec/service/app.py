@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -90,6 +90,14 @@ class Metrics:
                                  ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.events = Counter("streamrec_events", "Events posted, by outcome (sent, rejected, failed)",
                               ["outcome"], registry=self.registry)
+        # what a recommendations request found in Cassandra (a user without a row is answered from
+        # trending), and where the items it served came from
+        self.lookups = Counter("streamrec_recommendation_lookups", "Recommendation lookups, by result (row, no_row)",
+                               ["result"], registry=self.registry)
+        self.items = Counter("streamrec_served_items", "Recommended items served, by source (personal, trending)",
+                             ["source"], registry=self.registry)
+        self.catalog_products = Gauge("streamrec_service_catalog_products", "Products in the catalog the service holds",
+                                      registry=self.registry)
 
 
 class MetricsMiddleware:
@@ -159,6 +167,7 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
     app = FastAPI(title="streamrec", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Real-time recommendations: Kafka -> PyFlink -> Cassandra, served over HTTP.")
     metrics = Metrics()
+    metrics.catalog_products.set_function(lambda: len(backend.catalog() or ()))
     app.state.metrics = metrics
     app.state.backend = backend
     origins = [o.strip() for o in config.serve_cors_origins.split(",") if o.strip()]
@@ -233,9 +242,13 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         _check_id("user_id", user_id)
         catalog = catalog_or_503()
         stored = await guarded_async(backend.recommendations(user_id))
-        return JSONResponse(recommendations_answer(
+        answer = recommendations_answer(
             user_id, stored, k, lambda ids: catalog_details(catalog, ids), exclude=split_ids(exclude),
-            categories=category, exclude_categories=exclude_category, trending=backend.trending()))
+            categories=category, exclude_categories=exclude_category, trending=backend.trending())
+        metrics.lookups.labels("row" if stored is not None else "no_row").inc()
+        for item in answer.get("items", ()):
+            metrics.items.labels(str(item.get("source"))).inc()
+        return JSONResponse(answer)
 
     @app.get("/v1/users/{user_id}/events", dependencies=v1, tags=["query"])
     async def user_events(user_id: str, n: int = n_query) -> JSONResponse:

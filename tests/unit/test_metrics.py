@@ -37,6 +37,9 @@ STABLE = {
     "streamrec_http_requests_total": ("counter", ("route", "method", "status")),
     "streamrec_http_request_duration_seconds": ("histogram", ("route", "method")),
     "streamrec_events_total": ("counter", ("outcome",)),
+    "streamrec_recommendation_lookups_total": ("counter", ("result",)),
+    "streamrec_served_items_total": ("counter", ("source",)),
+    "streamrec_service_catalog_products": ("gauge", ()),
 }
 
 # What Flink's Prometheus reporter writes for a Java counter, a Python labelled counter and a
@@ -247,3 +250,24 @@ def test_readme_lists_every_metric_and_the_ports():
     for name in metrics.FLINK_METRICS:
         assert name.rsplit("_", 1)[-1] in section, name
     assert "9249-9258" in section and "29249-29258" in section
+
+
+def test_the_service_counts_lookups_and_served_items_by_source():
+    from fastapi.testclient import TestClient
+
+    from streamrec.config import Config
+    from streamrec.service.app import create_app
+    from tests.unit.test_service import backend as fake_backend
+
+    backend = fake_backend.__wrapped__()  # the service tests' fake with a stored row for u1
+    client = TestClient(create_app(Config(), backend))
+    served: dict[str, int] = {}
+    for user in ("u1", "u1", "newbie"):
+        for item in client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()["items"]:
+            served[item["source"]] = served.get(item["source"], 0) + 1
+    samples = metrics.parse_exposition(client.get("/metrics").text)
+    assert metrics.counts_by(samples, "streamrec_recommendation_lookups_total", "result") == {"row": 2, "no_row": 1}
+    assert metrics.counts_by(samples, "streamrec_served_items_total", "source") == served
+    assert served.get("personal") == 6  # u1's three stored items, twice
+    [catalog] = [s.value for s in samples if s.name == "streamrec_service_catalog_products"]
+    assert catalog == len(backend.catalog())
