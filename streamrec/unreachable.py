@@ -58,7 +58,12 @@ def _short(text: str, limit: int = 120) -> str:
 def unreachable(exc: BaseException, config: Optional[Config] = None) -> Optional[Unreachable]:
     """The :class:`Unreachable` that ``exc`` (or an exception in its chain) means, or None when it is
     something else. ``config``: the settings the command used (for the addresses)."""
-    cfg = config if config is not None else Config.from_env()
+    if config is None:
+        try:
+            config = Config.from_env()
+        except ValueError:  # a bad setting: its own error is what the user sees
+            return None
+    cfg = config
     for e in _chain(exc):
         if isinstance(e, Unreachable):
             return e
