@@ -52,11 +52,6 @@ def _venv_first_on_path() -> None:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
 
 
-def local_checkpoint_dir() -> Path:
-    """A fresh folder for a local minicluster's checkpoints when STREAMREC_CHECKPOINT_DIR is unset."""
-    return Path(tempfile.mkdtemp(prefix="streamrec-checkpoints-"))
-
-
 def _reporter_on_class_path() -> None:
     """Flink's Prometheus reporter for the local minicluster. A cluster loads it from its plugins/
     folder; the minicluster of PyFlink's gateway finds no plugins (its log: "Available factories:
@@ -68,6 +63,11 @@ def _reporter_on_class_path() -> None:
     if str(jar) not in os.environ.get("HADOOP_CLASSPATH", ""):
         os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(
             p for p in (os.environ.get("HADOOP_CLASSPATH"), str(jar)) if p)
+
+
+def local_checkpoint_dir() -> Path:
+    """A fresh folder for a local minicluster's checkpoints when STREAMREC_CHECKPOINT_DIR is unset."""
+    return Path(tempfile.mkdtemp(prefix="streamrec-checkpoints-"))
 
 
 def create_env(config: Config) -> StreamExecutionEnvironment:
