@@ -1,7 +1,7 @@
 """Clock skew (issue 22, part 3), black-box on the real stack: records sent with a plain Kafka
 client (kafka-python, not `streamrec produce`), some with a ts a day ahead and some in the year
-2999, among a replay of real 2010 purchases and events of today. One job run (local minicluster,
-the default hot path); then `streamrec verify`, and checks that do not use the parser: the future
+2999, among a replay of real 2010 purchases and events of today. One job run per hot path (local
+minicluster); then `streamrec verify`, and checks that do not use the parser: the future
 records are dead letters with code FUTURE_TS and nothing else, every past and present event is
 stored, the trending list a cold user gets is led by today's popular product (an accepted
 future event would lead it, or decay everything else to nothing), and a user who sent future
@@ -72,10 +72,11 @@ def stored_events(config: Any) -> list[tuple[str, str, int]]:
         session.cluster.shutdown()
 
 
+@pytest.mark.parametrize("hot_path", ["batch", "per-event"])
 def test_future_events_are_dead_letters_and_drive_neither_trending_nor_a_users_clock(
-        e2e_config, uci_history, uci_catalog, tmp_path):
+        e2e_config, uci_history, uci_catalog, tmp_path, hot_path):
     started = time.monotonic()
-    config = e2e_config.replace(minicluster_rest_port=free_port())
+    config = e2e_config.replace(minicluster_rest_port=free_port(), hot_path=hot_path)
     history = uci_slice(uci_history, users=8, per_user=10)
     used = {e.product_id for e in history}
     spare = [p for p in uci_catalog.product_ids if p not in used]
@@ -128,11 +129,11 @@ def test_future_events_are_dead_letters_and_drive_neither_trending_nor_a_users_c
     stored = stored_events(config)
     shopper0 = recommendation_row(config, "shopper-0")
 
-    figures = {"test": "clock skew", "sent": len(past) + len(future) + len(today) + 1 + probes,
+    figures = {"test": f"clock skew ({hot_path})", "sent": len(past) + len(future) + len(today) + 1 + probes,
                "stored": len(stored), "dead_letters": dict(Counter(d["error"] for d in letters)),
                "restarts": restarts, "seconds": round(time.monotonic() - started, 1)}
     print("\nclock skew figures:", json.dumps(figures))
-    (localstack.stack_dir() / f"clock-skew-{PROFILE.name}.json").write_text(json.dumps(figures, indent=1))
+    (localstack.stack_dir() / f"clock-skew-{hot_path}-{PROFILE.name}.json").write_text(json.dumps(figures, indent=1))
 
     assert report["ok"], (report["examples"], report.get("stderr_tail", ""))
     assert report["dead_letters"]["found"] == {"FUTURE_TS": len(future)}, report["dead_letters"]
