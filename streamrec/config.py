@@ -53,7 +53,7 @@ class Config:
     # The job's events source has the broker answer a fetch once it holds this many bytes or after
     # this many ms (Kafka's defaults: 1 byte, 500 ms, answer a fetch for every record or two of a
     # trickle). At ~700 events/s, 16 KiB / 25 ms halved the broker's CPU (~0.25 -> ~0.13 cores) for
-    # at most 25 ms more latency; on a backlog it changes nothing (BENCHMARKS.md, sessions 6 and 7).
+    # at most 25 ms more latency; on a backlog it changes nothing (docs/benchmark-history.md, sessions 6 and 7).
     # The products source keeps Kafka's defaults: it is idle nearly always, and a 25 ms wait there
     # meant 40 empty fetches a second (what cost ~12% events/s per core when it applied to both).
     kafka_fetch_min_bytes: int = 16_384
@@ -142,7 +142,7 @@ class Config:
     # Keyed state entries each Python worker caches (beyond: a round trip to Java per access).
     python_state_cache_size: int = 10_000
     # "thread": the Python functions run inside the TaskManager's JVM (pemja): no Beam bundles,
-    # state reads and writes without a gRPC round trip, ~5x fresher recommendations (BENCHMARKS.md).
+    # state reads and writes without a gRPC round trip, ~5x fresher recommendations (docs/benchmark-history.md).
     # All slots of one TaskManager share its Python interpreter lock, so scale out with more
     # TaskManagers of one slot. "process": a Python worker process per slot fed by Beam in bundles
     # (the bundle and state cache settings above apply only there).
@@ -163,7 +163,7 @@ class Config:
     buffer_timeout_ms: int = 10
     # Threads the model's BLAS (numpy's OpenBLAS) and faiss may use in each TaskManager's Python.
     # One: Flink's parallelism is how the job uses more cores, and a multi-threaded BLAS on a
-    # 1 x 64 by 64 x 10k product is several times slower when the cores are busy (BENCHMARKS.md).
+    # 1 x 64 by 64 x 10k product is several times slower when the cores are busy (docs/benchmark-history.md).
     # 0 leaves the library defaults (a thread per core).
     blas_threads: int = 1
     # REST/web port of the local minicluster (`streamrec job run` only; ignored under `flink run`).

@@ -235,7 +235,7 @@ class Producer:
 
     The harness shares the 2 cores with the system it measures. kafka-python spent ~510 us of CPU
     per event at 700 events/s (0.36 cores, plus the poller), confluent-kafka ~90 us, so the freshness
-    phases no longer take a third of a core away from the system under test (BENCHMARKS.md).
+    phases no longer take a third of a core away from the system under test (docs/benchmark-history.md).
     A message that cannot be delivered fails :meth:`flush`: the counts checked afterwards assume
     every produced event reached the topic.
     """

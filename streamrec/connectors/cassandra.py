@@ -213,7 +213,7 @@ class RecommendationWriter:
         """One request for several (statement, values) pairs: an unlogged batch.
 
         Per request the Python driver spends ~0.1-0.2 ms of CPU, far more than per statement in it
-        (BENCHMARKS.md, write forms), so rows are sent a few at a time. Unlogged: each statement
+        (docs/benchmark-history.md, write forms), so rows are sent a few at a time. Unlogged: each statement
         carries its own write timestamp and is idempotent, so a batch that is applied in part and
         retried ends the same as one applied whole; no batch log is needed."""
         if len(pairs) == 1:

@@ -77,7 +77,7 @@ def popularity_counts(env: StreamExecutionEnvironment, events: DataStream, confi
     time, as one JSON string ``[[product_id, weight, ts], ...]`` per ``trending_interval_ms`` and
     per checkpoint. Counted in the JVM (``PopularityCounter``): in Python, or in SQL behind a
     DataStream-to-Table conversion, counting cost ~150 us per event and took the interpreter lock
-    from the ranking operator (BENCHMARKS.md, session 8). The minute keeps decay right when a
+    from the ranking operator (docs/benchmark-history.md, session 8). The minute keeps decay right when a
     backlog of older events arrives at once."""
     add_support_jar(env)
     weights = get_gateway().jvm.java.util.HashMap()

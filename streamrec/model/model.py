@@ -280,7 +280,7 @@ def select_top(scores: np.ndarray, k: int) -> np.ndarray:
     Exact: the k-th largest maximum of blocks of consecutive positions is a lower bound of the k-th
     largest score (k blocks each hold a score at least that high), so only the scores at or above
     it, a few more than k on real catalogs, are sorted. At 10k products and k = 30 that took ~17 us
-    against ~107 us for ``np.argpartition`` (BENCHMARKS.md, session 9). -inf (filtered out) and NaN
+    against ~107 us for ``np.argpartition`` (docs/benchmark-history.md, session 9). -inf (filtered out) and NaN
     sort last; callers mark them missing.
     """
     n = len(scores)

@@ -1,7 +1,7 @@
 """Top-k search over the catalog: exact in numpy for small catalogs, faiss IVF for large ones.
 
 Exact search costs O(catalog) per user, one at a time: ~65 us at 10k products, ~0.9 ms at 100k,
-~12 ms at 1M (BENCHMARKS.md, session 9). Above ``ann_min_products`` the job builds an IVF index
+~12 ms at 1M (docs/benchmark-history.md, session 9). Above ``ann_min_products`` the job builds an IVF index
 instead and calibrates its ``nprobe`` on the catalog's own vectors at build time: the smallest
 nprobe whose recall@k against the exact answer reaches ``recall_floor`` on queries shaped like
 users (a product's vector plus noise). Filters stay exact: the index is asked for more candidates

@@ -255,7 +255,7 @@ class Recommend(KeyedBroadcastProcessFunction):
     trending list to every parallel instance.
 
     One Python stage does both: a separate top-k stage (a pandas UDF) cost more in row conversions
-    and Java<->Python crossings than its batched matrix product saved (BENCHMARKS.md).
+    and Java<->Python crossings than its batched matrix product saved (docs/benchmark-history.md).
     """
 
     def __init__(self, catalog_loader: CatalogLoader, variants: Variants, user_ttl_ms: int = 0,
@@ -287,7 +287,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             # Flink's TTL only frees memory; apply_event resets idle users by event time. Returning an
             # expired value not yet cleaned up is harmless for that reason, and NeverReturnExpired would
             # switch PyFlink's state cache off: a blocking gRPC read and write per event, which was
-            # ~70% of this operator's time in the profile (BENCHMARKS.md).
+            # ~70% of this operator's time in the profile (docs/benchmark-history.md).
             descriptor.enable_time_to_live(
                 StateTtlConfig.new_builder(Time.milliseconds(self._user_ttl_ms))
                 .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
