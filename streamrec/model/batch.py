@@ -360,10 +360,11 @@ class BatchRanker:
                         lists[uu].append(rr)
                     rows, top = ranker.top_k(vectors[warm_at], params.stored_k, lists, mask)
                 found = (rows >= 0).sum(axis=1).tolist()
+                ids = product_ids[np.maximum(rows, 0)].tolist()  # one lookup for the batch: half the cost
                 for j, i in enumerate(members[warm_at].tolist()):
                     k = found[j]
                     if k:
-                        records[i] = US.join(("personal", name, str(k), *product_ids[rows[j, :k]]))
+                        records[i] = US.join(("personal", name, str(k), *ids[j][:k]))
                         scores[i] = top[j, :k]
                     else:
                         records[i] = US.join(("none", name, "0"))
