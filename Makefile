@@ -11,7 +11,7 @@ MVN ?= mvn
 MVN_ARGS := -B -ntp -f java/pom.xml
 JAVA_SOURCES := $(shell find java/src -type f 2>/dev/null)
 
-.PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean \
+.PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean image \
 	browser bench-serve vegeta \
 	bench bench-micro bench-deps bench-down
 
@@ -119,6 +119,18 @@ down: venv
 
 status: venv
 	$(PY) -m streamrec.localstack status --profile dev
+
+## image: the container image $(IMAGE) (docker/Dockerfile: Maven builds java/, streamrec installed in the
+## official Flink image's Python) with buildah, podman or a Docker engine, whichever is here. It needs
+## Docker Hub for the base images: on our machines it fails at the first FROM (README, "Container image")
+IMAGE ?= streamrec:0.1.0
+image:
+	@if command -v buildah >/dev/null; then buildah --storage-driver $${STORAGE_DRIVER:-vfs} bud -f docker/Dockerfile -t $(IMAGE) .; \
+	elif command -v podman >/dev/null; then podman build -f docker/Dockerfile -t $(IMAGE) .; \
+	elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then docker build -f docker/Dockerfile -t $(IMAGE) .; \
+	else echo "make image needs a container builder that runs here: a Docker engine ('docker info' fails here)," \
+	  "or buildah or podman (Debian: apt-get install buildah)," \
+	  "and access to Docker Hub for docker.io/library/flink:2.2.1-java17 and maven:3.9-eclipse-temurin-17." >&2; exit 1; fi
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache java/target

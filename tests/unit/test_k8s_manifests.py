@@ -5,6 +5,7 @@ Kubernetes Operator's CRD (from its API jar, which `make fetch` takes from Maven
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 import zipfile
@@ -152,3 +153,29 @@ def test_the_service_and_its_autoscaler_point_at_the_deployment(rendered):
     assert "cpu" in container["resources"]["requests"]  # the autoscaler's utilisation needs a request
     config_maps = {name for kind, name in rendered if kind == "ConfigMap"}
     assert {e["configMapRef"]["name"] for e in container["envFrom"]} <= config_maps
+
+
+def _first(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    assert found, pattern
+    return found.group(1)
+
+
+def test_the_image_holds_the_jars_the_manifests_name(rendered):
+    """docker/Dockerfile is not built here (README, "Container image"): at least the paths it lays
+    out, the ones deploy/k8s names and the versions the poms build must agree."""
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    config = rendered["ConfigMap", "streamrec-config"]["data"]
+    java_version = _first(r"<artifactId>streamrec-flink</artifactId>\s*<version>([^<]+)</version>",
+                          (REPO / "java" / "pom.xml").read_text())
+    connectors_pom = REPO / "streamrec" / "localstack" / "maven" / "flink-connectors.xml"
+    kafka_version = _first(r"<flink-kafka.version>([^<]+)</flink-kafka.version>", connectors_pom.read_text())
+    assert config["STREAMREC_SUPPORT_JAR"] == f"/opt/streamrec/lib/streamrec-flink-{java_version}.jar"
+    assert config["STREAMREC_JARS"] == f"/opt/streamrec/lib/flink-sql-connector-kafka-{kafka_version}.jar"
+    for name in ("STREAMREC_SUPPORT_JAR", "STREAMREC_JARS"):
+        assert f"{name}={config[name]}" in dockerfile
+    flink = rendered["FlinkDeployment", "streamrec"]["spec"]
+    assert "flink:2.2.1" in dockerfile and flink["flinkVersion"] == "v2_2"
+    assert flink["job"]["jarURI"] == "local:///opt/flink/opt/flink-python-2.2.1.jar"
+    image = rendered["Deployment", "streamrec-serve"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == flink["image"]
