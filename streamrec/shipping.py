@@ -63,6 +63,8 @@ SHIPPED_WITHOUT = frozenset({
 
 # Bumped when the archive's layout or launcher changes, so that a cached archive is rebuilt.
 LAYOUT_VERSION = "1"
+# Archives kept in the cache folder (~220 MB each); older ones are removed by the next build.
+KEEP_ARCHIVES = 3
 
 LAUNCHER = """#!/bin/sh
 # streamrec's shipped Python (streamrec/shipping.py): the interpreter next to this script, with its
@@ -167,6 +169,13 @@ class ShippedEnv:
     seconds: float
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # removed meanwhile by another build
+        return 0.0
+
+
 def build_archive(out_dir: Path) -> ShippedEnv:
     """The archive of this interpreter, streamrec and its dependencies, built once per content in
     ``out_dir`` (an unchanged checkout submits the cached one)."""
@@ -199,9 +208,11 @@ def build_archive(out_dir: Path) -> ShippedEnv:
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    for old in out_dir.glob("streamrec-pyenv-*.zip"):
+    # Keep a few: another submit from this checkout (a parallel test session) may be uploading one.
+    archives = sorted(out_dir.glob("streamrec-pyenv-*.zip"), key=_mtime, reverse=True)
+    for old in archives[KEEP_ARCHIVES:]:
         if old != target:
-            old.unlink(missing_ok=True)  # only the newest is ever submitted
+            old.unlink(missing_ok=True)
     shipped = ShippedEnv(target, target.stat().st_size, len(files), True, time.monotonic() - started)
     log.info("built %s (%d files, %.0f MB) in %.1f s", target, shipped.files, shipped.size_bytes / 1e6,
              shipped.seconds)
