@@ -5,12 +5,26 @@ the job's minicluster must count exactly what was sent, per type and per error c
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import urllib.request
 from collections import Counter
 
+from streamrec import localstack
 from streamrec.connectors.kafka import produce_lines
-from streamrec.metrics import JOB_METRICS, REPORTER_PORTS, Sample, counts_by, parse_exposition, scrape, totals
+from streamrec.metrics import (
+    JOB_METRICS,
+    REPORTER_PORTS,
+    Sample,
+    collect,
+    counts_by,
+    parse_exposition,
+    port_range,
+    scrape,
+    totals,
+)
 from streamrec.model.events import FUTURE_TS, Event
-from streamrec.runner import BackgroundJob, wait_for
+from streamrec.runner import BackgroundJob, config_env, wait_for
 
 from .conftest import PROFILE
 from .helpers import MALFORMED, count_events, produce, uci_slice
@@ -85,3 +99,53 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
         assert m.name in names or f"{m.name}_count" in names, m.name
     print(f"\nmetrics e2e: {sent + 1} records sent, by type {dict(sorted(want_types.items()))}, "
           f"dead letters by code {dict(sorted(want_errors.items()))}, recommendation rows {rows}")
+
+
+def _jobs(profile) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{profile.flink_rest_port}/jobs/overview", timeout=5) as r:
+        return json.load(r)["jobs"]
+
+
+def test_a_standalone_cluster_reports_the_job_metrics_on_the_profiles_reporter_ports(flink_cluster, e2e_config,
+                                                                                      uci_history):
+    """What `make up` does (flink-conf/config.yaml's reporter, `streamrec job submit`), on the test
+    profile's range: the TaskManager that runs the job reports its counters, the JobManager Flink's."""
+    profile = flink_cluster
+    events = mixed_events(uci_history)[:60]
+    want_types = Counter(e.type for e in events)
+    want_errors = Counter(code for code, _ in MALFORMED)
+    submit = subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", "job", "submit", "-m", f"127.0.0.1:{profile.flink_rest_port}",
+         "--flink", str(localstack.flink_bin("flink"))],
+        env={**config_env(e2e_config), **localstack.flink_env(profile)},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    try:
+        wait_for(lambda: [j for j in _jobs(profile) if j["state"] == "RUNNING"], timeout=120,
+                 what="the submitted job to run")
+        sent = produce(e2e_config, events)
+        wait_for(lambda: count_events(e2e_config) >= len(events), timeout=240,
+                 what=f"{len(events)} events in Cassandra", interval=2)
+        ports = port_range(profile.metrics_ports)
+
+        def settled():
+            _, samples = collect(ports, None)
+            errors = counts_by(samples, "streamrec_error_dead_letters", "error")
+            return samples if sum(errors.values()) >= len(MALFORMED) else None
+
+        wait_for(settled, timeout=90, what="the dead-letter counters", interval=1)
+        endpoints, samples = collect(ports, None)
+    finally:
+        for j in _jobs(profile):
+            if j["state"] == "RUNNING":
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{profile.flink_rest_port}/jobs/{j['jid']}?mode=cancel", method="PATCH")
+                urllib.request.urlopen(req, timeout=10).close()
+    # the JobManager and the TaskManager, each on a port of the range
+    assert len([e for e in endpoints if e.error is None]) == 2, endpoints
+    assert counts_by(samples, "streamrec_type_events_in", "type") == dict(want_types)
+    assert counts_by(samples, "streamrec_error_dead_letters", "error") == dict(want_errors)
+    assert totals(samples)[("streamrec_records_in", ())] == sent
+    print(f"\ncluster metrics e2e: {sent} records on {[e.url for e in endpoints]}, by type "
+          f"{dict(sorted(want_types.items()))}, dead letters {dict(sorted(want_errors.items()))}")
