@@ -39,7 +39,15 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import FUTURE_TS, BadRecord, Event, internal_dead_letter, latest_ts, parse_guarded
+from streamrec.model.events import (
+    FUTURE_TS,
+    BadRecord,
+    Event,
+    decode_like_java,
+    internal_dead_letter,
+    latest_ts,
+    parse_guarded,
+)
 from streamrec.model.model import (
     ModelParams,
     UserState,
@@ -126,7 +134,7 @@ class Expectation:
         its Kafka timestamp (epoch ms; None or negative: unknown)."""
         self.records += 1
         # A record without a value (a tombstone) reaches the parser as "" (NullSafeStringSchema).
-        text = "" if value is None else value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+        text = "" if value is None else decode_like_java(value) if isinstance(value, bytes) else value
         now = int(time.time() * 1000) if self.now_ms is None else self.now_ms
         # refused for sure when ts leads verify's clock by more than the lead: the job accepts an event
         # only once its own clock has reached ts minus the lead (clocks in sync assumed)

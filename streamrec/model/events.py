@@ -19,6 +19,7 @@ future. It is the parser's last check: a record refused for anything else keeps 
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import unicodedata
@@ -54,6 +55,28 @@ FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})
 FORBIDDEN_CHARS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 # The longest exception text an INTERNAL dead letter keeps.
 MAX_REASON_CHARS = 1000
+
+
+def _java_replace(exc: UnicodeError) -> tuple[str, int]:
+    # Java's UTF-8 decoder (the job's source: new String(bytes, UTF_8)) replaces an encoded
+    # surrogate - ED A0..BF, and its continuation byte if there is one - with one U+FFFD, where
+    # Python's replaces each byte; every other malformed sequence is replaced alike by both.
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data, i = exc.object, exc.start
+    if data[i] == 0xED and i + 1 < len(data) and 0xA0 <= data[i + 1] <= 0xBF:
+        return "\ufffd", i + 3 if i + 2 < len(data) and 0x80 <= data[i + 2] <= 0xBF else i + 2
+    return "\ufffd", exc.end
+
+
+codecs.register_error("streamrec-java-replace", _java_replace)
+
+
+def decode_like_java(data: bytes) -> str:
+    """``data`` decoded as the job's Kafka source decodes a record value (UTF-8, each malformed
+    sequence replaced by U+FFFD the way Java's decoder cuts them), for tools that read the topic
+    themselves (``verify``): the dead letter's payload is the text the job saw."""
+    return data.decode("utf-8", errors="streamrec-java-replace")
 
 
 def forbidden_char(ch: str) -> bool:

@@ -27,7 +27,16 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from streamrec import localstack
-from streamrec.model.events import BAD_ID, EVENT_TYPES, FORBIDDEN_CHARS, MAX_ID_CHARS, BadRecord, Event, parse_event
+from streamrec.model.events import (
+    BAD_ID,
+    EVENT_TYPES,
+    FORBIDDEN_CHARS,
+    MAX_ID_CHARS,
+    BadRecord,
+    Event,
+    decode_like_java,
+    parse_event,
+)
 from streamrec.runner import BackgroundJob, wait_for
 from tests.faults.helpers import FlinkRest, free_port, verify_cli
 
@@ -154,8 +163,8 @@ def generate(products: list[str], fuzz_seed: int) -> list[Record]:
 
 
 def as_the_job_reads(value: Optional[bytes]) -> str:
-    # the job's source: a tombstone becomes "", bytes are decoded as UTF-8 with replacement
-    return "" if value is None else value.decode("utf-8", errors="replace")
+    # the job's source: a tombstone becomes "", bytes are decoded as UTF-8 with replacement (Java's)
+    return "" if value is None else decode_like_java(value)
 
 
 def send(config: Any, records: list[Record]) -> None:
