@@ -112,7 +112,8 @@ up: setup
 	$(BIN)/streamrec catalog load $(CATALOG)
 	$(BIN)/streamrec job submit --python $(abspath $(PY))
 	@url=$$($(PY) -m streamrec.localstack serve --profile dev) && \
-	echo "streamrec is up: open $$url for the demo shop, $${url}docs for the API (make down stops it all)"
+	echo "streamrec is up: open $$url for the demo shop, $${url}docs for the API (make down stops it all)" && \
+	echo "metrics: $(BIN)/streamrec metrics, or Prometheus on ports 9249-9258 (JobManager, TaskManagers) and $${url}metrics"
 
 down: venv
 	$(PY) -m streamrec.localstack down --profile dev
