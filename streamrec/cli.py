@@ -1009,7 +1009,7 @@ def job_upgrade(jobmanager: str, parallelism: Optional[int], python_exec: Option
 
     found = _running_job(jobmanager, job_ref)
     jid = found["jid"]
-    if parallelism is None and not os.environ.get("STREAMREC_PARALLELISM"):
+    if parallelism is None and not int(os.environ.get("STREAMREC_PARALLELISM") or 0):  # 0: left to Flink
         vertices = _flink_rest(jobmanager, f"/jobs/{jid}")["vertices"]
         parallelism = max(int(v["parallelism"]) for v in vertices)
     cmd = _flink_run_cmd(jobmanager, python_exec, flink_bin, parallelism)
