@@ -132,6 +132,37 @@ def flink_stop_with_savepoint(profile: localstack.Profile, jid: str, directory: 
     return match.group(1)
 
 
+def streamrec_job(profile: localstack.Profile, config: Config, *args: str, timeout: float = 600) -> tuple[str, str]:
+    """`streamrec job <args>` as a user runs it against the profile's cluster (the wheel's `flink`, this
+    venv's Python on the TaskManagers, which share this filesystem); asserts exit status 0 and returns
+    (stdout, stderr)."""
+    cmd = [sys.executable, "-m", "streamrec.cli", "job", *args, "-m", profile.flink_rest]
+    env = config_env(config, base=localstack.flink_env(profile))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"streamrec job {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-4000:]}"
+    return out.stdout, out.stderr
+
+
+def streamrec_job_upgrade(profile: localstack.Profile, config: Config, directory: Path) -> tuple[str, str]:
+    """`streamrec job upgrade --savepoint DIR`: (the new job's id, the savepoint's path)."""
+    stdout, stderr = streamrec_job(profile, config, "upgrade", "--savepoint", str(directory),
+                                   "--flink", str(localstack.flink_bin("flink")), "--python", sys.executable)
+    match = re.search(r"savepoint (\S+) \(", stderr)
+    assert match, stderr[-2000:]
+    return stdout.strip(), match.group(1)
+
+
+def recommendation_of(config: Config, user: str) -> Optional[tuple[str, list[str]]]:
+    """(the event id that last updated ``user``'s recommendations, the products) or None."""
+    session = connect(config, config.keyspace)
+    try:
+        row = session.execute(session.prepare(
+            "SELECT event_id, product_ids FROM recommendations WHERE user_id = ?"), (user,), timeout=60).one()
+    finally:
+        session.cluster.shutdown()
+    return None if row is None else (str(row.event_id), list(row.product_ids or []))
+
+
 def wait_progress(config: Config, above: int, timeout: float, what: str) -> int:
     """Wait until `events` holds more than ``above`` rows (the job is making progress)."""
     return wait_for(lambda: (lambda n: n if n > above else 0)(count_events(config)), timeout=timeout,

@@ -31,8 +31,10 @@ from .helpers import (
     flink_stop_with_savepoint,
     free_port,
     kill_busy_taskmanager,
+    recommendation_of,
     snapshot_diff,
     store_snapshot,
+    streamrec_job_upgrade,
     taskmanager_fatal_errors,
     verify_cli,
     wait_progress,
@@ -266,6 +268,57 @@ def test_savepoint_stop_and_resume_at_another_parallelism(cluster, e2e_config, u
     figures.restarts = rest.restarts(jid2)
     assert figures.restarts == 0
     figures.notes = "recovery = flink run -s -> every subtask RUNNING"
+    figures.seconds = time.monotonic() - started
+    figures.record(report)
+
+
+PROBE_USER = "upgrade-probe"
+
+
+def test_upgrade_while_events_flow(cluster, e2e_config, uci_history, tmp_path):
+    """Issue 22 part 4: `streamrec job upgrade` (stop with a savepoint, submit this checkout from it)
+    while events flow: nothing lost, nothing doubled (verify), no state forgotten - a user who bought
+    a product before the upgrade and views it after still never gets it recommended."""
+    profile, rest = cluster
+    started = time.monotonic()
+    config = e2e_config
+    figures = Figures("job upgrade while events flow (p=1)")
+    events = varied(uci_slice(uci_history, users=12, per_user=30))
+    bought = next(e for e in events if e.product_id)
+    purchase = Event("probe-purchase", PROBE_USER, bought.ts, "purchase", bought.product_id)
+    view = Event("probe-view", PROBE_USER, bought.ts + 60_000, "view", bought.product_id)
+    lines = lines_of([purchase, *events])
+    jid = flink_run(profile, config, parallelism=1)
+    wait_for(lambda: rest.all_running(jid), timeout=240, what="the job to run")
+    producer = PacedProducer(config, lines, per_second=5)
+    producer.start()
+    try:
+        wait_for(lambda: recommendation_of(config, PROBE_USER), timeout=300, what="the probe's purchase stored",
+                 interval=1)
+        wait_progress(config, 20, timeout=300, what="progress before the upgrade")
+        sent_before, t0 = producer.sent, time.monotonic()
+        jid2, savepoint = streamrec_job_upgrade(profile, config, tmp_path / "savepoints")
+        figures.recovery_s.append(time.monotonic() - t0)
+        sent_during = producer.sent - sent_before
+        assert jid2 != jid and rest.state(jid) == "FINISHED", (jid, jid2, rest.state(jid))
+        assert sent_during > 0, "no events flowed during the upgrade: produce more slowly"
+        wait_progress(config, count_events(config), timeout=300, what="progress after the upgrade")
+    finally:
+        producer.finish()
+    after = PacedProducer(config, lines_of([view]), per_second=1e9)
+    after.start()
+    after.finish()
+    report = verify_cli(config, wait=VERIFY_WAIT)
+    assert_consistent(report)
+    # the purchase is in the state the upgrade carried over: the view (of that very product, which
+    # pulls the user's vector towards it) must not bring it back
+    probe = wait_for(lambda: (lambda r: r if r and r[0] == view.event_id else None)(
+        recommendation_of(config, PROBE_USER)), timeout=120, what="the probe's view stored")
+    assert probe[1] and bought.product_id not in probe[1], probe
+    figures.restarts = rest.restarts(jid2)
+    assert figures.restarts == 0, rest.exceptions(jid2)
+    figures.notes = (f"upgrade = `streamrec job upgrade` (savepoint + flink run -s -> RUNNING); {sent_during} "
+                     f"events sent during it; savepoint {savepoint.rsplit('/', 1)[-1]}")
     figures.seconds = time.monotonic() - started
     figures.record(report)
 
