@@ -527,6 +527,8 @@ def warm_up_jit(session: Any, system: System, config: Config, catalog: Catalog, 
     detector = detector or QuietDetector()
     started = time.time()
     cpu0 = compiler_cpu(system.tree())
+    if cpu0 == 0.0:  # no JIT compiler threads (a Python service): nothing to wait for
+        return JitWarmUp(0, 0, 0.0, 0.0, True)
     detector.add(started, cpu0)
 
     def tick() -> None:

@@ -439,3 +439,20 @@ def test_the_paced_warm_up_gives_up_after_its_time_limit_when_the_jit_never_sett
     assert not warm.quiet
     assert 0.8 <= warm.seconds < 1.5
     assert warm.as_record()["quiet"] is False and len(fake.produced) == warm.events > 0
+
+
+def test_a_system_without_a_jit_compiler_gets_no_extra_warm_up_rounds():
+    from streamrec.bench.e2e import BenchOptions, warm_up_jit
+
+    class PythonService:  # a stand-in named as such: this test process has no JIT compiler threads
+        name = "baseline"
+
+        def tree(self) -> list[int]:
+            return [os.getpid()]
+
+    def no_session(*_: object) -> None:
+        raise AssertionError("a round ran")
+
+    warm = warm_up_jit(no_session, PythonService(), Config(), None, BenchOptions(systems=("baseline",)),  # type: ignore[arg-type]
+                       0, lambda: None)
+    assert (warm.rounds, warm.events, warm.quiet) == (0, 0, True)
