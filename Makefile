@@ -77,7 +77,7 @@ lint: venv
 	$(BIN)/mypy streamrec
 
 ## bench: the job vs the naive baseline on Kafka + Cassandra (bench profile), appended to bench/results.jsonl
-## (~7-17 min on the 2-core machine: Cassandra warm-up, then per system 40,000 warm-up + 60,000 measured events and the freshness phases; options: BENCH_ARGS="--events 200000 --catalog uci ...", see `streamrec bench --help`)
+## (~10-12 min on the 2-core machine: Cassandra warm-up, then per system 40,000 warm-up events and more rounds until its JIT is quiet, 60,000 measured events and the freshness phases; options: BENCH_ARGS="--events 200000 --catalog uci ...", see `streamrec bench --help`)
 bench: setup bench-deps
 	$(BIN)/streamrec bench e2e $(BENCH_ARGS)
 
