@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,11 +193,16 @@ def pid_listening_on(port: int, candidates: list[int]) -> Optional[int]:
     inodes = localstack.listening_inodes(port)
     for pid in candidates:
         try:
-            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # the process is gone
             continue
-        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
-            return pid
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # closed since the listing: a busy JVM opens and closes files all the time
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return pid
     return None
 
 
@@ -220,11 +226,21 @@ def descendants(pid: int) -> list[int]:
 def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> str:
     """kill -9 a TaskManager that runs tasks of the job, and its Python workers (a crashed machine
     takes both); returns the TaskManager's id (as REST names it)."""
-    tms = [t for t in rest.taskmanagers() if t["freeSlots"] < t["slotsNumber"]]
-    assert tms, "no TaskManager runs a task"
-    pids = taskmanager_pids(profile)
-    pid = pid_listening_on(int(tms[0]["dataPort"]), pids)
-    assert pid is not None, f"no TaskManager of {profile.name} listens on {tms[0]['dataPort']} (pids {pids})"
+    # REST may still list a TaskManager killed in an earlier round as busy until the JobManager
+    # notices; the one to kill is a busy TaskManager whose process is alive and listening
+    deadline = time.monotonic() + 60
+    while True:
+        tms = [t for t in rest.taskmanagers() if t["freeSlots"] < t["slotsNumber"]]
+        assert tms, "no TaskManager runs a task"
+        pids = taskmanager_pids(profile)
+        found = [(tm, pid_listening_on(int(tm["dataPort"]), pids)) for tm in tms]
+        live = [(tm, pid) for tm, pid in found if pid is not None]
+        if live:
+            break
+        assert time.monotonic() < deadline, (
+            f"no TaskManager of {profile.name} listens on {[tm['dataPort'] for tm in tms]} (pids {pids})")
+        time.sleep(1)
+    tm, pid = live[0]
     workers = descendants(pid)
     os.kill(pid, signal.SIGKILL)
     for child in workers:
@@ -232,7 +248,7 @@ def kill_busy_taskmanager(profile: localstack.Profile, rest: FlinkRest) -> str:
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return str(tms[0]["id"])
+    return str(tm["id"])
 
 
 # warnings every healthy run logs (Kafka committer metrics registered twice, the driver's advice on
