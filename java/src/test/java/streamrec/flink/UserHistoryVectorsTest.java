@@ -127,13 +127,9 @@ class UserHistoryVectorsTest {
             try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h = stateHarness(c)) {
                 h.setProcessingTime(0L);
                 h.open();
-                for (JsonNode e : events.subList(0, cut)) {
-                    h.processElement(row(e), 0L);
-                }
+                feed(h, events.subList(0, cut));
                 h.prepareSnapshotPreBarrier(1L);
-                for (JsonNode e : events.subList(cut, events.size())) {
-                    h.processElement(row(e), 0L);
-                }
+                feed(h, events.subList(cut, events.size()));
                 h.endInput();
                 List<byte[]> out = h.extractOutputValues();
                 assertThat(out).hasSize(2);
@@ -143,9 +139,7 @@ class UserHistoryVectorsTest {
             try (KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h = stateHarness(c)) {
                 h.setProcessingTime(0L);
                 h.open();
-                for (JsonNode e : events.subList(0, cut)) {
-                    h.processElement(row(e), 0L);
-                }
+                feed(h, events.subList(0, cut));
                 h.prepareSnapshotPreBarrier(1L);
                 snapshot = h.snapshot(1L, 0L);
             }
@@ -153,9 +147,7 @@ class UserHistoryVectorsTest {
                 h.setProcessingTime(0L);
                 h.initializeState(snapshot);
                 h.open();
-                for (JsonNode e : events.subList(cut, events.size())) {
-                    h.processElement(row(e), 0L);
-                }
+                feed(h, events.subList(cut, events.size()));
                 h.endInput();
                 List<byte[]> out = h.extractOutputValues();
                 assertThat(out).hasSize(1);
@@ -170,6 +162,13 @@ class UserHistoryVectorsTest {
         UserStateOperator op = new UserStateOperator(movingTypes(c), c.get("history_size").asInt(),
                 c.get("ttl_ms").asLong(), 1_000_000, 60_000L);
         return new KeyedOneInputStreamOperatorTestHarness<>(op, new RowKey(1), Types.STRING);
+    }
+
+    private static void feed(KeyedOneInputStreamOperatorTestHarness<String, Row, byte[]> h, List<JsonNode> events)
+            throws Exception {
+        for (JsonNode e : events) {
+            h.processElement(row(e), 0L);
+        }
     }
 
     private static Row row(JsonNode e) {
