@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 
+from streamrec import localstack
 from streamrec.config import Config
 from streamrec.connectors.cassandra import connect, datetime_to_ms
 from streamrec.connectors.kafka import produce_lines, read_topic
 from streamrec.datasets import History
 from streamrec.model.events import Event
+from streamrec.runner import config_env
 
 # One record of every bad-input class the contract names, with the code it must get (INTERNAL has
 # no record that causes it: tests/minicluster/test_poison_records.py provokes it).
@@ -97,3 +102,19 @@ def tombstones_read(config: Config, user_id: str) -> tuple[int, int]:
         raise AssertionError(f"no read summary in the trace of {len(rows)} rows")
     finally:
         session.cluster.shutdown()
+
+
+def cluster_jobs(profile: localstack.Profile) -> list[dict]:
+    """The jobs of the profile's standalone cluster (REST /jobs/overview)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{profile.flink_rest_port}/jobs/overview", timeout=5) as r:
+        return json.load(r)["jobs"]
+
+
+def submit_to_cluster(profile: localstack.Profile, config: Config) -> subprocess.CompletedProcess[str]:
+    """`streamrec job submit` to the profile's standalone cluster, as a user runs it (it ships its Python)."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamrec.cli", "job", "submit", "-m", f"127.0.0.1:{profile.flink_rest_port}",
+         "--flink", str(localstack.flink_bin("flink"))],
+        env={**config_env(config), **localstack.flink_env(profile)},
+        capture_output=True, text=True, timeout=600,
+    )

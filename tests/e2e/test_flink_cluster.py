@@ -4,44 +4,31 @@ scripts) with `flink run`; its results appear in the real Cassandra. The job shi
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from streamrec import localstack
-from streamrec.runner import config_env, wait_for
+from streamrec.runner import wait_for
 
-from .helpers import count_events, produce, read_store, uci_slice
+from .helpers import cluster_jobs, count_events, produce, read_store, submit_to_cluster, uci_slice
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _jobs(profile) -> list[dict]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{profile.flink_rest_port}/jobs/overview", timeout=5) as r:
-        return json.load(r)["jobs"]
 
 
 def _submit_and_check(profile, e2e_config, uci_history) -> None:
     """Submit with `streamrec job submit`, produce real purchases, check what Cassandra holds."""
     events = uci_slice(uci_history, users=5, per_user=20)
     started = time.monotonic()
-    submit = subprocess.run(
-        [sys.executable, "-m", "streamrec.cli", "job", "submit", "-m", f"127.0.0.1:{profile.flink_rest_port}",
-         "--flink", str(localstack.flink_bin("flink"))],
-        env={**config_env(e2e_config), **localstack.flink_env(profile)},
-        capture_output=True, text=True, timeout=600,
-    )
+    submit = submit_to_cluster(profile, e2e_config)
     assert submit.returncode == 0, submit.stdout + submit.stderr
     assert "-pyarch" in submit.stderr, submit.stderr  # the job shipped its Python
     # a figure for the README (`pytest -s`), not a limit
     print(f"\nsubmit to {profile.name}: {time.monotonic() - started:.1f} s until RUNNING; "
           + next((line for line in submit.stderr.splitlines() if line.startswith("shipping")), ""))
     try:
-        running = wait_for(lambda: [j for j in _jobs(profile) if j["state"] == "RUNNING"], timeout=120,
+        running = wait_for(lambda: [j for j in cluster_jobs(profile) if j["state"] == "RUNNING"], timeout=120,
                            what="the submitted job to run")
         assert running[0]["name"] == "streamrec"
         produce(e2e_config, events, malformed=False)
@@ -53,7 +40,7 @@ def _submit_and_check(profile, e2e_config, uci_history) -> None:
         assert all(len(items) == e2e_config.top_k * e2e_config.query_overfetch
                    for items, _, _ in store.recommendations.values())
     finally:
-        for j in _jobs(profile):
+        for j in cluster_jobs(profile):
             if j["state"] == "RUNNING":
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{profile.flink_rest_port}/jobs/{j['jid']}?mode=cancel", method="PATCH")

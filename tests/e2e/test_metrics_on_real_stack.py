@@ -5,12 +5,9 @@ the job's minicluster must count exactly what was sent, per type and per error c
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from collections import Counter
 
-from streamrec import localstack
 from streamrec.connectors.kafka import produce_lines
 from streamrec.metrics import (
     JOB_METRICS,
@@ -24,10 +21,10 @@ from streamrec.metrics import (
     totals,
 )
 from streamrec.model.events import FUTURE_TS, Event
-from streamrec.runner import BackgroundJob, config_env, wait_for
+from streamrec.runner import BackgroundJob, wait_for
 
 from .conftest import PROFILE
-from .helpers import MALFORMED, count_events, produce, uci_slice
+from .helpers import MALFORMED, cluster_jobs, count_events, produce, submit_to_cluster, uci_slice
 
 TYPES = ["view", "click", "add_to_cart", "view", "purchase", "remove_from_cart", "search"]
 # well past the profile's cluster range, which the session's standalone clusters share (and clear of
@@ -102,11 +99,6 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
           f"dead letters by code {dict(sorted(want_errors.items()))}, recommendation rows {rows}")
 
 
-def _jobs(profile) -> list[dict]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{profile.flink_rest_port}/jobs/overview", timeout=5) as r:
-        return json.load(r)["jobs"]
-
-
 def test_a_standalone_cluster_reports_the_job_metrics_on_the_profiles_reporter_ports(flink_cluster, e2e_config,
                                                                                       uci_history):
     """What `make up` does (flink-conf/config.yaml's reporter, `streamrec job submit`), on the test
@@ -115,15 +107,10 @@ def test_a_standalone_cluster_reports_the_job_metrics_on_the_profiles_reporter_p
     events = mixed_events(uci_history)[:60]
     want_types = Counter(e.type for e in events)
     want_errors = Counter(code for code, _ in MALFORMED)
-    submit = subprocess.run(
-        [sys.executable, "-m", "streamrec.cli", "job", "submit", "-m", f"127.0.0.1:{profile.flink_rest_port}",
-         "--flink", str(localstack.flink_bin("flink"))],
-        env={**config_env(e2e_config), **localstack.flink_env(profile)},
-        capture_output=True, text=True, timeout=600,
-    )
+    submit = submit_to_cluster(profile, e2e_config)
     assert submit.returncode == 0, submit.stdout + submit.stderr
     try:
-        [job] = wait_for(lambda: [j for j in _jobs(profile) if j["state"] == "RUNNING"], timeout=120,
+        [job] = wait_for(lambda: [j for j in cluster_jobs(profile) if j["state"] == "RUNNING"], timeout=120,
                          what="the submitted job to run")
         sent = produce(e2e_config, events)
         wait_for(lambda: count_events(e2e_config) >= len(events), timeout=240,
@@ -143,7 +130,7 @@ def test_a_standalone_cluster_reports_the_job_metrics_on_the_profiles_reporter_p
         wait_for(settled, timeout=90, what="the dead-letter counters", interval=1)
         endpoints, samples = mine()
     finally:
-        for j in _jobs(profile):
+        for j in cluster_jobs(profile):
             if j["state"] == "RUNNING":
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{profile.flink_rest_port}/jobs/{j['jid']}?mode=cancel", method="PATCH")
