@@ -932,7 +932,13 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                 t_fresh = time.time()
                 fr = measure_freshness(session, config, fresh_gen, rate, opts.fresh_seconds, opts.probe_rate,
                                        f"{tag}-{name}", lead_in=opts.fresh_lead_in)
-                fresh_cores = round(sampler.cores(name, t_fresh, t_fresh + fr.seconds), 3)
+                # every group's CPU over the phase: here the harness produces live and Kafka takes the
+                # records in, which a preloaded throughput phase does not pay for
+                fresh_by_group = {g: round(sampler.cores(g, t_fresh, t_fresh + fr.seconds), 3)
+                                  for g in (name, "kafka", "cassandra", "harness", MACHINE)}
+                fresh_by_group["others"] = round(fresh_by_group[MACHINE] - sum(
+                    fresh_by_group[g] for g in (name, "kafka", "cassandra", "harness")), 3)
+                fresh_cores = fresh_by_group[name]
                 low: Optional[Freshness] = None
                 if opts.fresh_low_rate > 0:
                     # the fixed-rate phase measures the latency floor: start it once the previous
@@ -980,6 +986,8 @@ def run(opts: BenchOptions) -> list[dict[str, Any]]:
                         "seconds": round(fr.seconds, 1), "probes": fr.probes, "missing": fr.missing,
                         "max_ms": round(max(fr.latencies_ms), 1) if fr.latencies_ms else None,
                         "cores_used": fresh_cores,
+                        "cores": fresh_by_group,
+                        "latencies_ms": [round(x) for x in fr.latencies_ms],  # probes in send order
                     },
                     "kept_up": fr.kept_up(),
                     # Cassandra's JIT compiler threads over this system's measured throughput phase:
