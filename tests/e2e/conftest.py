@@ -51,32 +51,15 @@ def artifacts():
 @pytest.fixture(scope="session")
 def services(artifacts):
     """Kafka + Cassandra on the test profile; stopped at the end if this session started them."""
-    running = localstack.is_running(PROFILE)
-    started = []
-    try:
-        if not running["kafka"]:
-            localstack.start_kafka(PROFILE)
-            started.append(localstack.stop_kafka)
-        if not running["cassandra"]:
-            localstack.start_cassandra(PROFILE)
-            started.append(localstack.stop_cassandra)
+    with localstack.ensure(PROFILE, ["kafka", "cassandra"]):
         yield PROFILE
-    finally:
-        for stop in reversed(started):
-            stop(PROFILE)
 
 
 @pytest.fixture(scope="session")
 def flink_cluster(services):
     """A standalone Flink cluster (1 JobManager, 1 TaskManager) started from the wheel's scripts."""
-    started = not localstack.is_running(PROFILE)["flink"]
-    if started:
-        localstack.start_flink(PROFILE, taskmanagers=1)
-    try:
+    with localstack.ensure(PROFILE, ["flink"], taskmanagers=1):
         yield PROFILE
-    finally:
-        if started:
-            localstack.stop_flink(PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +71,13 @@ def isolated_flink_cluster(services):
     profile = dataclasses.replace(PROFILE, name=f"{PROFILE.name}-isolated",
                                   flink_rest_port=PROFILE.flink_rest_port + 10,
                                   flink_rpc_port=PROFILE.flink_rpc_port + 10)
-    started = not localstack.is_running(profile)["flink"]
-    if started:
-        localstack.start_flink(profile, taskmanagers=1, isolated=True)
+    stack = None
     try:
-        yield profile
+        with localstack.ensure(profile, ["flink"], taskmanagers=1, isolated=True) as stack:
+            yield profile
     finally:
-        if started:
-            localstack.stop_flink(profile)
-            # its copy of Flink and the unpacked Python of every job it ran (~700 MB)
+        if stack is not None and stack.started:
+            # its copy of Flink and the unpacked Python of every job it ran (~700 MB), once stopped
             shutil.rmtree(localstack.isolated_host_dir(profile), ignore_errors=True)
 
 

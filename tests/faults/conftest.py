@@ -27,13 +27,8 @@ TASKMANAGERS = 2
 @pytest.fixture(scope="session")
 def fault_cluster(services):  # noqa: F811
     """1 JobManager + 2 TaskManagers on the test profile; stopped at the end if this session started it."""
-    started = not localstack.is_running(PROFILE)["flink"]
-    localstack.start_flink(PROFILE, taskmanagers=TASKMANAGERS, timeout=180)
-    try:
+    with localstack.ensure(PROFILE, ["flink"], taskmanagers=TASKMANAGERS, timeout=180):
         yield PROFILE
-    finally:
-        if started:
-            localstack.stop_flink(PROFILE)
 
 
 @pytest.fixture
