@@ -29,6 +29,7 @@ setup(
         "fastapi>=0.110",
         "uvicorn[standard]>=0.29",  # httptools + uvloop: ~0.7 instead of ~0.9 ms of CPU per request (h11 + asyncio)
         "prometheus-client>=0.20",
+        "orjson>=3.9",  # the recommendations answer's JSON, ~7x cheaper than json.dumps
         "swagger-ui-py>=25.7",  # Swagger UI's files: /docs works with no internet access
     ],
     extras_require={
