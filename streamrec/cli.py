@@ -796,26 +796,12 @@ def _flink_rest(rest: str, path: str, body: Optional[dict[str, Any]] = None, tim
 
     Nothing answering there is :class:`~streamrec.unreachable.Unreachable` (one line, exit status 3);
     an HTTP error is Flink's own answer (an unknown job, a failed trigger) and says so in one line."""
-    import urllib.error
-    import urllib.request
+    from streamrec.flinkrest import FlinkHttpError, FlinkRest
 
-    from streamrec.unreachable import Unreachable
-
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://{rest}{path}", data=data, method="GET" if body is None else "POST",
-                                 headers={} if body is None else {"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:  # before OSError: Flink answered
-        try:
-            errors = [str(e).strip().splitlines()[0][:300] for e in json.load(exc).get("errors", []) if str(e).strip()]
-        except (ValueError, AttributeError):
-            errors = []
-        raise click.ClickException(f"Flink at {rest} answered {exc.code} to {path}: "
-                                   + ("; ".join(errors) or str(exc.reason))) from exc
-    except OSError as exc:
-        raise Unreachable("Flink", rest, str(getattr(exc, "reason", "") or exc)) from exc
+        return FlinkRest(rest, timeout).call(path, body)
+    except FlinkHttpError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _flink_jobs(rest: str) -> list[dict[str, Any]]:

@@ -1,17 +1,18 @@
 """Flink REST metrics of a running job, also of a local minicluster (whose REST port is random).
 
 A PyFlink minicluster listens on an ephemeral port; :func:`find_rest` reads it from the minicluster's
-log, so the job needs no configuration change to be observed.
+log, so the job needs no configuration change to be observed. The calls go through the one REST
+client, :class:`streamrec.flinkrest.FlinkRest`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
-import urllib.request
 from pathlib import Path
 from typing import Any, Optional
+
+from streamrec.flinkrest import FlinkRest
 
 METRICS = (
     "busyTimeMsPerSecond",
@@ -20,11 +21,6 @@ METRICS = (
     "numRecordsInPerSecond",
     "numRecordsOutPerSecond",
 )
-
-
-def get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.load(resp)
 
 
 _REST_LINE = re.compile(r"Rest endpoint listening at ([^\s:]+):(\d+)")
@@ -52,20 +48,18 @@ class FlinkMetrics:
 
     def __init__(self, rest: str) -> None:
         self.rest = rest
+        self.api = FlinkRest(rest, timeout=2.0)
         self.jid: Optional[str] = None
         self.vertices: dict[str, str] = {}  # id -> name
         self.samples: dict[str, dict[str, list[float]]] = {}  # vertex name -> metric -> values
 
-    def _url(self, path: str) -> str:
-        return f"http://{self.rest}{path}"
-
     def _job(self) -> Optional[str]:
         if self.jid is None:
-            jobs = get_json(self._url("/jobs/overview")).get("jobs", [])
+            jobs = self.api.get("/jobs/overview").get("jobs", [])
             running = [j for j in jobs if j.get("state") == "RUNNING"]
             if running:
                 self.jid = running[0]["jid"]
-                detail = get_json(self._url(f"/jobs/{self.jid}"))
+                detail = self.api.job(self.jid)
                 self.vertices = {v["id"]: v["name"] for v in detail.get("vertices", [])}
         return self.jid
 
@@ -74,7 +68,7 @@ class FlinkMetrics:
         if jid is None:
             return
         for vid, name in self.vertices.items():
-            rows = get_json(self._url(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={','.join(METRICS)}"))
+            rows = self.api.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={','.join(METRICS)}")
             per = self.samples.setdefault(name, {})
             for row in rows:
                 try:
@@ -93,7 +87,7 @@ class FlinkMetrics:
         jid = self._job()
         if jid is None:
             return {}
-        data = get_json(self._url(f"/jobs/{jid}/checkpoints"))
+        data = self.api.get(f"/jobs/{jid}/checkpoints")
         counts = data.get("counts", {})
         summary = data.get("summary", {})
         e2e = summary.get("end_to_end_duration", {})

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Sequence
 
@@ -29,12 +26,15 @@ log = logging.getLogger("streamrec.localstack")
 
 
 def _flink_overview(p: Profile) -> dict[str, object] | None:
+    """REST /overview of the profile's cluster; None while it does not answer (or not yet with JSON)."""
+    from streamrec.flinkrest import FlinkHttpError, FlinkRest
+    from streamrec.unreachable import Unreachable
+
     try:
-        with urllib.request.urlopen(f"http://{p.flink_rest}/overview", timeout=2) as resp:
-            data = json.load(resp)
-            return data if isinstance(data, dict) else None
-    except (OSError, urllib.error.URLError, ValueError):
+        data = FlinkRest(p.flink_rest, timeout=2).get("/overview")
+    except (FlinkHttpError, Unreachable, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _flink_taskmanagers(p: Profile) -> int:

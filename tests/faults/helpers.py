@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -22,7 +21,10 @@ from streamrec import localstack
 from streamrec.config import Config
 from streamrec.connectors.cassandra import connect
 from streamrec.connectors.kafka import produce_lines
+from streamrec.flinkrest import FlinkHttpError
+from streamrec.flinkrest import FlinkRest as _FlinkRest
 from streamrec.runner import config_env, wait_for
+from streamrec.unreachable import Unreachable
 
 JOB_PY = Path(__file__).resolve().parents[2] / "streamrec" / "jobs" / "job.py"
 
@@ -34,16 +36,8 @@ FIGURES: list[dict[str, Any]] = []
 # Flink
 
 
-class FlinkRest:
-    def __init__(self, address: str) -> None:
-        self.base = f"http://{address}"
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=10) as resp:
-            return json.load(resp)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self.get("/jobs/overview")["jobs"])
+class FlinkRest(_FlinkRest):
+    """streamrec's REST client plus what the fault tests ask of a job: restarts, recovery, a diagnosis."""
 
     def running_jobs(self) -> list[str]:
         return [j["jid"] for j in self.jobs() if j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
@@ -63,35 +57,28 @@ class FlinkRest:
 
     def all_running(self, jid: str) -> bool:
         """The job and every one of its subtasks are RUNNING (after a restart: recovered)."""
-        job = self.get(f"/jobs/{jid}")
+        job = self.job(jid)
         if job["state"] != "RUNNING":
             return False
         return all(v["status"] == "RUNNING" and v["tasks"].get("RUNNING", 0) == v["parallelism"]
                    for v in job["vertices"])
 
     def state(self, jid: str) -> str:
-        return str(self.get(f"/jobs/{jid}")["state"])
-
-    def cancel(self, jid: str) -> None:
-        req = urllib.request.Request(f"{self.base}/jobs/{jid}?mode=cancel", method="PATCH")
-        urllib.request.urlopen(req, timeout=10).close()
+        return str(self.job(jid)["state"])
 
     def cancel_all(self) -> None:
         for jid in self.running_jobs():
             try:
                 self.cancel(jid)
-            except OSError:
+            except (FlinkHttpError, Unreachable):  # finished meanwhile, or the cluster is restarting
                 pass
         wait_for(lambda: not self.running_jobs(), timeout=120, what="jobs to be cancelled")
-
-    def taskmanagers(self) -> list[dict[str, Any]]:
-        return list(self.get("/taskmanagers")["taskmanagers"])
 
     def describe(self, jid: str) -> str:
         """What a failed wait on the job needs to be diagnosed from a CI log alone: the job's and each
         vertex's state, the TaskManagers and their free slots, and the newest exceptions."""
         try:
-            job = self.get(f"/jobs/{jid}")
+            job = self.job(jid)
             lines = [f"job {jid}: {job['state']}, restarts {self.restarts(jid)}"]
             lines += [f"  {v['name'][:60]}: {v['status']} {v['tasks']}" for v in job["vertices"]]
             lines += [f"  taskmanager {t['id']}: {t['freeSlots']}/{t['slotsNumber']} slots free"
