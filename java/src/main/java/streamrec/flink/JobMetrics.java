@@ -3,6 +3,7 @@ package streamrec.flink;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.MetricGroup;
 
 /**
@@ -22,8 +23,13 @@ final class JobMetrics {
         return operator.addGroup(GROUP);
     }
 
+    /** A histogram, and beside it the gauge {@code <name>_max}: Flink's reporter exports a
+     *  histogram's count and quantiles only, and the largest value is what one looks for first. */
     static WindowHistogram histogram(MetricGroup operator, String name) {
-        return group(operator).histogram(name, new WindowHistogram(HISTOGRAM_WINDOW));
+        MetricGroup group = group(operator);
+        WindowHistogram histogram = group.histogram(name, new WindowHistogram(HISTOGRAM_WINDOW));
+        group.gauge(name + "_max", (Gauge<Long>) () -> histogram.getStatistics().getMax());
+        return histogram;
     }
 
     /** Counters by the value of one label, registered on first use (the label values are few: event

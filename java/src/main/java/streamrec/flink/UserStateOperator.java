@@ -7,11 +7,16 @@ import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
+import java.util.stream.Stream;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.metrics.Histogram;
+import org.apache.flink.runtime.state.VoidNamespace;
+import org.apache.flink.runtime.state.VoidNamespaceSerializer;
+import org.apache.flink.streaming.api.operators.InternalTimer;
 import org.apache.flink.streaming.api.operators.OneInputStreamOperator;
+import org.apache.flink.streaming.api.operators.Triggerable;
 import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.types.Row;
 
@@ -31,8 +36,11 @@ import org.apache.flink.types.Row;
  * Python passed it through), then the users part as text: per user, in order of first appearance,
  * the fields {@link UserHistory#appendRequest} writes.
  */
-public final class UserStateOperator extends LingerBatcher<byte[]> implements OneInputStreamOperator<Row, byte[]> {
+public final class UserStateOperator extends LingerBatcher<byte[]>
+        implements OneInputStreamOperator<Row, byte[]>, Triggerable<String, VoidNamespace> {
     private static final long serialVersionUID = 1L;
+    /** The keyed state's name since the first release (savepoints restore it by name). */
+    private static final String USER_STATE = "user";
 
     private final HashSet<String> movingTypes;
     private final int historySize;
@@ -48,6 +56,7 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
     private transient Counter usersStarted; // users whose state was empty (new, or dropped by the TTL)
     private transient Histogram batchEvents;
     private transient Histogram batchUsers;
+    private transient UsersInState usersInState; // the exact count, and the users' expiry (UsersInState)
 
     private static final class Slot {
         final int index;
@@ -72,13 +81,48 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
     @Override
     public void open() throws Exception {
         super.open();
-        state = getRuntimeContext().getState(UserTtl.descriptor("user", ttlMs));
+        state = getRuntimeContext().getState(UserTtl.descriptor(USER_STATE, ttlMs));
         eventsIn = new JobMetrics.Labelled(getMetricGroup(), "type", "events_in");
         usersStarted = JobMetrics.group(getMetricGroup()).counter("users_started");
         batchEvents = JobMetrics.histogram(getMetricGroup(), "batch_events");
         batchUsers = JobMetrics.histogram(getMetricGroup(), "batch_users");
+        usersInState = new UsersInState(ttlMs);
+        usersInState.open(this, this);
+        adoptUncountedUsers();
         reset();
     }
+
+    /** A savepoint of a version without the count holds users but no deadlines: count them. One
+     *  more walk over the keys, only when the two key counts differ. */
+    private void adoptUncountedUsers() throws Exception {
+        long held;
+        try (Stream<Object> keys =
+                     getKeyedStateBackend().getKeys(USER_STATE, VoidNamespace.INSTANCE)) {
+            held = keys.count();
+        }
+        if (held != usersInState.count()) {
+            getKeyedStateBackend().applyToAllKeys(VoidNamespace.INSTANCE, VoidNamespaceSerializer.INSTANCE,
+                    UserTtl.descriptor(USER_STATE, ttlMs), (key, s) -> usersInState.adopt());
+        }
+    }
+
+    /** Test access: the value of the {@code users_in_state} gauge. */
+    long usersInState() {
+        return usersInState.count();
+    }
+
+    @Override
+    public void onProcessingTime(InternalTimer<String, VoidNamespace> timer) throws Exception {
+        long time = timer.getTimestamp();
+        if (users.containsKey(timer.getKey())) {
+            usersInState.postpone(time); // in the batch not yet sent: its write comes with emit
+        } else if (usersInState.expire(time)) {
+            state.clear();
+        }
+    }
+
+    @Override
+    public void onEventTime(InternalTimer<String, VoidNamespace> timer) {}
 
     private void reset() {
         users = new LinkedHashMap<>();
@@ -137,15 +181,17 @@ public final class UserStateOperator extends LingerBatcher<byte[]> implements On
     }
 
     @Override
-    void emit() throws IOException {
+    void emit() throws Exception {
         if (pendingEvents == 0) {
             return;
         }
         StringBuilder text = new StringBuilder(users.size() * 128);
+        long until = usersInState.deadlineFromNow(); // before the writes: never after Flink's TTL
         for (Map.Entry<String, Slot> u : users.entrySet()) {
             Slot slot = u.getValue();
             setCurrentKey(slot.key);
             state.update(slot.state.encode(stateBytes));
+            usersInState.written(until);
             if (text.length() > 0) {
                 text.append(BatchText.RS);
             }
