@@ -391,6 +391,8 @@ class QueryClient:
         """``session``: one made by :func:`connect` with other options (the HTTP service's)."""
         self._session = session if session is not None else connect(config, config.keyspace)
         ks = config.keyspace
+        self._keyspace = ks
+        self._recs_many: Any = None
         self._recs = self._session.prepare(
             "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant "
             f"FROM {qualified(ks, 'recommendations')} WHERE user_id = ?"
@@ -411,6 +413,21 @@ class QueryClient:
         rows :meth:`stored_recommendations` turns into the answer (the HTTP service awaits it on
         its event loop instead of blocking a thread per request)."""
         return self._session.execute_async(self._recs, (user_id,))
+
+    def prepare_many(self) -> None:
+        """Prepares :meth:`recommendations_many_future`'s statement (a blocking round trip: the HTTP
+        service does it at start, not on its event loop; the CLI never needs it)."""
+        if self._recs_many is None:
+            self._recs_many = self._session.prepare(
+                "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant "
+                f"FROM {qualified(self._keyspace, 'recommendations')} WHERE user_id IN ?"
+            )
+
+    def recommendations_many_future(self, user_ids: Sequence[str]) -> Any:
+        """One read of several users' rows (``user_id IN ?``; users without a row are absent): the
+        HTTP service sends the reads that arrive together as one request."""
+        self.prepare_many()
+        return self._session.execute_async(self._recs_many, (list(user_ids),))
 
     @staticmethod
     def stored_recommendations(row: Any) -> Optional[StoredRecommendations]:

@@ -395,6 +395,111 @@ def test_odd_bodies_are_never_a_500(client: TestClient, backend: FakeQueryBacken
     assert backend.sent == []
 
 
+# --- the recommendations route's fast path and the batched reads ---------------------------------
+
+FAST_PATH_URLS = [
+    "/v1/users/u1/recommendations", "/v1/users/u1/recommendations?k=2", "/v1/users/newbie/recommendations?k=3",
+    "/v1/users/u1/recommendations?k=4&exclude=p2,p9&exclude_category=rugs&unknown=1",
+    "/v1/users/u1/recommendations?k=3&category=mugs&category=lamps", "/v1/users/u%C3%A9/recommendations?k=1",
+    # declined by the fast path, answered by FastAPI
+    "/v1/users/u1/recommendations?k=0", "/v1/users/u1/recommendations?k=007", "/v1/users/u1/recommendations?k=x",
+    "/v1/users/u1/recommendations?k=1&k=2", "/v1/users/u1/recommendations?k=101", "/v1/users/%00/recommendations",
+    "/v1/users/u1/recommendations/", "/v1/users/recommendations", "/v1/users/a%2Fb/recommendations",
+]
+
+
+def test_the_fast_path_answers_exactly_as_fastapi_does(backend: FakeQueryBackend) -> None:
+    fast = client_for(backend)
+    slow_app = create_app(Config(), backend)
+    slow_app.fast_path = None  # type: ignore[attr-defined]  # the stack is built at the first request
+    slow = TestClient(slow_app)
+    for url in FAST_PATH_URLS:
+        a, b = fast.get(url), slow.get(url)
+        assert (a.status_code, a.content) == (b.status_code, b.content), url
+        assert a.headers.get("content-type") == b.headers.get("content-type"), url
+        assert a.headers.get("content-length") == b.headers.get("content-length"), url
+    backend.loaded = None  # no catalog: both 503
+    assert fast.get("/v1/users/u1/recommendations").json() == slow.get("/v1/users/u1/recommendations").json()
+    backend.loaded, backend.broken = small_catalog(), True
+    r = fast.get("/v1/users/u1/recommendations")
+    assert (r.status_code, r.json()["error"]) == (503, "UNAVAILABLE")
+    text = fast.get("/metrics").text
+    rec = 'route="/v1/users/{user_id}/recommendations"'
+    assert f'streamrec_http_requests_total{{method="GET",{rec},status="503"}} 2.0' in text
+    assert 'streamrec_recommendation_lookups_total{result="row"}' in text
+    assert 'streamrec_served_items_total{source="trending"}' in text
+
+
+def test_the_fast_path_leaves_cors_requests_and_wrong_keys_to_fastapi(backend: FakeQueryBackend) -> None:
+    client = client_for(backend, serve_api_key="s3cret", serve_cors_origins="https://shop.example")
+    url = "/v1/users/u1/recommendations?k=1"
+    assert client.get(url, headers={"X-API-Key": "s3cret"}).status_code == 200
+    for headers in ({}, {"X-API-Key": "s3cret "}, {"X-API-Key": "wrong"}):
+        r = client.get(url, headers=headers)
+        assert (r.status_code, r.json()["error"]) == (401, "UNAUTHORIZED")
+    assert client.get(url, headers=[("X-API-Key", "s3cret"), ("X-API-Key", "s3cret")]).status_code == 200
+    r = client.get(url, headers={"X-API-Key": "s3cret", "Origin": "https://shop.example"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+class FakeResponseFuture:
+    """The driver's ResponseFuture: callbacks run on another thread, as on the driver's IO thread."""
+
+    def __init__(self, rows: Optional[list[Any]] = None, error: Optional[BaseException] = None) -> None:
+        self.rows, self.error = rows, error
+
+    def add_callbacks(self, callback: Any, errback: Any, callback_args: tuple = (), errback_args: tuple = ()) -> None:
+        import threading
+
+        if self.error is not None:
+            threading.Thread(target=errback, args=(self.error, *errback_args)).start()
+        else:
+            threading.Thread(target=callback, args=(self.rows, *callback_args)).start()
+
+
+class FakeReadClient:
+    def __init__(self) -> None:
+        self.single: list[str] = []
+        self.many: list[list[str]] = []
+        self.error: Optional[BaseException] = None
+
+    def _rows(self, user_ids: Sequence[str]) -> FakeResponseFuture:
+        from collections import namedtuple
+
+        row = namedtuple("row", "user_id n")
+        return FakeResponseFuture([row(u, int(u[1:])) for u in user_ids if u != "u0"], self.error)
+
+    def recommendations_future(self, user_id: str) -> FakeResponseFuture:
+        self.single.append(user_id)
+        return self._rows([user_id])
+
+    def recommendations_many_future(self, user_ids: Sequence[str]) -> FakeResponseFuture:
+        self.many.append(list(user_ids))
+        return self._rows(user_ids)
+
+
+def test_reads_of_one_loop_turn_go_as_one_request() -> None:
+    import asyncio
+
+    from streamrec.service.backend import ReadBatcher
+
+    client = FakeReadClient()
+    batcher = ReadBatcher(client, max_batch=3)
+
+    async def scenario() -> None:
+        lone = await batcher.read("u7")
+        assert lone.n == 7 and client.single == ["u7"] and client.many == []
+        rows = await asyncio.gather(*(batcher.read(u) for u in ["u1", "u2", "u1", "u0", "u3", "u4"]))
+        assert [r.n if r else None for r in rows] == [1, 2, 1, None, 3, 4]  # u0 has no row
+        # the same user's reads share one; at most 3 users a request
+        assert client.many == [["u1", "u2", "u0"], ["u3", "u4"]] and client.single == ["u7"]
+        client.error = ConnectionError("Cassandra is away")
+        failed = await asyncio.gather(batcher.read("u1"), batcher.read("u2"), return_exceptions=True)
+        assert all(isinstance(f, ConnectionError) for f in failed)
+
+    asyncio.run(scenario())
+
+
 # --- the trending tracker -------------------------------------------------------------------------
 
 def test_trending_tracker_counts_valid_events_with_positive_weights() -> None:
