@@ -24,6 +24,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -149,6 +150,34 @@ class MetricsMiddleware:
             if route.matches(scope)[0] is Match.FULL:
                 return str(getattr(route, "path", "unmatched"))
         return "unmatched"
+
+
+# --- the recommendations answer, as the OpenAPI description shows it --------------------------------
+# Documentation only: the answer is built as plain dicts and encoded once (a response model would
+# validate and serialise every answer again, which the profile showed to be the route's dearest part).
+
+class RecommendedItem(BaseModel):
+    product_id: str
+    score: Optional[float] = Field(description="cosine similarity (personal) or decayed popularity (trending)")
+    source: str = Field(description="personal, trending (filled in), or the stored list's source")
+    title: Optional[str] = None
+    category: Optional[str] = None
+    price: Optional[float] = None
+
+
+class RecommendationsAnswer(BaseModel):
+    user_id: str
+    source: Optional[str] = Field(description="the stored list's source; trending for a user without a row; "
+                                              "null when nothing is left")
+    items: list[RecommendedItem]
+    event_id: Optional[str] = Field(None, description="the event that produced the stored list (absent without a row)")
+    event_ts: Optional[str] = Field(None, description="its event time, ISO 8601 UTC")
+    variant: Optional[str] = Field(None, description="the user's A/B variant, when the job has variants")
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(description="the code: the parser's for ids, else BAD_PARAMETER, UNAUTHORIZED, ...")
+    reason: str
 
 
 # --- the recommendations route's fast path ----------------------------------------------------------
@@ -329,7 +358,9 @@ def create_app(config: Config, backend: Backend) -> FastAPI:
         return orjson.dumps(answer)
 
     # response_class: the OpenAPI description says application/json, as it did with JSONResponse
-    @app.get(RECOMMENDATIONS, dependencies=v1, tags=["query"], response_class=JSONResponse)
+    @app.get(RECOMMENDATIONS, dependencies=v1, tags=["query"], response_class=JSONResponse,
+             responses={200: {"model": RecommendationsAnswer}, 400: {"model": ErrorAnswer},
+                        401: {"model": ErrorAnswer}, 503: {"model": ErrorAnswer}})
     async def recommendations(
         user_id: str,
         k: int = k_query,

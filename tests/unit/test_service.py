@@ -442,6 +442,18 @@ def test_the_fast_path_leaves_cors_requests_and_wrong_keys_to_fastapi(backend: F
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://shop.example"
 
 
+def test_the_openapi_description_shows_the_recommendations_answer(client: TestClient) -> None:
+    from streamrec.service.app import RecommendationsAnswer
+
+    route = client.get("/openapi.json").json()["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    assert route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/RecommendationsAnswer")
+    assert route["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorAnswer")
+    for url in ("/v1/users/u1/recommendations?k=4&category=mugs", "/v1/users/newbie/recommendations"):
+        body = client.get(url).json()
+        assert RecommendationsAnswer.model_validate(body).model_dump(exclude_unset=True) == body
+
+
 class FakeResponseFuture:
     """The driver's ResponseFuture: callbacks run on another thread, as on the driver's IO thread."""
 
