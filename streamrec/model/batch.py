@@ -22,7 +22,7 @@ from typing import Container, Optional, Sequence
 
 import numpy as np
 
-from streamrec.model.events import BadRecord, Event, internal_dead_letter, parse_guarded
+from streamrec.model.events import BadRecord, Event, internal_dead_letter, parse_guarded, waiting_event
 from streamrec.model.history import QueryVectors, fold_flat, fold_vectors
 from streamrec.model.live import LiveCatalog
 from streamrec.model.model import (
@@ -79,17 +79,25 @@ def decode_events(data: bytes) -> list[Event]:
 
 
 def parse_batch(data: bytes, known_products: Optional[Container[str]], max_record_bytes: int,
-                max_query_chars: int, max_ts: Optional[int] = None) -> tuple[bytes, list[BadRecord]]:
+                max_query_chars: int, max_ts: Optional[int] = None,
+                waiting: Optional[list[tuple[Event, BadRecord]]] = None) -> tuple[bytes, list[BadRecord]]:
     """A ``RecordBatcher`` batch -> (the valid events as one UTF-8 block, the dead letters), both in
     input order. Never raises for one record's sake: the parser's own failures become ``INTERNAL``
     dead letters, and so does an event whose text cannot be framed (a rule the parser missed).
-    ``max_ts``: the clock rule's bound for the whole batch (``events.latest_ts``), None for none."""
+    ``max_ts``: the clock rule's bound for the whole batch (``events.latest_ts``), None for none.
+    ``waiting``: when given, an event that is valid but for its unknown product
+    (``events.waiting_event``) is appended there with its ``UNKNOWN_PRODUCT`` letter instead of
+    being dead-lettered (the late catalog: it waits for its product)."""
     lines: list[str] = []
     dead: list[BadRecord] = []
     for raw in decode_raw_batch(data):
         parsed = parse_guarded(raw, known_products, max_record_bytes, max_query_chars, max_ts)
         if isinstance(parsed, BadRecord):
-            dead.append(parsed)
+            late = None if waiting is None else waiting_event(raw, parsed, max_record_bytes, max_query_chars, max_ts)
+            if late is not None and waiting is not None:
+                waiting.append((late, parsed))
+            else:
+                dead.append(parsed)
             continue
         line = event_line(parsed)
         if line.count(US) != 5 or RS in line:

@@ -228,6 +228,19 @@ def parse_event(
     return Event(obj["event_id"], obj["user_id"], ts, etype, product_id, query)
 
 
+def waiting_event(raw: Union[str, bytes], letter: BadRecord, max_record_bytes: int = 64 * 1024,
+                  max_query_chars: int = 1024, max_ts: Optional[int] = None) -> Optional[Event]:
+    """The late catalog's rule: the event ``raw`` is once its product is known, when ``letter`` (the
+    parser's verdict on ``raw``) is ``UNKNOWN_PRODUCT`` and every other rule passes (the clock rule
+    included, with the same ``max_ts``); else None, and ``letter`` stands. Such an event may wait for
+    its product (the job's ``await-products``); if the product never comes, ``letter`` is its dead
+    letter, exactly as without the wait."""
+    if letter.code != UNKNOWN_PRODUCT:
+        return None
+    parsed = parse_guarded(raw, None, max_record_bytes, max_query_chars, max_ts)
+    return parsed if isinstance(parsed, Event) else None
+
+
 def internal_dead_letter(payload: Union[str, bytes, None], exc: BaseException) -> BadRecord:
     """The ``INTERNAL`` dead letter of a record whose processing raised ``exc``: the exception's
     type and text, and the payload (bytes decoded as the job's source decodes them). Its JSON is

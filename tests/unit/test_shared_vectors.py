@@ -1,8 +1,8 @@
 """Shared test vectors: the rules the JVM operators must know, written by the Python reference.
 
 ``java/src/test/resources/vectors/*.json`` hold what the Python model does with fixed inputs; the
-Maven tests (``UserHistoryVectorsTest``, ``BatchFormatVectorsTest``) run the Java operators on the
-same inputs and require the same outputs. These tests require that the files still say what the
+Maven tests (``UserHistoryVectorsTest``, ``BatchFormatVectorsTest``, ``AwaitProductsTest``) run the
+Java operators on the same inputs and require the same outputs. These tests require that the files still say what the
 Python code does now: after a change of rule, regenerate them with
 
     STREAMREC_WRITE_VECTORS=1 .venv/bin/python -m pytest tests/unit/test_shared_vectors.py
@@ -27,7 +27,7 @@ from streamrec.model.batch import (
     event_line,
 )
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import Event
+from streamrec.model.events import BadRecord, Event
 from streamrec.model.model import ModelParams, Recommendation, UserState, apply_event
 
 pytestmark = pytest.mark.unit
@@ -106,8 +106,40 @@ def batch_format_vectors() -> dict:
     }
 
 
+def late_catalog_vectors() -> dict:
+    """What the fast path's parser hands await-products (the late catalog): per raw record of one
+    batch, known products p1 only and a clock bound, either the waiting row (the event's fields and
+    the exact UNKNOWN_PRODUCT letter the JVM writes if the product never comes), a dead letter, or a
+    valid event. The Java test feeds the waiting rows and requires the event or the letter back."""
+    from streamrec.model.batch import decode_events, parse_batch
+
+    max_ts = 1_800_000_000_000
+    raws = [
+        '{"event_id": "w1", "user_id": "u ü", "ts": 1700000000000, "type": "view", "product_id": "new 漢"}',
+        '{"event_id": "w2", "user_id": "u2", "ts": 1700000000001, "type": "purchase", "product_id": "new 漢"}',
+        '{"event_id": "w3", "user_id": "u3", "ts": 1700000000002, "type": "search", "query": "lamp", '
+        '"product_id": "never"}',
+        '{"event_id": "k1", "user_id": "u1", "ts": 1700000000003, "type": "click", "product_id": "p1"}',
+        # not valid but for the product: dead at once, never waiting
+        '{"event_id": "f1", "user_id": "u1", "ts": 1900000000000, "type": "view", "product_id": "never"}',
+        '{"event_id": "b1", "user_id": "u1", "ts": 1700000000004, "type": "bogus", "product_id": "never"}',
+        '{"event_id": "x1", "user_id": "u1", "ts": 1700000000005, "type": "view", "product_id": "never\\u001b"}',
+    ]
+    waiting: list[tuple[Event, BadRecord]] = []
+    events, dead = parse_batch(encode_raw_batch([r.encode() for r in raws]), {"p1"}, 64 * 1024, 1024, max_ts,
+                               waiting)
+    return {
+        "raw_records": raws,
+        "waiting": [[e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query, letter.to_json()]
+                    for e, letter in waiting],
+        "dead": [letter.to_json() for letter in dead],
+        "events": [[e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query] for e in decode_events(events)],
+    }
+
+
 @pytest.mark.parametrize(("name", "make"), [("user-state.json", user_state_vectors),
-                                            ("batch-format.json", batch_format_vectors)])
+                                            ("batch-format.json", batch_format_vectors),
+                                            ("late-catalog.json", late_catalog_vectors)])
 def test_the_java_tests_vectors_say_what_the_python_reference_does_now(name, make):
     want = make()
     path = VECTORS / name
