@@ -13,8 +13,8 @@ import pytest
 
 from streamrec.bench import results
 from streamrec.bench.baseline import BaselineModel, model_params
-from streamrec.bench.e2e import Freshness, _event_seq, next_poll, steady_rate
 from streamrec.bench.flinkrest import find_rest
+from streamrec.bench.freshness import Freshness, next_poll
 from streamrec.bench.generator import (
     DEFAULT_MIX,
     EventGenerator,
@@ -27,6 +27,7 @@ from streamrec.bench.generator import (
 )
 from streamrec.bench.procstat import CpuSampler, Group, descendants, interpolate, parse_stat
 from streamrec.bench.profile import bundle_thread, categorize, read_raw, summarize, top_functions
+from streamrec.bench.watch import _event_seq, steady_rate
 from streamrec.config import Config
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event, parse_event
@@ -376,7 +377,7 @@ class FakeLibrdkafka:
 
 
 def _producer_with(fake: FakeLibrdkafka):
-    from streamrec.bench.e2e import Producer
+    from streamrec.bench.load import Producer
 
     p = Producer.__new__(Producer)
     p._kafka, p._errors = fake, []
@@ -407,16 +408,16 @@ def _paced_warm_up(monkeypatch, compiler_busy_for: float, max_seconds: float):
     core for ``compiler_busy_for`` seconds, then stops."""
     import time as _time
 
-    import streamrec.bench.e2e as e2e
+    import streamrec.bench.freshness as freshness
     from streamrec.bench.warmup import QuietDetector
 
     fake = FakeLibrdkafka()
     producer = _producer_with(fake)
-    monkeypatch.setattr(e2e, "Producer", lambda config, linger_ms: producer)
+    monkeypatch.setattr(freshness, "Producer", lambda config, linger_ms: producer)
     started = _time.time()
-    monkeypatch.setattr(e2e, "compiler_cpu", lambda pids: min(_time.time() - started, compiler_busy_for))
+    monkeypatch.setattr(freshness, "compiler_cpu", lambda pids: min(_time.time() - started, compiler_busy_for))
     gen = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="t", user_prefix="w")
-    warm = e2e.warm_up_trickle(Config(events_topic="warm-events"), gen, rate=200.0, pid_sources=[lambda: [1]],
+    warm = freshness.warm_up_trickle(Config(events_topic="warm-events"), gen, rate=200.0, pid_sources=[lambda: [1]],
                                max_seconds=max_seconds, look_every=0.05,
                                detector=QuietDetector(window=0.3, quiet_cores=0.05, min_seconds=0.3))
     return warm, fake
