@@ -312,10 +312,14 @@ def produce(file: Any, raw: bool, quiet: bool, **conn: Any) -> None:
 @click.option("--service", "service_url", envvar="STREAMREC_METRICS_SERVICE_URL", show_envvar=True,
               default="http://127.0.0.1:8000", show_default=True,
               help="Base URL of `streamrec serve` ('' to skip it).")
+@click.option("--full", is_flag=True,
+              help="Every series (each quantile of each histogram) instead of one line per metric.")
 @_output_option
-def metrics_cmd(ports: str, host: str, service_url: str, output: str) -> None:
-    """The job's and the service's streamrec_ metrics, read from their Prometheus endpoints: counters
-    summed over subtasks, quantiles the worst subtask's (README, "Metrics")."""
+def metrics_cmd(ports: str, host: str, service_url: str, output: str, full: bool) -> None:
+    """The job's and the service's streamrec_ metrics, read from their Prometheus endpoints, one line
+    per metric and label set: counters and gauges summed over subtasks, histograms as count, p50,
+    p99 (the worst subtask's) and max (README, "Metrics"). -o json: "metrics" has every series
+    (as --full shows them), "compact" the lines of the default view."""
     from streamrec import metrics
 
     try:
@@ -325,15 +329,22 @@ def metrics_cmd(ports: str, host: str, service_url: str, output: str) -> None:
     endpoints, samples = metrics.collect(port_list, service_url or None, host)
     rows = metrics.summary(samples)
     if output == "json":
-        _print_json({"endpoints": [{"url": e.url, "error": e.error} for e in endpoints], "metrics": rows})
+        _print_json({"endpoints": [{"url": e.url, "error": e.error} for e in endpoints], "metrics": rows,
+                     "compact": metrics.compact(samples)})
     else:
         for e in endpoints:
             if e.error is not None:
                 _err(f"{e.url}: {e.error}")
-        _table(f"streamrec metrics ({sum(e.error is None for e in endpoints)} endpoints)",
-               ["metric", "labels", "value"],
-               [[r["name"], ",".join(f"{k}={v}" for k, v in r["labels"].items()), r["value"]]
-                for r in rows])
+        answered = sum(e.error is None for e in endpoints)
+        if full:
+            lines = metrics.render_compact([{"name": r["name"], "labels": r["labels"], "kind": "value",
+                                             "value": r["value"]} for r in rows])
+        else:
+            lines = metrics.render_compact(metrics.compact(samples))
+        # plain lines, not a table: a table cuts long metric names to the terminal's width
+        click.echo(f"streamrec metrics ({answered} endpoint{'s' if answered != 1 else ''})")
+        for line in lines:
+            click.echo(terminal_safe(line))
     if not any(e.error is None for e in endpoints):
         _err(f"no metrics endpoint answered (reporter ports {ports} on {host}, service {service_url or 'skipped'})")
         sys.exit(1)

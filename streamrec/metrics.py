@@ -35,36 +35,46 @@ class Metric:
     name: str  # as Prometheus shows it after the scrape config's renaming (JOB_PREFIX stripped)
     kind: str  # counter, gauge, histogram (Flink: exported as a summary)
     labels: tuple[str, ...]
-    where: str  # the operator (job) or "service"
+    where: str  # the operator (job: fast path's, then the per-event path's if another) or "service"
     help: str
+    paths: tuple[str, ...] = ("batch", "per-event")  # the job's hot paths that report it
+
+
+BATCH_ONLY = ("batch",)
 
 
 JOB_METRICS: tuple[Metric, ...] = (
-    Metric("streamrec_records_in", "counter", (), "batch-records",
+    Metric("streamrec_records_in", "counter", (), "batch-records; parse-events",
            "raw records read from the events topic, valid or not"),
     Metric("streamrec_batch_records", "histogram", (), "batch-records",
-           "records per batch handed to parse-events (last 1024 batches)"),
-    Metric("streamrec_error_dead_letters", "counter", ("error",), "parse-events, rank",
-           "dead letters by error code (NOT_JSON, MISSING_FIELD, ..., INTERNAL from rank)"),
-    Metric("streamrec_type_events_in", "counter", ("type",), "user-state",
+           "records per batch handed to parse-events (last 1024 batches)", BATCH_ONLY),
+    Metric("streamrec_error_dead_letters", "counter", ("error",), "parse-events, rank; parse-events, "
+           "update-and-recommend",
+           "dead letters by error code (NOT_JSON, MISSING_FIELD, ..., INTERNAL from the ranker)"),
+    Metric("streamrec_type_events_in", "counter", ("type",), "user-state; update-and-recommend",
            "valid events by type (view, click, search, add_to_cart, remove_from_cart, purchase)"),
-    Metric("streamrec_users_started", "counter", (), "user-state",
+    Metric("streamrec_users_started", "counter", (), "user-state; update-and-recommend",
            "users whose state was empty at their event: new users, or users back after the idle TTL"),
+    Metric("streamrec_users_in_state", "gauge", (), "user-state; users-in-state",
+           "users whose state the job holds now, exactly (idle users leave when their TTL ends); per subtask, "
+           "their sum is the job's"),
     Metric("streamrec_batch_events", "histogram", (), "user-state",
-           "events per batch handed to rank (last 1024 batches)"),
+           "events per batch handed to rank (last 1024 batches)", BATCH_ONLY),
     Metric("streamrec_batch_users", "histogram", (), "user-state",
-           "users ranked per batch (last 1024 batches)"),
-    Metric("streamrec_source_recommendation_rows", "counter", ("source",), "unbatch-recommendations",
+           "users ranked per batch (last 1024 batches)", BATCH_ONLY),
+    Metric("streamrec_source_recommendation_rows", "counter", ("source",),
+           "unbatch-recommendations; update-and-recommend",
            "recommendation lists written, by source (personal, trending)"),
     Metric("streamrec_freshness_ms", "histogram", (), "save-cassandra",
            "event time to the row reaching the Cassandra writer, ms (last 1024 rows)"),
-    Metric("streamrec_catalog_products", "gauge", (), "rank",
+    Metric("streamrec_catalog_products", "gauge", (), "rank; update-and-recommend",
            "products in the catalog the ranker uses (base catalog plus products published since)"),
-    Metric("streamrec_catalog_version", "gauge", (), "rank",
-           "product updates applied since the rank instance started (restored ones included)"),
-    Metric("streamrec_trending_products", "gauge", (), "rank", "products in the current trending list"),
-    Metric("streamrec_trending_age_ms", "gauge", (), "rank",
-           "ms since the last trending list reached the rank instance (-1: none yet)"),
+    Metric("streamrec_catalog_version", "gauge", (), "rank; update-and-recommend",
+           "product updates applied since the ranker instance started (restored ones included)"),
+    Metric("streamrec_trending_products", "gauge", (), "rank; update-and-recommend",
+           "products in the current trending list"),
+    Metric("streamrec_trending_age_ms", "gauge", (), "rank; update-and-recommend",
+           "ms since the last trending list reached the ranker instance (-1: none yet)"),
 )
 
 SERVICE_METRICS: tuple[Metric, ...] = (
@@ -217,3 +227,125 @@ def summary(samples: Iterable[Sample]) -> list[dict[str, Any]]:
             continue
         out.append({"name": name, "labels": dict(own), "value": int(value) if value.is_integer() else value})
     return out
+
+
+# A histogram's series besides its quantiles: Flink's summary (_count) with the job's own _max gauge
+# beside it (JobMetrics.histogram); prometheus-client's histogram (_bucket, _count, _sum, _created).
+_HISTOGRAM_PARTS = ("_count", "_max", "_bucket", "_sum", "_created")
+
+
+def _histograms(samples: list[Sample]) -> set[str]:
+    """The histogram names among ``samples``: those with quantiles (Flink) or buckets (service)."""
+    out = set()
+    for s in samples:
+        if "quantile" in s.labels:
+            out.add(s.name)
+        elif s.name.endswith("_bucket") and "le" in s.labels:
+            out.add(s.name[: -len("_bucket")])
+    return out
+
+
+def _bucket_quantile(q: float, buckets: dict[float, float]) -> Optional[float]:
+    """Prometheus's histogram_quantile over cumulative buckets (upper bound -> count): linear
+    interpolation in the bucket the rank falls in; the last finite bound if it falls in +Inf."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return None
+
+
+def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    """`streamrec metrics`' default view: one row per metric and label set, sorted by name.
+    Counters and gauges: ``value``, summed over subtasks. Histograms: ``count`` (summed), ``p50``
+    and ``p99`` (Flink: the worst subtask's; the service: over its buckets) and ``max`` (Flink: the
+    largest subtask's ``_max``; None where not exported)."""
+    samples = list(samples)
+    histograms = _histograms(samples)
+
+    def base(name: str) -> tuple[str, str]:
+        for part in _HISTOGRAM_PARTS:
+            if name.endswith(part) and name[: -len(part)] in histograms:
+                return name[: -len(part)], part
+        return name, ""
+
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    hist: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+    buckets: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+    for s in samples:
+        if s.name.endswith("_created"):  # prometheus-client's creation timestamps: not a figure
+            continue
+        own = tuple(sorted((k, v) for k, v in s.labels.items()
+                           if k not in _INSTANCE_LABELS and k not in ("quantile", "le")))
+        name, part = base(s.name)
+        if name not in histograms:
+            values[(name, own)] = values.get((name, own), 0.0) + s.value
+            continue
+        h = hist.setdefault((name, own), {"count": 0.0, "p50": None, "p99": None, "max": None})
+        value = s.value
+        if part == "_count":
+            h["count"] += value
+        elif part == "_max":
+            h["max"] = value if h["max"] is None else max(h["max"], value)
+        elif part == "_bucket":
+            b = buckets.setdefault((name, own), {})
+            bound = float(s.labels["le"])
+            b[bound] = b.get(bound, 0.0) + value
+        elif part == "" and value == value:  # a quantile; NaN: that subtask has no values yet
+            figure = {"0.5": "p50", "0.99": "p99"}.get(s.labels.get("quantile", ""))
+            if figure is not None:
+                h[figure] = value if h[figure] is None else max(h[figure], value)
+    for key, b in buckets.items():
+        hist[key]["p50"] = _bucket_quantile(0.5, b)
+        hist[key]["p99"] = _bucket_quantile(0.99, b)
+
+    def number(v: Optional[float]) -> Any:
+        return None if v is None else int(v) if float(v).is_integer() else round(v, 6)
+
+    out: list[dict[str, Any]] = []
+    for (name, own), value in values.items():
+        if value == value:
+            out.append({"name": name, "labels": dict(own), "kind": "value", "value": number(value)})
+    for (name, own), h in hist.items():
+        out.append({"name": name, "labels": dict(own), "kind": "histogram",
+                    **{k: number(v) for k, v in h.items()}})
+    out.sort(key=lambda r: (r["name"], sorted(r["labels"].items())))
+    return out
+
+
+def _short(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def render_compact(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows of :func:`compact` as text lines: the full name with its labels, then the value or
+    ``count p50 p99 max``; names are never cut (a narrow terminal wraps the line instead)."""
+    def label(r: dict[str, Any]) -> str:
+        if not r["labels"]:
+            return r["name"]
+        return r["name"] + "{" + ",".join(f'{k}="{v}"' for k, v in r["labels"].items()) + "}"
+
+    names = [label(r) for r in rows]
+    width = max((len(n) for n in names), default=0)
+    lines = []
+    for name, r in zip(names, rows):
+        if r["kind"] == "histogram":
+            figures = "  ".join(f"{k}={_short(r[k])}" for k in ("count", "p50", "p99", "max"))
+        else:
+            figures = _short(r["value"])
+        lines.append(f"{name.ljust(width)}  {figures}")
+    return lines

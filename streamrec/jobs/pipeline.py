@@ -24,6 +24,7 @@ from streamrec.connectors.javasupport import POPULARITY_CLASS_NAME, add_support_
 from streamrec.model.model import ModelParams
 from streamrec.model.variants import Variants
 from streamrec.udfs.batch import BATCH, ParseBatch, RankBatch
+from streamrec.udfs.metrics import count_users_in_state
 from streamrec.udfs.operators import (
     CONTROL_ROW,
     CONTROL_STATE,
@@ -179,6 +180,7 @@ def build_pipeline(
     )
     # INTERNAL dead letters of events whose update or ranking raised (see Recommend)
     dead_letters = dead_letters.union(recommendations.get_side_output(DLQ_TAG))
+    recommendations = count_users_in_state(recommendations, config.user_ttl_ms)  # exact users_in_state
     return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)
 
 

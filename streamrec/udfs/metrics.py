@@ -1,8 +1,11 @@
 """The job's metrics from its Python operators, registered with PyFlink's metric group in ``open``.
 
-Counted once per batch (``inc(n)``), never per event: the hot path pays a dict lookup per dead
-letter code seen in a batch. PyFlink hands the values to the JVM at each bundle end, where Flink's
-Prometheus reporter names them like the Java operators' (``streamrec.metrics`` lists them all)."""
+On the fast path counted once per batch (``inc(n)``), never per event: the hot path pays a dict
+lookup per dead letter code seen in a batch. The per-event path's operators count per record (a dict
+lookup and an add, next to the hundreds of microseconds an event costs there). PyFlink hands the
+values to the JVM at each bundle end, where Flink's Prometheus reporter names them like the Java
+operators' (``streamrec.metrics`` lists them all). Nothing is registered in ``open``: a subclass
+that opens its own ``OperatorMetrics`` on the same group must not collide with its parent's."""
 
 from __future__ import annotations
 
@@ -38,12 +41,48 @@ class OperatorMetrics:
     def __init__(self, runtime_context: RuntimeContext) -> None:
         self.group = runtime_context.get_metrics_group().add_group(GROUP)
         self._dead_letters = LabelledCounter(self.group, "error", "dead_letters")
+        self._counters: dict[str, Any] = {}
 
     def dead_letters(self, letters: Iterable[BadRecord]) -> None:
         """``streamrec_error_dead_letters{error}``: one ``inc`` per error code of the batch."""
         for code, n in Counter(letter.code for letter in letters).items():
             self._dead_letters.inc(code, n)
 
+    def count(self, name: str, n: int = 1) -> None:
+        """A plain counter, registered on first use."""
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = self.group.counter(name)
+        counter.inc(n)
+
+    def labelled(self, key: str, name: str) -> LabelledCounter:
+        return LabelledCounter(self.group, key, name)
+
     def gauge(self, name: str, read: Callable[[], int]) -> None:
         # PyFlink reads a Python gauge at each bundle end; it must return an int
         self.group.gauge(name, lambda: int(read()))
+
+
+# the per-event path's users_in_state (java/src/main/java/streamrec/flink/UserCount.java)
+USER_COUNT_CLASS_NAME = "streamrec.flink.UserCount"
+ROW_KEY_CLASS_NAME = "streamrec.flink.RowKey"
+
+
+def count_users_in_state(ranked: Any, user_ttl_ms: int) -> Any:
+    """The per-event ranker's rows through ``users-in-state`` (UserCount, JVM): the exact
+    ``streamrec_users_in_state`` of that path. Python cannot list its keyed state's keys, which an
+    exact count needs after a restore or rescaling; UserCount keeps the count and its own expiry
+    beside the ranker's state. The rows stay in their subtask (already partitioned by user), so
+    the stream is reinterpreted as keyed, without a shuffle."""
+    from pyflink.common import Types
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    from streamrec.connectors.javasupport import java_class
+    from streamrec.udfs.operators import RECOMMENDATION_ROW
+
+    keyed = get_gateway().jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
+        ranked._j_data_stream, java_class(ROW_KEY_CLASS_NAME)(1), Types.STRING().get_java_type_info())
+    counted = keyed.transform("users-in-state", RECOMMENDATION_ROW.get_java_type_info(),
+                              java_class(USER_COUNT_CLASS_NAME)(int(user_ttl_ms)))
+    return DataStream(counted).name("users-in-state").uid("users-in-state")

@@ -33,6 +33,7 @@ from streamrec.model.model import (
 from streamrec.model.products import parse_product_update
 from streamrec.model.trending import DecayedPopularity, popularity_rows
 from streamrec.model.variants import Variants
+from streamrec.udfs.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,24 @@ class ParseEvents(ProcessFunction):
         self._max_ts_lead_ms = max_ts_lead_ms
         self.known: set[str] = set()  # product ids events may name
 
+    _metrics: Optional[OperatorMetrics] = None  # set in open (tests call parse without it)
+
     def open(self, runtime_context: RuntimeContext) -> None:
         self.known = set(self._load().product_ids)
+        self._metrics = OperatorMetrics(runtime_context)
 
     def max_ts(self) -> Optional[int]:
         """The clock rule's bound now (processing time: the wall clock of the parsing TaskManager)."""
         return latest_ts(int(time.time() * 1000), self._max_ts_lead_ms)
 
     def parse(self, value: Any) -> Iterable[Any]:
+        # the per-event path's counts (ParseBatch has its own parse; the JVM counts its records)
+        if self._metrics is not None:
+            self._metrics.count("records_in")
         parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars, self.max_ts())
         if isinstance(parsed, BadRecord):
+            if self._metrics is not None:
+                self._metrics.dead_letters((parsed,))
             yield DLQ_TAG, parsed.to_json()
         else:
             yield event_to_row(parsed)
@@ -296,6 +305,17 @@ class Recommend(KeyedBroadcastProcessFunction):
                 .build()
             )
         self._state = runtime_context.get_state(descriptor)
+        # the fast path's metrics where they apply (users_in_state: UserCount after this operator)
+        self._metrics = OperatorMetrics(runtime_context)
+        self._events_in = self._metrics.labelled("type", "events_in")
+        self._rows = self._metrics.labelled("source", "recommendation_rows")
+        self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
+        self._product_updates = 0  # product updates applied since this instance started
+        self._metrics.gauge("catalog_products", lambda: self._live.size)
+        self._metrics.gauge("catalog_version", lambda: self._product_updates)
+        self._metrics.gauge("trending_products", lambda: len(self._live.trending))
+        self._metrics.gauge("trending_age_ms",
+                            lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
 
     def close(self) -> None:
         # must not raise: in thread mode an exception here (close also runs after a failure) takes the
@@ -310,7 +330,11 @@ class Recommend(KeyedBroadcastProcessFunction):
     def _sync(self, control: Any) -> None:
         # After a restore the broadcast state holds every update since the job started; the catalog
         # loaded in open() is the base they apply to.
-        self._live.restore(control.items())
+        entries = list(control.items())
+        self._live.restore(entries)
+        self._product_updates += sum(1 for key, _ in entries if key != TRENDING_KEY)
+        if any(key == TRENDING_KEY for key, _ in entries):
+            self._trending_at = time.time()
         self._synced = True
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
@@ -320,7 +344,10 @@ class Recommend(KeyedBroadcastProcessFunction):
             self._fail_once.record()
         catalog = self._live.catalog
         event = row_to_event(value)
+        self._events_in.inc(event.type)
         raw = self._state.value()  # state access stays outside the guard: a backend failure must fail over
+        if raw is None:
+            self._metrics.count("users_started")
         try:
             # the record's own processing: an exception here would meet the same record after every restart
             variant, params = self._variants.for_user(event.user_id)
@@ -334,9 +361,12 @@ class Recommend(KeyedBroadcastProcessFunction):
                       rec.source, variant, state.impressions, state.hits)
         except Exception as exc:
             # the user's state stays as it was; verify expects the same letter (same payload)
-            yield DLQ_TAG, internal_dead_letter(event.to_json(), exc).to_json()
+            letter = internal_dead_letter(event.to_json(), exc)
+            self._metrics.dead_letters((letter,))
+            yield DLQ_TAG, letter.to_json()
             return
         self._state.update(blob)
+        self._rows.inc(rec.source)
         yield out
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Row]:
@@ -346,6 +376,8 @@ class Recommend(KeyedBroadcastProcessFunction):
         if value.kind == "trending":
             state.put(TRENDING_KEY, value.payload)
             self._live.set_trending(value.payload)
+            self._trending_at = time.time()
         else:
             self._live.update_product(value.payload, state.put)
+            self._product_updates += 1
         return []

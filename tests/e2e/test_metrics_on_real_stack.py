@@ -1,6 +1,7 @@
 """The job's Prometheus metrics on the real stack: a known mix of events (every type) and bad
 records (every dead-letter code a record can cause) goes into Kafka, and the reporter endpoint of
-the job's minicluster must count exactly what was sent, per type and per error code."""
+the job's minicluster must count exactly what was sent, per type and per error code, on both hot
+paths; the users in state must be exactly the users sent."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import json
 import urllib.request
 from collections import Counter
 
+import pytest
+
+from streamrec.config import HOT_PATHS
 from streamrec.connectors.kafka import produce_lines
 from streamrec.metrics import (
     JOB_METRICS,
@@ -27,7 +31,7 @@ from .conftest import PROFILE
 from .helpers import MALFORMED, cluster_jobs, count_events, produce, submit_to_cluster, uci_slice
 
 TYPES = ["view", "click", "add_to_cart", "view", "purchase", "remove_from_cart", "search"]
-# well past the profile's cluster range, which the session's standalone clusters share (and clear of
+# well past the ranges of the session's two standalone clusters (the profile's, and +10 for the isolated one; clear of
 # every port of the other test slots)
 PORT = PROFILE.flink_metrics_port + 5 * REPORTER_PORTS
 
@@ -48,8 +52,9 @@ def job_samples() -> list[Sample]:
     return parse_exposition(scrape(f"http://127.0.0.1:{PORT}/metrics"))
 
 
+@pytest.mark.parametrize("hot_path", HOT_PATHS)
 def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e2e_config, uci_history,
-                                                                                uci_catalog, tmp_path):
+                                                                                uci_catalog, tmp_path, hot_path):
     events = mixed_events(uci_history)
     future = json.dumps({"event_id": "bad-future", "user_id": "u", "ts": 32503680000000, "type": "view",
                          "product_id": "85123A"})  # the year 3000
@@ -57,7 +62,7 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
     want_errors = Counter(code for code, _ in MALFORMED) + Counter({FUTURE_TS: 1})
     assert len(want_types) == 6  # every type
 
-    config = e2e_config.replace(metrics_port=str(PORT))
+    config = e2e_config.replace(metrics_port=str(PORT), hot_path=hot_path)
     with BackgroundJob(config, tmp_path / "job.log") as job:
         sent = produce(e2e_config, events)  # the valid events with MALFORMED in the middle
         assert produce_lines([future], e2e_config, raw=True).sent == 1
@@ -75,7 +80,9 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
 
         samples = wait_for(settled, timeout=90, what="the dead-letter counters", interval=1, on_timeout=job.log_tail)
         # one more scrape after the counts settled: a later bundle must not add to them
-        samples = job_samples()
+        raw = scrape(f"http://127.0.0.1:{PORT}/metrics")
+        samples = parse_exposition(raw)
+        (tmp_path / f"reporter-{hot_path}.txt").write_text(raw)  # what tests/unit/fixtures/ captured
         assert job.alive(), job.log_tail()
 
     assert counts_by(samples, "streamrec_type_events_in", "type") == dict(want_types)
@@ -84,19 +91,25 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
     assert total[("streamrec_records_in", ())] == sent + 1
     users = {e.user_id for e in events}
     assert total[("streamrec_users_started", ())] == len(users)
+    # every user sent is held (the TTL is days): exactly, summed over the user-state subtasks
+    assert total[("streamrec_users_in_state", ())] == len(users)
     # a user is ranked once per batch, for their newest event: at least once each, at most per event
     rows = counts_by(samples, "streamrec_source_recommendation_rows", "source")
     assert set(rows) <= {"personal", "trending"} and len(users) <= sum(rows.values()) <= len(events)
     # one row per valid event reaches the Cassandra writer; histograms come out as summaries
     assert total[("streamrec_freshness_ms_count", ())] == len(events)
-    assert total[("streamrec_batch_records_count", ())] >= 1
+    assert max(s.value for s in samples if s.name == "streamrec_freshness_ms_max") > 0
+    if hot_path == "batch":
+        assert total[("streamrec_batch_records_count", ())] >= 1
     assert total[("streamrec_catalog_products", ())] == len(uci_catalog.product_ids)
     # every documented job metric is on the endpoint
     names = {s.name for s in samples}
     for m in JOB_METRICS:
-        assert m.name in names or f"{m.name}_count" in names, m.name
-    print(f"\nmetrics e2e: {sent + 1} records sent, by type {dict(sorted(want_types.items()))}, "
-          f"dead letters by code {dict(sorted(want_errors.items()))}, recommendation rows {rows}")
+        if hot_path in m.paths:
+            assert m.name in names or f"{m.name}_count" in names, m.name
+    print(f"\nmetrics e2e ({hot_path}): {sent + 1} records sent, by type {dict(sorted(want_types.items()))}, "
+          f"dead letters by code {dict(sorted(want_errors.items()))}, users {len(users)} started and in "
+          f"state, recommendation rows {rows}")
 
 
 def test_a_standalone_cluster_reports_the_job_metrics_on_the_profiles_reporter_ports(flink_cluster, e2e_config,

@@ -26,6 +26,7 @@ STABLE = {
     "streamrec_error_dead_letters": ("counter", ("error",)),
     "streamrec_type_events_in": ("counter", ("type",)),
     "streamrec_users_started": ("counter", ()),
+    "streamrec_users_in_state": ("gauge", ()),
     "streamrec_batch_events": ("histogram", ()),
     "streamrec_batch_users": ("histogram", ()),
     "streamrec_source_recommendation_rows": ("counter", ("source",)),
@@ -72,14 +73,25 @@ def test_metric_names_and_labels_are_stable():
     assert len({m.name for m in metrics.ALL_METRICS}) == len(metrics.ALL_METRICS)
 
 
-def _job_sources() -> str:
-    udfs = REPO / "streamrec" / "udfs"
-    py = (udfs / "batch.py").read_text() + (udfs / "metrics.py").read_text()
-    return py + "".join(p.read_text() for p in JAVA.glob("*.java"))
+# the operators of each hot path that register metrics (Python, then the JVM's)
+PATH_SOURCES = {
+    "batch": ["streamrec/udfs/batch.py", "streamrec/udfs/metrics.py", *(
+        f"{JAVA.relative_to(REPO)}/{name}.java" for name in (
+            "RecordBatcher", "UserStateOperator", "UsersInState", "RecommendationUnbatcher", "CassandraRowSink",
+            "JobMetrics"))],
+    "per-event": ["streamrec/udfs/operators.py", "streamrec/udfs/metrics.py", *(
+        f"{JAVA.relative_to(REPO)}/{name}.java" for name in ("UserCount", "UsersInState", "CassandraRowSink",
+                                                             "JobMetrics"))],
+}
 
 
+@pytest.mark.parametrize("hot_path", sorted(PATH_SOURCES))
 @pytest.mark.parametrize("metric", metrics.JOB_METRICS, ids=lambda m: m.name)
-def test_every_job_metric_is_registered_by_an_operator_under_its_documented_name(metric):
+def test_every_job_metric_is_registered_by_an_operator_of_its_hot_paths_under_its_documented_name(metric,
+                                                                                                   hot_path):
+    if hot_path not in metric.paths:
+        pytest.skip(f"{metric.name}: not on the {hot_path} path")
+    sources = "".join((REPO / p).read_text() for p in PATH_SOURCES[hot_path])
     # the reporter's name is the group path: streamrec [_ label key] _ metric name
     short = metric.name[len("streamrec_"):]
     if metric.labels:
@@ -88,8 +100,8 @@ def test_every_job_metric_is_registered_by_an_operator_under_its_documented_name
         local = short[len(key) + 1:]
         pattern = rf'"{key}",\s*"{local}"'
     else:
-        pattern = rf'(counter|histogram|gauge)\([^;"]*"{short}"'
-    assert re.search(pattern, _job_sources()), f"{metric.name}: no operator registers {pattern}"
+        pattern = rf'(counter|histogram|gauge|count)\([^;"]*"{short}"'
+    assert re.search(pattern, sources), f"{metric.name}: no {hot_path} operator registers {pattern}"
 
 
 def test_the_service_registers_its_documented_metrics():
@@ -163,7 +175,109 @@ def test_streamrec_metrics_table_and_no_endpoint(reporter):
     # nobody listens on the port after the fixture's: exit 1, the reason on stderr, stdout empty
     result = CliRunner().invoke(main, ["metrics", "--ports", "1", "--service", "", "-o", "json"])
     assert result.exit_code == 1 and "no metrics endpoint answered" in result.stderr
-    assert json.loads(result.stdout) == {"endpoints": [], "metrics": []}
+    assert json.loads(result.stdout) == {"endpoints": [], "metrics": [], "compact": []}
+
+
+# --- `streamrec metrics`' compact view, on a captured scrape -------------------------------------
+
+# A real reporter's text: the job's minicluster at the end of the fast path's e2e metrics test
+# (tests/e2e/test_metrics_on_real_stack.py writes each scrape it checks), streamrec_ families kept.
+CAPTURED = Path(__file__).parent / "fixtures" / "reporter-batch.txt"
+
+
+@pytest.fixture
+def captured_scrape() -> str:
+    return CAPTURED.read_text()
+
+
+def test_the_compact_view_has_one_line_per_metric_and_label_set_with_full_names(captured_scrape):
+    samples = metrics.parse_exposition(captured_scrape)
+    rows = metrics.compact(samples)
+    keys = [(r["name"], tuple(r["labels"].items())) for r in rows]
+    assert len(keys) == len(set(keys)) == 27
+    by_key = {k: r for k, r in zip(keys, rows)}
+    # counters and gauges: one value, the e2e test's exact figures
+    assert by_key[("streamrec_records_in", ())]["value"] == 129
+    assert by_key[("streamrec_users_in_state", ())]["value"] == 6
+    assert by_key[("streamrec_type_events_in", (("type", "view"),))]["value"] == 35
+    assert by_key[("streamrec_error_dead_letters", (("error", "NOT_JSON"),))]["value"] == 1
+    # histograms: count / p50 / p99 / max, never a line per quantile
+    assert {k: v for k, v in by_key[("streamrec_batch_events", ())].items() if k not in ("name", "labels")} == {
+        "kind": "histogram", "count": 2, "p50": 24, "p99": 96, "max": 96}
+    assert by_key[("streamrec_freshness_ms", ())]["count"] == 120
+    assert not any(name.endswith(("_count", "_max")) for name, _ in keys)
+    # every documented job metric of the fast path, under its own name
+    assert {m.name for m in metrics.JOB_METRICS if "batch" in m.paths} == {name for name, _ in keys}
+
+    lines = metrics.render_compact(rows)
+    assert len(lines) == len(rows)
+    assert lines[0].split() == ["streamrec_batch_events", "count=2", "p50=24", "p99=96", "max=96"]
+    assert 'streamrec_source_recommendation_rows{source="personal"}  7' in "\n".join(lines)
+    assert "quantile" not in "\n".join(lines) and "…" not in "\n".join(lines)
+    # the figures line up after the longest name
+    assert {re.match(r"\S+\s+", line).end() for line in lines} == {max(len(line.split()[0]) for line in lines) + 2}
+
+
+def test_the_compact_view_sums_counters_over_subtasks_and_takes_the_worst_subtasks_quantiles():
+    rows = {(r["name"], tuple(r["labels"].items())): r for r in metrics.compact(metrics.parse_exposition(EXPOSITION))}
+    assert rows[("streamrec_records_in", ())]["value"] == 17
+    assert rows[("streamrec_error_dead_letters", (("error", "NOT_JSON"),))]["value"] == 5
+    freshness = rows[("streamrec_freshness_ms", ())]
+    assert (freshness["count"], freshness["p50"], freshness["p99"], freshness["max"]) == (10, 180, None, None)
+    assert metrics.render_compact([freshness]) == ["streamrec_freshness_ms  count=10  p50=180  p99=-  max=-"]
+
+
+def test_the_compact_view_reads_the_services_prometheus_histograms_from_their_buckets():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    h = Histogram("streamrec_http_request_duration_seconds", "latency", ["route"], buckets=(0.1, 0.5, 1.0),
+                  registry=registry)
+    for v in (0.05, 0.05, 0.3, 0.3):
+        h.labels(route="/v1/x").observe(v)
+    [row] = metrics.compact(metrics.parse_exposition(generate_latest(registry).decode()))
+    assert row["labels"] == {"route": "/v1/x"} and row["count"] == 4 and row["max"] is None
+    # Prometheus's histogram_quantile: linear within the bucket the rank falls in
+    assert row["p50"] == pytest.approx(0.1) and row["p99"] == pytest.approx(0.1 + 0.4 * (3.96 - 2) / 2)
+
+
+@pytest.fixture
+def captured_reporter(captured_scrape) -> Iterator[int]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = captured_scrape.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_streamrec_metrics_prints_the_compact_view_and_full_and_json_keep_every_series(captured_reporter,
+                                                                                        captured_scrape):
+    args = ["metrics", "--ports", str(captured_reporter), "--service", ""]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    title, *lines = result.stdout.splitlines()
+    assert title == "streamrec metrics (1 endpoint)"
+    samples = metrics.parse_exposition(captured_scrape)
+    assert lines == metrics.render_compact(metrics.compact(samples))
+    full = CliRunner().invoke(main, [*args, "--full"]).stdout
+    assert 'streamrec_freshness_ms{quantile="0.999"}' in full and "streamrec_freshness_ms_count" in full
+    answer = json.loads(CliRunner().invoke(main, [*args, "-o", "json"]).stdout)
+    assert answer["metrics"] == metrics.summary(samples)  # as before: every series
+    assert answer["compact"] == metrics.compact(samples)
 
 
 # --- the dashboard and the scrape config (docker/: compose itself is untested here) ----------------
@@ -177,7 +291,7 @@ def _documented(name: str) -> bool:
     kinds = {m.name: m.kind for m in metrics.ALL_METRICS}
     if name in kinds:
         return True
-    for suffix in ("_bucket", "_count", "_sum"):  # a histogram's (or summary's) series
+    for suffix in ("_bucket", "_count", "_sum", "_max"):  # a histogram's (or summary's) series
         if name.endswith(suffix) and kinds.get(name[: -len(suffix)]) == "histogram":
             return True
     return False
