@@ -70,6 +70,7 @@ def isolated_flink_cluster(services):
     are the session's."""
     profile = dataclasses.replace(PROFILE, name=f"{PROFILE.name}-isolated",
                                   flink_rest_port=PROFILE.flink_rest_port + 10,
+                                  flink_metrics_port=PROFILE.flink_metrics_port + 10,  # a range of its own
                                   flink_rpc_port=PROFILE.flink_rpc_port + 10)
     stack = None
     try:
