@@ -799,6 +799,10 @@ def default_connector_jar() -> Optional[Path]:
 def job_run(parallelism: Optional[int], **conn: Any) -> None:
     """Run the job on a local minicluster, in the foreground (Ctrl-C stops it)."""
     env = _job_env(conn, parallelism)
+    from streamrec.unreachable import check_reachable
+
+    # the job would not fail on an unreachable Kafka or Cassandra but restart forever: check first
+    check_reachable(Config.from_env(env))
     os.execve(sys.executable, [sys.executable, "-m", "streamrec.jobs.job"], env)
 
 

@@ -10,6 +10,7 @@ with :data:`EXIT_UNREACHABLE` (``--debug`` prints the traceback too).
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -81,3 +82,40 @@ def unreachable(exc: BaseException, config: Optional[Config] = None) -> Optional
         if module.startswith("kafka") and name in ("NoBrokersAvailable", "KafkaTimeoutError", "KafkaConnectionError"):
             return Unreachable("Kafka", cfg.kafka_bootstrap, _short(str(e).removeprefix(f"{name}: ")))
     return None
+
+
+def _host_port(address: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        return address.strip().strip("[]"), default_port
+    return host.strip("[]"), int(port)
+
+
+def _refusal(addresses: list[tuple[str, int]], timeout: float) -> Optional[str]:
+    """None when one of ``addresses`` accepts a TCP connection, else why the last one did not."""
+    detail = "no address"
+    for host, port in addresses:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return None
+        except OSError as exc:
+            code = exc.errno
+            detail = os.strerror(code).lower() if isinstance(code, int) else _short(str(exc) or type(exc).__name__)
+    return detail
+
+
+def check_reachable(config: Config, timeout: float = 5.0) -> None:
+    """Raise :class:`Unreachable` when no Kafka bootstrap server or no Cassandra contact point accepts
+    a TCP connection. For ``streamrec job run``: the job itself would not fail on them but restart
+    forever (its restart strategy never gives up, and the Kafka source waits for brokers), so the
+    command checks first and fails in one line. A TCP answer is all it checks (TLS and logins are the
+    job's to report)."""
+    kafka = [_host_port(a, 9092) for a in config.kafka_bootstrap.split(",") if a.strip()]
+    detail = _refusal(kafka, timeout)
+    if detail is not None:
+        raise Unreachable("Kafka", config.kafka_bootstrap, detail)
+    cassandra = [(h, config.cassandra_port) for h in config.cassandra_contact_points]
+    detail = _refusal(cassandra, timeout)
+    if detail is not None:
+        hosts = ",".join(config.cassandra_contact_points) or config.cassandra_hosts
+        raise Unreachable("Cassandra", f"{hosts}:{config.cassandra_port}", detail)

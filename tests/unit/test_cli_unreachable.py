@@ -105,3 +105,34 @@ def test_the_driver_errors_are_recognised_anywhere_in_the_chain():
     except RuntimeError as wrapped:
         assert unreachable(wrapped, config) == Unreachable("Kafka", "k:1", "Unable to bootstrap from k:1")
     assert unreachable(ValueError("a bug"), config) is None
+
+
+@pytest.mark.unit
+def test_job_run_checks_kafka_then_cassandra_before_it_starts_a_job(env):
+    # the job itself would restart forever against a missing broker or store: one line, exit 3
+    kafka = env["STREAMREC_KAFKA_BOOTSTRAP"]
+    assert_one_line(finish(start(env, "job", "run")), "Kafka", kafka, "STREAMREC_KAFKA_BOOTSTRAP")
+    with socket.socket() as listener:  # something answers where Kafka is, nothing where Cassandra is
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        up = {**env, "STREAMREC_KAFKA_BOOTSTRAP": f"127.0.0.1:{listener.getsockname()[1]}"}
+        address = f"127.0.0.1:{env['STREAMREC_CASSANDRA_PORT']}"
+        assert_one_line(finish(start(up, "job", "run")), "Cassandra", address, "STREAMREC_CASSANDRA_PORT")
+
+
+@pytest.mark.unit
+def test_the_reachability_check_takes_every_bootstrap_address_and_contact_point():
+    from streamrec.config import Config
+    from streamrec.unreachable import check_reachable
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        # the first of each list is closed, the second answers: reachable
+        check_reachable(Config(kafka_bootstrap=f"127.0.0.1:{closed_port()},127.0.0.1:{port}",
+                               cassandra_hosts="127.0.0.1", cassandra_port=port), timeout=2)
+        with pytest.raises(Unreachable) as down:
+            check_reachable(Config(kafka_bootstrap=f"127.0.0.1:{port}", cassandra_hosts="127.0.0.1",
+                                   cassandra_port=closed_port()), timeout=2)
+        assert down.value.service == "Cassandra" and down.value.detail == "connection refused"
