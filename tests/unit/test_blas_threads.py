@@ -26,9 +26,19 @@ from streamrec.model.model import Catalog
 from streamrec.udfs.operators import Recommend
 from streamrec.model.variants import Variants
 
-class FakeRuntimeContext:  # stands in for PyFlink's: open() only asks it for the user state
+class FakeRuntimeContext:  # stands in for PyFlink's: open() only asks it for the user state and metrics
     def get_state(self, descriptor):
         return None
+
+    def get_metrics_group(self):
+        return FakeMetricGroup()
+
+class FakeMetricGroup:
+    def add_group(self, *names):
+        return self
+
+    def gauge(self, name, read):
+        pass
 
 def numpy_blas_threads():
     # numpy's own BLAS (the top-k's products run on it); faiss and scipy bring copies of their own
