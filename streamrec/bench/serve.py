@@ -140,8 +140,10 @@ class Attack:
         cpu = (after[1] - before[1]) if before and after else 0.0
         report = subprocess.run([str(self.vegeta), "report", "-type=json", str(out)], capture_output=True,
                                 text=True, check=True)
-        return summarise(json.loads(report.stdout), min(wall, seconds) if wall > 0 else seconds, cpu, cassandra,
-                         loadgen, machine)
+        # every CPU figure over the attack's whole wall time, which vegeta's throughput is also over
+        # (the phase plus the wait for the last answers, up to the 10 s timeout when overloaded):
+        # over the phase's length alone an overloaded phase claimed more cores than the machine has
+        return summarise(json.loads(report.stdout), wall if wall > 0 else seconds, cpu, cassandra, loadgen, machine)
 
     def _cassandra_cpu(self) -> float:
         return sum(stat[1] for stat in (procstat.read_stat(pid) for pid in self.cassandra_pids) if stat)
