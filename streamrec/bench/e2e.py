@@ -18,8 +18,8 @@
    default 80% of the rate just measured) plus, after a 5 s lead-in, a few probe events for fresh
    users; a poller reads each probe user's row until it names the probe: produce -> readable,
    p50/p95/p99. Then the same at a fixed 100 events/s. The harness produces with confluent-kafka
-   (~90 us of CPU per event; kafka-python took ~510), so the load generator takes little from the
-   2 cores.
+   and pre-encoded events (~20 us of CPU per event; kafka-python took ~510); every group's CPU over
+   the phase is recorded, since here the harness and Kafka work live.
 5. One JSON line per system in ``bench/results.jsonl``.
 """
 

@@ -380,7 +380,7 @@ def _producer_with(fake: FakeLibrdkafka):
     from streamrec.bench.load import Producer
 
     p = Producer.__new__(Producer)
-    p._kafka, p._errors = fake, []
+    p._kafka, p._errors, p._unpolled = fake, [], 0
     return p
 
 
@@ -457,3 +457,29 @@ def test_a_system_without_a_jit_compiler_gets_no_extra_warm_up_rounds():
     warm = warm_up_jit(no_session, PythonService(), Config(), None, BenchOptions(systems=("baseline",)),  # type: ignore[arg-type]
                        0, lambda: None)
     assert (warm.rounds, warm.events, warm.quiet) == (0, 0, True)
+
+
+def test_the_pacer_sends_what_is_due_each_event_stamped_with_the_send_time():
+    import json as _json
+    import time as _time
+
+    from streamrec.bench.load import Pacer
+
+    fake = FakeLibrdkafka()
+    gen = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="f")
+    twin = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="f")  # the same events, to compare
+    pacer = Pacer(_producer_with(fake), "events", gen, rate=1000.0)
+    before = int(_time.time() * 1000)
+    pacer.send_due(pacer.started + 2.5)  # 2,500 events are due: more than two refills of 1,024
+    after = int(_time.time() * 1000)
+    assert pacer.sent == len(fake.produced) == 2500
+    expected = twin.batch(1024) + twin.batch(1024) + twin.batch(1024)
+    for (topic, key, value), event in zip(fake.produced, expected):
+        sent = _json.loads(value)
+        assert topic == "events" and key == event.user_id.encode()
+        assert before <= sent["ts"] <= after
+        assert sent == _json.loads(event.to_json(ts=sent["ts"]))
+    pacer.send_due(pacer.started + 3.0)  # what is due is the rate times the time given
+    assert pacer.sent == 3000
+    pacer.send_due(pacer.started + 3.0)  # nothing more is due at the same time
+    assert pacer.sent == 3000
