@@ -78,38 +78,44 @@ class ReadBatcher:
         self._client = client
         self._max_batch = max_batch
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
-        self._flush_scheduled = False
+        self._flush_loop: Optional[asyncio.AbstractEventLoop] = None  # the loop a flush is scheduled on
 
     async def read(self, user_id: str) -> Any:
         """The user's stored row (the driver's row), or None."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
+        if self._flush_loop is not None and self._flush_loop is not loop:
+            if not self._flush_loop.is_closed():  # another loop's batch is open: this read goes alone
+                self._send({user_id: [answer]}, loop)
+                return await answer
+            self._pending, self._flush_loop = {}, None  # that loop is gone, and its requests with it
         waiting = self._pending.get(user_id)
         if waiting is None:
             self._pending[user_id] = [answer]
         else:
             waiting.append(answer)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if self._flush_loop is None:
+            self._flush_loop = loop
             loop.call_soon(self._flush, loop)
         return await answer
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._flush_scheduled = False
+        self._flush_loop = None
         pending, self._pending = self._pending, {}
         users = list(pending)
         for start in range(0, len(users), self._max_batch):
-            batch = {u: pending[u] for u in users[start:start + self._max_batch]}
-            try:
-                if len(batch) == 1:
-                    future = self._client.recommendations_future(users[start])
-                else:
-                    future = self._client.recommendations_many_future(list(batch))
-            except Exception as exc:  # the driver refused at once (no connection): these reads fail
-                self._answer(batch, None, exc)
-                continue
-            future.add_callbacks(self._done, self._failed, callback_args=(loop, batch),
-                                 errback_args=(loop, batch))
+            self._send({u: pending[u] for u in users[start:start + self._max_batch]}, loop)
+
+    def _send(self, batch: dict[str, list[asyncio.Future[Any]]], loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            if len(batch) == 1:
+                future = self._client.recommendations_future(next(iter(batch)))
+            else:
+                future = self._client.recommendations_many_future(list(batch))
+        except Exception as exc:  # the driver refused at once (no connection): these reads fail
+            self._answer(batch, None, exc)
+            return
+        future.add_callbacks(self._done, self._failed, callback_args=(loop, batch), errback_args=(loop, batch))
 
     def _done(self, rows: Any, loop: asyncio.AbstractEventLoop, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
         # on the driver's IO thread: one hop to the event loop for the whole batch

@@ -508,8 +508,18 @@ def test_reads_of_one_loop_turn_go_as_one_request() -> None:
         client.error = ConnectionError("Cassandra is away")
         failed = await asyncio.gather(batcher.read("u1"), batcher.read("u2"), return_exceptions=True)
         assert all(isinstance(f, ConnectionError) for f in failed)
+        client.error = None
 
     asyncio.run(scenario())
+
+    async def another_loop() -> None:  # a batcher outlives an event loop (a test client's, say)
+        assert [r.n for r in await asyncio.gather(batcher.read("u5"), batcher.read("u6"))] == [5, 6]
+
+    asyncio.run(another_loop())
+    dead = asyncio.new_event_loop()
+    dead.close()
+    batcher._flush_loop = dead  # a loop that closed with its flush still scheduled
+    asyncio.run(another_loop())
 
 
 # --- the trending tracker -------------------------------------------------------------------------
