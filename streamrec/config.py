@@ -116,6 +116,12 @@ class Config:
     # beyond: one producer's clock must not drive trending or the idle-user TTL). Only the future is
     # bounded: replays of old history are fine. 0: no limit.
     max_ts_lead_ms: int = 5 * 60_000
+    # The late catalog: how long (processing time) an event whose product the parser does not know
+    # yet waits for it on the products topic before it is dead-lettered as UNKNOWN_PRODUCT (a
+    # product published a moment before its first event may reach the parser after the event). The
+    # wait is Flink state (operator await-products), so it survives a restore; a late event is
+    # processed after later events of its user. 0: dead-letter at once, as before.
+    unknown_product_wait_ms: int = 30_000
 
     # --- job ---------------------------------------------------------------------------------
     # 0: Flink decides (`flink run -p N`, else the cluster's parallelism.default; 1 on the local
@@ -250,7 +256,7 @@ class Config:
         for name in ("parallelism", "blas_threads", "checkpoint_tolerable_failures",
                      "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
                      "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
-                     "buffer_timeout_ms",
+                     "buffer_timeout_ms", "unknown_product_wait_ms",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")

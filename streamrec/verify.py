@@ -41,9 +41,11 @@ from streamrec.config import Config
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import (
     FUTURE_TS,
+    UNKNOWN_PRODUCT,
     BadRecord,
     Event,
     decode_like_java,
+    guarded,
     internal_dead_letter,
     latest_ts,
     parse_guarded,
@@ -59,6 +61,7 @@ from streamrec.model.model import (
     remember_shown,
     write_timestamp_us,
 )
+from streamrec.model.products import parse_product_update
 from streamrec.model.variants import Variants
 
 log = logging.getLogger("streamrec.verify")
@@ -91,6 +94,10 @@ class _User:
     recs: Optional[ExpectedRecs] = None  # the newest row the job surely wrote
     # a cold-start event after it: the job wrote a trending row for it, or (no trending list yet) nothing
     maybe_trending: Optional[ExpectedRecs] = None
+    # the late catalog: an event of this user named a product published on the products topic, so
+    # the job may have held it back until the product came (after the user's later events)
+    named_live: bool = False
+    order_open: bool = False  # ... and a later event followed it: the job's order is not defined
 
 
 EventKey = tuple[str, int, str]  # the primary key of `events`: (user_id, ts ms, event_id)
@@ -102,7 +109,7 @@ class Expectation:
 
     def __init__(self, catalog: Catalog, variants: Variants, max_record_bytes: int = 64 * 1024,
                  max_query_chars: int = 1024, user_ttl_ms: int = 0, ranks_every_event: bool = True,
-                 max_ts_lead_ms: int = 0) -> None:
+                 max_ts_lead_ms: int = 0, unknown_product_wait_ms: int = 0) -> None:
         self.catalog = catalog
         # The per-event job ranks after every event, so a user's impressions and hits, and the row
         # of a user whose newest events left them cold, follow from the topic alone. The fast path
@@ -121,6 +128,15 @@ class Expectation:
         # ``refused_future`` holds the payloads of the FUTURE_TS letters read from it.
         self.now_ms: Optional[int] = None
         self.refused_future: set[str] = set()
+        # The late catalog: products published on the products topic may have been unknown to the job's
+        # parser when it read an event (it loads its catalog once, then follows the topic). Such an event
+        # is expected stored unless the dead-letter topic holds its UNKNOWN_PRODUCT letter (the product
+        # came after the wait, or with no wait after the event): ``refused_unknown`` holds their payloads.
+        self._unknown_product_wait_ms = unknown_product_wait_ms
+        self.live_products: frozenset[str] = frozenset()
+        self._known_all = self._known
+        self._known_before_live = self._known
+        self.refused_unknown: set[str] = set()
         self._masks = {name: eligible_mask(catalog, p) for name, p in variants.params.items()}
         self.users: dict[str, _User] = {}
         self.events: dict[EventKey, EventValue] = {}
@@ -128,6 +144,12 @@ class Expectation:
         self.records = 0
         self.valid = 0
         self.conflicts: list[str] = []  # one primary key, two different events in the topic
+
+    def add_live_products(self, product_ids: Iterable[str]) -> None:
+        """Product ids of valid updates on the products topic (read before the events are fed)."""
+        self.live_products = self.live_products | frozenset(product_ids)
+        self._known_all = self._known | self.live_products
+        self._known_before_live = self._known - self.live_products
 
     def feed(self, value: Union[str, bytes, None], partition: int = 0, record_ts: Optional[int] = None) -> None:
         """One record value of the events topic, as the job's source hands it over; ``record_ts``:
@@ -138,8 +160,15 @@ class Expectation:
         now = int(time.time() * 1000) if self.now_ms is None else self.now_ms
         # refused for sure when ts leads verify's clock by more than the lead: the job accepts an event
         # only once its own clock has reached ts minus the lead (clocks in sync assumed)
-        parsed = parse_guarded(text, self._known, self._max_record_bytes, self._max_query_chars,
-                               latest_ts(now, self._max_ts_lead_ms))
+        max_ts = latest_ts(now, self._max_ts_lead_ms)
+        parsed = parse_guarded(text, self._known_all, self._max_record_bytes, self._max_query_chars, max_ts)
+        if text in self.refused_unknown:
+            # the job's parser did not know the product yet, and the product did not come within the wait:
+            # the letter is the one the parser writes without the live products
+            before = parse_guarded(text, self._known_before_live, self._max_record_bytes, self._max_query_chars,
+                                   max_ts)
+            if isinstance(before, BadRecord) and before.code == UNKNOWN_PRODUCT:
+                parsed = before
         if isinstance(parsed, Event) and self._max_ts_lead_ms > 0 and text in self.refused_future:
             earliest = min(now, record_ts) if record_ts is not None and record_ts >= 0 else None
             if earliest is None or earliest + self._max_ts_lead_ms < parsed.ts:
@@ -174,6 +203,10 @@ class Expectation:
         self.events[key] = value_
         if user is None:
             user = self.users[e.user_id] = _User()
+        if user.named_live:
+            user.order_open = True
+        if self._unknown_product_wait_ms > 0 and e.product_id in self.live_products:
+            user.named_live = True
         user.partitions.add(partition)
         user.state = state
         row = ExpectedRecs(rec.product_ids, rec.scores, rec.source, e.event_id, e.ts,
@@ -213,6 +246,12 @@ class Expectation:
     def user_state(self, user_id: str) -> Optional[UserState]:
         user = self.users.get(user_id)
         return None if user is None else user.state
+
+    def order_open_users(self) -> set[str]:
+        """Users the job may have processed in another order than the topic's: an event of theirs that
+        named a product of the products topic may have waited for it (the late catalog) while their
+        later events went on. Their recommendations are checked by rules only (:func:`_check_reordered`)."""
+        return {u for u, s in self.users.items() if s.order_open}
 
     def split_users(self) -> list[str]:
         """Users whose events are in more than one partition: their order is not defined."""
@@ -472,8 +511,20 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
     want = expect.recommendations()
     maybe = expect.maybe_trending()
     rc.expected, rc.found = len(want), len(stored_recs)
+    reordered = expect.order_open_users()
+    if reordered:
+        report.warnings.append(f"{len(reordered)} user(s) had an event for a product of the products topic "
+                               "followed by more events: it may have waited for its product, so their "
+                               f"recommendations are checked by rules only, e.g. {sorted(reordered)[:3]}")
+    user_events: defaultdict[str, dict[str, int]] = defaultdict(dict)
+    for user, ts, event_id in expect.events:
+        if user in reordered:
+            user_events[user][event_id] = ts
     for user, got_r in stored_recs.items():
         w, m = want.get(user), maybe.get(user)
+        if user in reordered:
+            _check_reordered(user, got_r, user_events[user], expect, report)
+            continue
         if m is not None and got_r.source == "trending":
             _check_trending(user, got_r, m, expect, report)
             continue
@@ -504,7 +555,7 @@ def compare(expect: Expectation, stored_events: Iterable[tuple[EventKey, EventVa
             report._example(f"recommendations: user {user!r}: stored {got_r.product_ids[:5]}... "
                             f"({got_r.source}, {got_r.variant}, {got_r.impressions}/{got_r.hits}), expected "
                             f"{list(w.product_ids[:5])}... ({w.source}, {w.variant}, {w.impressions}/{w.hits})")
-    for user in want.keys() - stored_recs.keys():
+    for user in want.keys() - stored_recs.keys() - reordered:
         rc.missing += 1
         report._example(f"recommendations: missing for user {user!r} (newest event {want[user].event_id!r})")
 
@@ -552,6 +603,39 @@ def future_ts_payloads(letters: Iterable[Optional[bytes]]) -> set[str]:
     return out
 
 
+def unknown_product_payloads(letters: Iterable[Optional[bytes]]) -> set[str]:
+    """The payloads of the UNKNOWN_PRODUCT dead letters among ``letters``."""
+    out = set()
+    for raw in letters:
+        if raw is None or UNKNOWN_PRODUCT.encode() not in raw:
+            continue
+        try:
+            letter = json.loads(raw.decode("utf-8", errors="replace"))
+            if letter.get("error") == UNKNOWN_PRODUCT:
+                out.add(str(letter["payload"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def _check_reordered(user: str, got: StoredRecs, events: dict[str, int], expect: Expectation,
+                     report: Report) -> None:
+    """The row of a user whose events the job may have taken in another order (the late catalog): it
+    reflects one of the user's events, is stamped no earlier than their newest one, and lists
+    distinct catalog products that the user's variant allows."""
+    rc = report.recommendations
+    newest = max(events.values(), default=0)
+    eligible = expect.eligible_of(user)
+    rows = [expect.catalog.index.get(p) for p in got.product_ids]
+    if (got.event_id not in events or got.event_ts != events[got.event_id] or (got.updated_at or 0) < newest
+            or len(set(got.product_ids)) != len(got.product_ids) or any(r is None or not eligible[r] for r in rows)
+            or got.variant != expect.variants.for_user(user)[0]):
+        rc.different += 1
+        report._example(f"recommendations: user {user!r} (events possibly reordered by the late catalog): "
+                        f"reflects {got.event_id!r} at {got.event_ts}/{got.updated_at}, "
+                        f"products {got.product_ids[:5]}")
+
+
 def _check_trending(user: str, got: StoredRecs, newest: ExpectedRecs, expect: Expectation, report: Report) -> None:
     """A trending row: its products depend on timing, so check the rules it must follow."""
     rc = report.recommendations
@@ -586,8 +670,10 @@ class Verifier:
         self.expect = Expectation(self.catalog, Variants.from_config(config), config.max_record_bytes,
                                   config.max_query_chars, config.user_ttl_ms,
                                   ranks_every_event=config.hot_path == "per-event",
-                                  max_ts_lead_ms=config.max_ts_lead_ms)
+                                  max_ts_lead_ms=config.max_ts_lead_ms,
+                                  unknown_product_wait_ms=config.unknown_product_wait_ms)
         self._events = TopicReader(config, config.events_topic)
+        self._products = TopicReader(config, config.products_topic)
         self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
         self._letters: list[Optional[bytes]] = []
         self._partitions: set[int] = set()
@@ -597,11 +683,16 @@ class Verifier:
         # the clock before the events are read: the job read each of them no later than this
         self.expect.now_ms = int(time.time() * 1000)
         new = self._events.read()
+        # the products the job learns from the products topic (read after the events: a product
+        # published after the job read an event is one it may have waited for)
+        self.expect.add_live_products(self._live_products())
         if self._dlq is not None:
-            # before the events are fed: the FUTURE_TS letters decide the records the clock cannot
+            # before the events are fed: the FUTURE_TS letters decide the records the clock cannot,
+            # the UNKNOWN_PRODUCT letters those whose product came late
             letters = [v for _, _, v in self._dlq.read()]
             self._letters.extend(letters)
             self.expect.refused_future.update(future_ts_payloads(letters))
+            self.expect.refused_unknown.update(unknown_product_payloads(letters))
         for (partition, _offset, value), record_ts in zip(new, self._events.timestamps):
             self._partitions.add(partition)
             self.expect.feed(value, partition, record_ts)
@@ -615,8 +706,23 @@ class Verifier:
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
+    def _live_products(self) -> list[str]:
+        """The product ids of the valid updates on the products topic (as parse-products reads
+        them), or none when the topic does not exist."""
+        try:
+            records = self._products.read()
+        except RuntimeError:  # no products topic: the job has nothing to learn products from either
+            return []
+        out = []
+        for _, _, value in records:
+            update = guarded(parse_product_update, value, self.catalog.dim, self.config.max_record_bytes)
+            if not isinstance(update, BadRecord):
+                out.append(update.product_id)
+        return out
+
     def close(self) -> None:
         self._events.close()
+        self._products.close()
         if self._dlq is not None:
             self._dlq.close()
 

@@ -5,7 +5,8 @@ returns the streams the job produces; it knows nothing about Kafka or Cassandra,
 with collection sources. ``main`` (see :mod:`streamrec.jobs.job`) attaches the real sources and sinks.
 
     events --parse-events--> key_by(user) --update-and-recommend--> recommendations
-                  |                                ^ (broadcast: product updates, trending list)
+                  |     ^                          ^ (broadcast: product updates, trending list)
+                  |     await-products (JVM: events waiting for their product)
                   +--> popularity (JVM) ------trending--+
     products --parse-products----------------------+
 """
@@ -33,6 +34,7 @@ from streamrec.udfs.operators import (
     KNOWN_PRODUCTS_STATE,
     RECOMMENDATION_FIELDS,
     RECOMMENDATION_ROW,
+    WAITING_TAG,
     CatalogLoader,
     FailOnce,
     ParseEvents,
@@ -49,6 +51,7 @@ ROW_KEY_CLASS_NAME = "streamrec.flink.RowKey"
 USER_STATE_CLASS_NAME = "streamrec.flink.UserStateOperator"
 RECOMMENDATION_UNBATCHER_CLASS_NAME = "streamrec.flink.RecommendationUnbatcher"
 HIT_COUNTER_CLASS_NAME = "streamrec.flink.HitCounter"
+AWAIT_PRODUCTS_CLASS_NAME = "streamrec.flink.AwaitProducts"
 
 __all__ = ["RECOMMENDATION_FIELDS", "PipelineStreams", "build_pipeline", "model_params"]
 
@@ -132,6 +135,33 @@ def parse_events(raw: DataStream, products: Optional[DataStream], parser: ParseE
     return parsed.name("parse-events").uid("parse-events")
 
 
+def holds_unknown(config: Config, products: Optional[DataStream]) -> bool:
+    """Whether the parser hands an event for an unknown product to await-products (the late
+    catalog) instead of dead-lettering it: only with a wait and a products stream to wait on."""
+    return products is not None and config.unknown_product_wait_ms > 0
+
+
+def await_products(env: StreamExecutionEnvironment, parsed: DataStream, events: DataStream,
+                   dead_letters: DataStream, products: Optional[DataStream], config: Config
+                   ) -> tuple[DataStream, DataStream]:
+    """The late catalog: the parser's waiting events (WAITING_TAG), keyed by product, wait in the
+    JVM operator await-products for their product on the products stream (keyed alike), then join
+    ``events``; those whose wait ends join ``dead_letters`` with the parser's own UNKNOWN_PRODUCT
+    letter. Unchanged streams without a wait or without products."""
+    if not holds_unknown(config, products):
+        return events, dead_letters
+    assert products is not None
+    add_support_jar(env)
+    waiting = parsed.get_side_output(WAITING_TAG)._j_data_stream.keyBy(java_class(ROW_KEY_CLASS_NAME)(4))
+    catalog = products._j_data_stream.keyBy(java_class(ROW_KEY_CLASS_NAME)(1))
+    awaiting = java_class(AWAIT_PRODUCTS_CLASS_NAME)
+    late = DataStream(waiting.connect(catalog).transform(
+        "await-products", EVENT_ROW.get_java_type_info(), awaiting.operator(int(config.unknown_product_wait_ms))))
+    late = late.name("await-products").uid("await-products")
+    expired = DataStream(late._j_data_stream.getSideOutput(awaiting.deadLetters()))
+    return events.union(late), dead_letters.union(expired)
+
+
 def trending_and_control(env: StreamExecutionEnvironment, events: DataStream, products: Optional[DataStream],
                          config: Config) -> tuple[DataStream, DataStream]:
     """Trending (popularity counted in the JVM, merged and decayed by one Python instance), and the
@@ -160,10 +190,12 @@ def build_pipeline(
     products = parse_products(raw_products, config, catalog_loader)
 
     # str -> Row(EVENT_FIELDS); bad records -> side output
-    events = parse_events(raw_events, products, ParseEvents(catalog_loader, config.max_record_bytes,
-                                                            config.max_query_chars, config.max_ts_lead_ms),
+    parsed = parse_events(raw_events, products, ParseEvents(catalog_loader, config.max_record_bytes,
+                                                            config.max_query_chars, config.max_ts_lead_ms,
+                                                            holds_unknown(config, products)),
                           EVENT_ROW)
-    dead_letters = events.get_side_output(DLQ_TAG)
+    # events for a product not known yet join the others once it is (before trending and key_by)
+    events, dead_letters = await_products(env, parsed, parsed, parsed.get_side_output(DLQ_TAG), products, config)
     trending, control = trending_and_control(env, events, products, config)
     if products is not None:
         dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
@@ -207,10 +239,12 @@ def build_batch_pipeline(
         config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms))
     # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
     parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.max_record_bytes,
-                                                        config.max_query_chars, config.max_ts_lead_ms), BATCH)
-    dead_letters = parsed.get_side_output(DLQ_TAG)
+                                                        config.max_query_chars, config.max_ts_lead_ms,
+                                                        holds_unknown(config, products)), BATCH)
     # byte[] -> Row(EVENT_FIELDS), one per event
     events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())
+    # events for a product not known yet join the others once it is (before trending and user-state)
+    events, dead_letters = await_products(env, parsed, events, parsed.get_side_output(DLQ_TAG), products, config)
 
     trending, control = trending_and_control(env, events, products, config)
     if products is not None:

@@ -12,10 +12,19 @@ from pyflink.datastream import RuntimeContext
 from pyflink.datastream.functions import BroadcastProcessFunction
 
 from streamrec.model.batch import BatchRanker, decode_event_part, parse_batch, request_event_part
+from streamrec.model.events import BadRecord, Event
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.variants import Variants
 from streamrec.udfs.metrics import OperatorMetrics
-from streamrec.udfs.operators import CONTROL_STATE, DLQ_TAG, CatalogLoader, FailOnce, ParseEvents
+from streamrec.udfs.operators import (
+    CONTROL_STATE,
+    DLQ_TAG,
+    WAITING_TAG,
+    CatalogLoader,
+    FailOnce,
+    ParseEvents,
+    waiting_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +44,15 @@ class ParseBatch(ParseEvents):
 
     def parse(self, value: bytes) -> Iterable[Any]:
         # the job's clock, once per batch: every event of the batch is held to the same bound
+        waiting: Optional[list[tuple[Event, BadRecord]]] = [] if self._hold_unknown else None
         events, dead = parse_batch(value, self.known, self._max_record_bytes, self._max_query_chars,
-                                   self.max_ts())
+                                   self.max_ts(), waiting)
         if dead and self._metrics is not None:
             self._metrics.dead_letters(dead)
         for letter in dead:
             yield DLQ_TAG, letter.to_json()
+        for late, letter in waiting or ():
+            yield WAITING_TAG, waiting_row(late, letter)
         if events:
             yield events
 

@@ -21,7 +21,15 @@ from pyflink.datastream.functions import BroadcastProcessFunction, KeyedBroadcas
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import BadRecord, Event, guarded, internal_dead_letter, latest_ts, parse_guarded
+from streamrec.model.events import (
+    BadRecord,
+    Event,
+    guarded,
+    internal_dead_letter,
+    latest_ts,
+    parse_guarded,
+    waiting_event,
+)
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.model.model import (
     UserState,
@@ -59,6 +67,13 @@ RECOMMENDATION_ROW = Types.ROW_NAMED(
 
 DLQ_TAG = OutputTag("dead-letters", Types.STRING())
 
+# The late catalog: an event valid but for its unknown product, and the UNKNOWN_PRODUCT letter it
+# gets if the product does not come in time (the parser's, byte for byte). The JVM operator
+# await-products (java/.../AwaitProducts.java) holds it in keyed state until then.
+WAITING_FIELDS = [*EVENT_FIELDS, "dead_letter"]
+WAITING_ROW = Types.ROW_NAMED(WAITING_FIELDS, [*EVENT_TYPES, Types.STRING()])
+WAITING_TAG = OutputTag("waiting-for-product", WAITING_ROW)
+
 
 def event_to_row(e: Event) -> Row:
     return Row(e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query)
@@ -69,16 +84,23 @@ def row_to_event(r: Row) -> Event:
     return Event(*r)
 
 
+def waiting_row(e: Event, letter: BadRecord) -> Row:
+    return Row(e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query, letter.to_json())
+
+
 class ParseEvents(ProcessFunction):
     """raw JSON string -> EVENT_ROW; bad input -> DLQ_TAG as a JSON dead letter. ``max_ts_lead_ms``:
-    how far an event's ts may lead this TaskManager's clock (0: no limit; see events.latest_ts)."""
+    how far an event's ts may lead this TaskManager's clock (0: no limit; see events.latest_ts).
+    ``hold_unknown``: an event valid but for its unknown product goes to WAITING_TAG instead of the
+    dead-letter topic (the late catalog; the pipeline sets it only where await-products follows)."""
 
     def __init__(self, catalog_loader: CatalogLoader, max_record_bytes: int, max_query_chars: int,
-                 max_ts_lead_ms: int = 0) -> None:
+                 max_ts_lead_ms: int = 0, hold_unknown: bool = False) -> None:
         self._load = catalog_loader
         self._max_record_bytes = max_record_bytes
         self._max_query_chars = max_query_chars
         self._max_ts_lead_ms = max_ts_lead_ms
+        self._hold_unknown = hold_unknown
         self.known: set[str] = set()  # product ids events may name
 
     _metrics: Optional[OperatorMetrics] = None  # set in open (tests call parse without it)
@@ -95,11 +117,17 @@ class ParseEvents(ProcessFunction):
         # the per-event path's counts (ParseBatch has its own parse; the JVM counts its records)
         if self._metrics is not None:
             self._metrics.count("records_in")
-        parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars, self.max_ts())
+        max_ts = self.max_ts()
+        parsed = parse_guarded(value, self.known, self._max_record_bytes, self._max_query_chars, max_ts)
         if isinstance(parsed, BadRecord):
-            if self._metrics is not None:
-                self._metrics.dead_letters((parsed,))
-            yield DLQ_TAG, parsed.to_json()
+            late = waiting_event(value, parsed, self._max_record_bytes, self._max_query_chars, max_ts) \
+                if self._hold_unknown else None
+            if late is not None:
+                yield WAITING_TAG, waiting_row(late, parsed)
+            else:
+                if self._metrics is not None:
+                    self._metrics.dead_letters((parsed,))
+                yield DLQ_TAG, parsed.to_json()
         else:
             yield event_to_row(parsed)
 

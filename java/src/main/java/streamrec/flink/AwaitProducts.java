@@ -48,6 +48,8 @@ public final class AwaitProducts extends KeyedCoProcessFunction<String, Row, Row
     /** Fields of an event row; the pending row adds the dead letter after them. */
     static final int EVENT_FIELDS = 6;
     static final int DEAD_LETTER = EVENT_FIELDS;
+    /** The code of every letter this operator writes (the parser's, carried with the event). */
+    static final String UNKNOWN_PRODUCT = "UNKNOWN_PRODUCT";
     /** A waiting event in state: the pending row's fields, then its deadline (processing time, ms). */
     static final TypeInformation<Row> WAITING = Types.ROW(Types.STRING, Types.STRING, Types.LONG, Types.STRING,
             Types.STRING, Types.STRING, Types.STRING, Types.LONG);
@@ -58,6 +60,8 @@ public final class AwaitProducts extends KeyedCoProcessFunction<String, Row, Row
     private final long waitMs;
     private transient ValueState<Boolean> known;
     private transient ListState<Row> waiting;
+    /** streamrec_error_dead_letters{error="UNKNOWN_PRODUCT"}, as the parser counts its letters (JobMetrics). */
+    private transient JobMetrics.Labelled deadLetterCount;
 
     public AwaitProducts(long waitMs) {
         if (waitMs <= 0) {
@@ -75,6 +79,7 @@ public final class AwaitProducts extends KeyedCoProcessFunction<String, Row, Row
     public void open(OpenContext context) throws Exception {
         known = getRuntimeContext().getState(new ValueStateDescriptor<>("known", Types.BOOLEAN));
         waiting = getRuntimeContext().getListState(WAITING_STATE);
+        deadLetterCount = new JobMetrics.Labelled(getRuntimeContext().getMetricGroup(), "error", "dead_letters");
     }
 
     @Override
@@ -125,6 +130,7 @@ public final class AwaitProducts extends KeyedCoProcessFunction<String, Row, Row
         for (Row entry : all) {
             if ((Long) entry.getField(DEAD_LETTER + 1) <= timestamp) {
                 ctx.output(DEAD_LETTERS, (String) entry.getField(DEAD_LETTER));
+                deadLetterCount.get(UNKNOWN_PRODUCT).inc();
                 expired = true;
             } else {
                 keep.add(entry);
@@ -166,6 +172,7 @@ public final class AwaitProducts extends KeyedCoProcessFunction<String, Row, Row
                 if (entries != null) {
                     for (Row entry : entries) {
                         output.collect(DEAD_LETTERS, new StreamRecord<>((String) entry.getField(DEAD_LETTER)));
+                        ((AwaitProducts) userFunction).deadLetterCount.get(UNKNOWN_PRODUCT).inc();
                     }
                 }
                 state.clear();
