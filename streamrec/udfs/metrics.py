@@ -65,7 +65,8 @@ class OperatorMetrics:
 
 # the per-event path's users_in_state (java/src/main/java/streamrec/flink/UserCount.java)
 USER_COUNT_CLASS_NAME = "streamrec.flink.UserCount"
-ROW_KEY_CLASS_NAME = "streamrec.flink.RowKey"
+# the key PyFlink's key_by gives the ranker's input (the user id in a one-field Row)
+PYFLINK_ROW_KEY_CLASS_NAME = "streamrec.flink.PyFlinkRowKey"
 
 
 def count_users_in_state(ranked: Any, user_ttl_ms: int) -> Any:
@@ -73,7 +74,8 @@ def count_users_in_state(ranked: Any, user_ttl_ms: int) -> Any:
     ``streamrec_users_in_state`` of that path. Python cannot list its keyed state's keys, which an
     exact count needs after a restore or rescaling; UserCount keeps the count and its own expiry
     beside the ranker's state. The rows stay in their subtask (already partitioned by user), so
-    the stream is reinterpreted as keyed, without a shuffle."""
+    the stream is reinterpreted as keyed, without a shuffle, with the key the ranker's ``key_by``
+    (a Python key selector, key type STRING) gives it."""
     from pyflink.common import Types
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
@@ -81,8 +83,10 @@ def count_users_in_state(ranked: Any, user_ttl_ms: int) -> Any:
     from streamrec.connectors.javasupport import java_class
     from streamrec.udfs.operators import RECOMMENDATION_ROW
 
-    keyed = get_gateway().jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils.reinterpretAsKeyedStream(
-        ranked._j_data_stream, java_class(ROW_KEY_CLASS_NAME)(1), Types.STRING().get_java_type_info())
+    # keyed exactly as the ranker's input was (a bare-string key would hash to other key groups)
+    streams = get_gateway().jvm.org.apache.flink.streaming.api.datastream.DataStreamUtils
+    keyed = streams.reinterpretAsKeyedStream(ranked._j_data_stream, java_class(PYFLINK_ROW_KEY_CLASS_NAME)(1),
+                                             Types.ROW([Types.STRING()]).get_java_type_info())
     counted = keyed.transform("users-in-state", RECOMMENDATION_ROW.get_java_type_info(),
                               java_class(USER_COUNT_CLASS_NAME)(int(user_ttl_ms)))
     return DataStream(counted).name("users-in-state").uid("users-in-state")

@@ -11,7 +11,8 @@ import org.apache.flink.types.Row;
 /**
  * The per-event hot path's {@code streamrec_users_in_state}: keyed by user right after the Python
  * ranker (whose output stays in the subtask of its keys, so no shuffle), it passes each
- * recommendation row on and counts the users with a row in the last TTL of processing time. The
+ * recommendation row on and counts the users with a row in the last TTL of processing time (keyed
+ * as the ranker is, by {@link PyFlinkRowKey}, never by the bare user id). The
  * ranker writes a user's state (with Flink's TTL, OnCreateAndWrite) for exactly the events it emits
  * a row for, so this counts the users whose Python state has not expired, up to the time a row
  * takes from the ranker's state write to here (one Python bundle at most). Python has no access to
@@ -19,7 +20,7 @@ import org.apache.flink.types.Row;
  * {@link UsersInState}).
  */
 public final class UserCount extends AbstractStreamOperator<Row>
-        implements OneInputStreamOperator<Row, Row>, Triggerable<String, VoidNamespace> {
+        implements OneInputStreamOperator<Row, Row>, Triggerable<Object, VoidNamespace> {
     private static final long serialVersionUID = 1L;
 
     private final long ttlMs;
@@ -48,10 +49,10 @@ public final class UserCount extends AbstractStreamOperator<Row>
     }
 
     @Override
-    public void onProcessingTime(InternalTimer<String, VoidNamespace> timer) throws Exception {
+    public void onProcessingTime(InternalTimer<Object, VoidNamespace> timer) throws Exception {
         usersInState.expire(timer.getTimestamp());
     }
 
     @Override
-    public void onEventTime(InternalTimer<String, VoidNamespace> timer) {}
+    public void onEventTime(InternalTimer<Object, VoidNamespace> timer) {}
 }

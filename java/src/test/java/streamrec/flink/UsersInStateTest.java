@@ -45,7 +45,7 @@ class UsersInStateTest {
         h.setProcessingTime(time);
     }
 
-    private static void send(KeyedOneInputStreamOperatorTestHarness<String, Row, ?> h, String... users)
+    private static void send(KeyedOneInputStreamOperatorTestHarness<?, Row, ?> h, String... users)
             throws Exception {
         for (String u : users) {
             h.processElement(event(u, 1_000L), 0L);
@@ -211,12 +211,16 @@ class UsersInStateTest {
         }
     }
 
+    private static KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> userCount(UserCount op) throws Exception {
+        // keyed as the Python ranker's input is (PyFlink's key_by): the user id in a one-field Row
+        return new KeyedOneInputStreamOperatorTestHarness<>(op, new PyFlinkRowKey(1), Types.ROW(Types.STRING));
+    }
+
     @Test
     void thePerEventPathsCounterCountsUsersWithARowInTheLastTtlAndSurvivesARestore() throws Exception {
         OperatorSubtaskState snapshot;
         UserCount op = new UserCount(TTL);
-        try (KeyedOneInputStreamOperatorTestHarness<String, Row, Row> h =
-                     new KeyedOneInputStreamOperatorTestHarness<>(op, new RowKey(1), Types.STRING)) {
+        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = userCount(op)) {
             at(h, 0L);
             h.open();
             send(h, "a", "b", "a");
@@ -229,8 +233,7 @@ class UsersInStateTest {
             snapshot = h.snapshot(1L, 1_000L);
         }
         UserCount restored = new UserCount(TTL);
-        try (KeyedOneInputStreamOperatorTestHarness<String, Row, Row> h =
-                     new KeyedOneInputStreamOperatorTestHarness<>(restored, new RowKey(1), Types.STRING)) {
+        try (KeyedOneInputStreamOperatorTestHarness<Row, Row, Row> h = userCount(restored)) {
             at(h, 1_000L);
             h.initializeState(snapshot);
             h.open();
