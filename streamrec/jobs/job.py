@@ -8,8 +8,10 @@ TaskManagers need none of them.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -65,9 +67,30 @@ def _reporter_on_class_path() -> None:
             p for p in (os.environ.get("HADOOP_CLASSPATH"), str(jar)) if p)
 
 
-def local_checkpoint_dir() -> Path:
-    """A fresh folder for a local minicluster's checkpoints when STREAMREC_CHECKPOINT_DIR is unset."""
-    return Path(tempfile.mkdtemp(prefix="streamrec-checkpoints-"))
+def local_checkpoint_dir(base: Optional[Path] = None) -> Path:
+    """A fresh folder for a local minicluster's checkpoints when STREAMREC_CHECKPOINT_DIR is unset:
+    ``<tmp>/streamrec-checkpoints/<pid>-...``. It only serves restarts inside this run, so it goes
+    when the process exits, and the folders of runs whose process is gone (killed) are removed
+    here: local runs no longer leave one folder each behind."""
+    base = base or Path(tempfile.gettempdir()) / "streamrec-checkpoints"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def create_env(config: Config) -> StreamExecutionEnvironment:
