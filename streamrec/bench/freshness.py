@@ -59,7 +59,8 @@ class TrickleWarmUp(RoundedRecord):
 
 def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_sources: Sequence[Callable[[], list[int]]],
                     max_seconds: float, detector: Optional[QuietDetector] = None,
-                    look_every: float = 1.0) -> TrickleWarmUp:
+                    look_every: float = 1.0, clock: Callable[[], float] = time.time,
+                    sleep: Callable[[float], None] = time.sleep) -> TrickleWarmUp:
     """Produce ``rate`` events/s until the JIT compilers of the processes ``pid_sources`` name are
     quiet or ``max_seconds`` pass.
 
@@ -73,24 +74,24 @@ def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_source
         return [pid for source in pid_sources for pid in source()]
 
     producer = Producer(config, linger_ms=PACED_LINGER_MS)
-    pacer = Pacer(producer, config.events_topic, gen, rate)
+    pacer = Pacer(producer, config.events_topic, gen, rate, clock)
     cpu0 = compiler_cpu(pids())
     detector.add(pacer.started, cpu0)
     next_look = pacer.started + look_every
     try:
         while True:
-            now = time.time()
+            now = clock()
             if now >= next_look:
                 next_look = now + look_every
                 detector.add(now, compiler_cpu(pids()))
                 if detector.quiet() or now - pacer.started >= max_seconds:
                     break
             pacer.send_due(now)
-            time.sleep(0.005)
+            sleep(0.005)
         producer.flush()
     finally:
         producer.close()
-    return TrickleWarmUp(time.time() - pacer.started, pacer.sent, compiler_cpu(pids()) - cpu0, detector.quiet())
+    return TrickleWarmUp(clock() - pacer.started, pacer.sent, compiler_cpu(pids()) - cpu0, detector.quiet())
 
 
 def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: float, seconds: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from streamrec.bench.generator import EventGenerator, GenEvent
 from streamrec.config import Config
@@ -92,10 +92,12 @@ class Pacer:
     """Sends ``gen``'s events to ``topic`` at ``rate`` per second from its creation on, each stamped
     with the wall clock when sent: the load of the paced phases."""
 
-    def __init__(self, producer: Producer, topic: str, gen: EventGenerator, rate: float) -> None:
+    def __init__(self, producer: Producer, topic: str, gen: EventGenerator, rate: float,
+                 clock: Callable[[], float] = time.time) -> None:
         self._producer, self._topic, self._gen, self._rate = producer, topic, gen, rate
         self._buffer: list[tuple[bytes, bytes, bytes]] = []  # (key, JSON before ts, JSON after ts), reversed
-        self.started = time.time()
+        self._clock = clock
+        self.started = clock()
         self.sent = 0
 
     def _refill(self) -> None:
@@ -113,7 +115,7 @@ class Pacer:
         due = int(self._rate * (now - self.started)) - self.sent
         if due <= 0:
             return
-        ts = str(int(time.time() * 1000)).encode()
+        ts = str(int(self._clock() * 1000)).encode()
         for _ in range(due):
             if not self._buffer:
                 self._refill()

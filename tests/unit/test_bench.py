@@ -403,32 +403,42 @@ def test_the_load_generator_fails_loudly_when_an_event_was_not_delivered():
 # --- the paced warm-up before the freshness phases ------------------------------------------------
 
 
-def _paced_warm_up(monkeypatch, compiler_busy_for: float, max_seconds: float):
-    """warm_up_trickle against a fake producer (FakeLibrdkafka) and a fake JIT that compiles at one
-    core for ``compiler_busy_for`` seconds, then stops."""
-    import time as _time
+class FakeClock:
+    """Time that passes only when the code under test sleeps: the paced warm-up's tests need no wall clock."""
 
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _paced_warm_up(monkeypatch, compiler_busy_for: float, max_seconds: float):
+    """warm_up_trickle against a fake producer (FakeLibrdkafka), a fake clock and a fake JIT that
+    compiles at one core for ``compiler_busy_for`` seconds, then stops."""
     import streamrec.bench.freshness as freshness
     from streamrec.bench.warmup import QuietDetector
 
-    fake = FakeLibrdkafka()
+    fake, clock = FakeLibrdkafka(), FakeClock()
     producer = _producer_with(fake)
     monkeypatch.setattr(freshness, "Producer", lambda config, linger_ms: producer)
-    started = _time.time()
-    monkeypatch.setattr(freshness, "compiler_cpu", lambda pids: min(_time.time() - started, compiler_busy_for))
+    started = clock.now
+    monkeypatch.setattr(freshness, "compiler_cpu", lambda pids: min(clock.now - started, compiler_busy_for))
     gen = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="t", user_prefix="w")
     warm = freshness.warm_up_trickle(Config(events_topic="warm-events"), gen, rate=200.0, pid_sources=[lambda: [1]],
-                               max_seconds=max_seconds, look_every=0.05,
-                               detector=QuietDetector(window=0.3, quiet_cores=0.05, min_seconds=0.3))
+                                     max_seconds=max_seconds, look_every=0.05, clock=clock.time, sleep=clock.sleep,
+                                     detector=QuietDetector(window=0.3, quiet_cores=0.05, min_seconds=0.3))
     return warm, fake
 
 
 def test_the_paced_warm_up_produces_at_its_rate_until_the_jit_compilers_are_quiet(monkeypatch):
     warm, fake = _paced_warm_up(monkeypatch, compiler_busy_for=0.6, max_seconds=10.0)
     assert warm.quiet
-    assert 0.9 <= warm.seconds < 3.0  # busy for 0.6 s, then a quiet window of 0.3 s
-    assert warm.events == len(fake.produced)
-    assert 0.7 * 200 * warm.seconds <= warm.events <= 200 * warm.seconds + 1
+    assert 0.9 <= warm.seconds < 1.1  # busy for 0.6 s, then a quiet window of 0.3 s (looked at every 0.05 s)
+    assert warm.events == len(fake.produced) == pytest.approx(200 * warm.seconds, abs=2)
     assert all(topic == "warm-events" for topic, _, _ in fake.produced)
     ids = [json.loads(v)["event_id"] for _, _, v in fake.produced]
     assert len(set(ids)) == len(ids) and all(i.startswith("t") for i in ids)
@@ -438,7 +448,7 @@ def test_the_paced_warm_up_produces_at_its_rate_until_the_jit_compilers_are_quie
 def test_the_paced_warm_up_gives_up_after_its_time_limit_when_the_jit_never_settles(monkeypatch):
     warm, fake = _paced_warm_up(monkeypatch, compiler_busy_for=1e9, max_seconds=0.8)
     assert not warm.quiet
-    assert 0.8 <= warm.seconds < 1.5
+    assert 0.8 <= warm.seconds < 0.9
     assert warm.as_record()["quiet"] is False and len(fake.produced) == warm.events > 0
 
 
