@@ -352,10 +352,11 @@ class FreshnessPhases:
     trickle: Optional[TrickleWarmUp]
     stored: int
     want: int
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # the job's, during the main phase
 
 
 def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts: BenchOptions,
-                             sampler: CpuSampler, tp: ThroughputPhase) -> FreshnessPhases:
+                             sampler: CpuSampler, tp: ThroughputPhase, flink: Any = None) -> FreshnessPhases:
     """A paced warm-up, then freshness at ``fresh_fraction`` of the measured rate, then at the fixed
     ``fresh_low_rate``; every event produced is stored before the next phase starts."""
     name, config = system.name, prep.configs[system.name]
@@ -381,6 +382,7 @@ def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts:
     # every group's CPU over the phase: here the harness produces live and Kafka takes the records
     # in, which a preloaded throughput phase does not pay for
     cores = group_cores(sampler, name, t_fresh, t_fresh + fr.seconds)
+    checkpoints = _checkpoints_during(flink, fr.started, fr.started + fr.seconds)
     low: Optional[Freshness] = None
     if opts.fresh_low_rate > 0:
         # the fixed-rate phase measures the latency floor: start it once the previous phase is
@@ -395,7 +397,24 @@ def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts:
     log.debug("%s: probe latencies in send order (ms): %s", name, [round(x) for x in fr.latencies_ms])
     say(f"{name}: freshness {results.percentiles(fr.latencies_ms)} ms over {len(fr.latencies_ms)}/{fr.probes} "
          f"probes at {fr.achieved_rate:.0f} events/s (cores {cores}); kept up: {fr.kept_up()}")
-    return FreshnessPhases(rate, fr, cores, low, trickle, stored, want)
+    return FreshnessPhases(rate, fr, cores, low, trickle, stored, want, checkpoints)
+
+
+def _checkpoints_during(flink: Any, t0: float, t1: float) -> list[dict[str, Any]]:
+    """The job's checkpoints triggered between ``t0`` and ``t1`` (epoch seconds): seconds into the
+    phase, duration and size; empty for a system without Flink."""
+    if flink is None:
+        return []
+    try:
+        history = flink.checkpoints().get("history", [])
+    except Exception as exc:  # a figure for the record, not worth failing the run
+        log.debug("checkpoint history: %s", exc)
+        return []
+    return sorted(
+        ({"at_s": round(h["trigger_ms"] / 1000 - t0, 2), "duration_ms": h.get("duration_ms"),
+          "size_bytes": h.get("size_bytes"), "status": h.get("status")}
+         for h in history if h.get("trigger_ms") and t0 <= h["trigger_ms"] / 1000 <= t1),
+        key=lambda c: c["at_s"])
 
 
 def _freshness_record(fr: Freshness) -> dict[str, Any]:
@@ -405,6 +424,7 @@ def _freshness_record(fr: Freshness) -> dict[str, Any]:
         "max_ms": round(max(fr.latencies_ms), 1) if fr.latencies_ms else None,
         "kept_up": fr.kept_up(),
         "latencies_ms": [round(x) for x in fr.latencies_ms],  # probes in send order
+        "probe_at_s": [round(t - fr.started, 2) for t in fr.probe_sent],  # when each was sent, into the phase
     }
 
 
@@ -440,7 +460,7 @@ def build_record(name: str, prep: Prepared, opts: BenchOptions, tp: ThroughputPh
             eps / max(own + tp.cores["kafka"] + tp.cores["cassandra"], 1e-9), 1),
         "freshness_ms": results.percentiles(fp.main.latencies_ms),
         "freshness": {**_freshness_record(fp.main), "rate_target": round(fp.rate, 1),
-                      "cores_used": fp.cores[name], "cores": fp.cores},
+                      "cores_used": fp.cores[name], "cores": fp.cores, "checkpoints": fp.checkpoints},
         "kept_up": fp.main.kept_up(),
         # Cassandra's JIT compiler threads over this system's measured throughput phase:
         # near 0 once warmed up (warmup.py)
@@ -484,7 +504,7 @@ def measure_system(name: str, prep: Prepared, opts: BenchOptions) -> dict[str, A
     observer = Observer(system, opts)
     try:
         tp = measure_throughput(session, system, prep, opts, sampler, observer)
-        fp = measure_freshness_phases(session, system, prep, opts, sampler, tp)
+        fp = measure_freshness_phases(session, system, prep, opts, sampler, tp, observer.flink)
         return build_record(name, prep, opts, tp, fp, observer.flink)
     finally:
         sampler.stop()

@@ -97,4 +97,11 @@ class FlinkMetrics:
             "failed": counts.get("failed"),
             "duration_ms": {k: e2e.get(k) for k in ("min", "avg", "p99", "max") if k in e2e},
             "size_bytes_max": size.get("max"),
+            # the newest ones (Flink keeps ~10): when each was triggered and how long it took, to lay
+            # beside the freshness probes' send times
+            "history": [
+                {"trigger_ms": h.get("trigger_timestamp"), "duration_ms": h.get("end_to_end_duration"),
+                 "status": h.get("status"), "size_bytes": h.get("checkpointed_size", h.get("state_size"))}
+                for h in data.get("history", [])
+            ],
         }

@@ -7,7 +7,7 @@ import logging
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from streamrec.bench.generator import EventGenerator, GenEvent
@@ -26,6 +26,8 @@ class Freshness:
     latencies_ms: list[float]
     probes: int
     missing: int
+    started: float = 0.0  # epoch seconds the phase began (its probes follow the lead-in at the probe rate)
+    probe_sent: list[float] = field(default_factory=list)  # epoch seconds each probe was sent, in order
 
     @property
     def achieved_rate(self) -> float:
@@ -103,6 +105,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     pending: dict[str, tuple[str, float]] = {}  # user -> (event id, produce time)
     due_at: dict[str, float] = {}  # user -> when to read the probe's row next
     order: list[str] = []
+    pending_sent: dict[str, float] = {}  # user -> when their probe was sent (kept once seen)
     seen: dict[str, float] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -151,6 +154,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
                 probe = GenEvent(eid, user, int(t_send * 1000), "view", probe_products[probes])
                 with lock:
                     pending[user] = (eid, t_send)
+                    pending_sent[user] = t_send
                     order.append(user)
                 producer.send(config.events_topic, key=user.encode(), value=probe.to_json().encode())
                 probes += 1
@@ -164,4 +168,5 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
         poller.join(settle + 30)
     duration = stop_time[0] - started
     latencies = [seen[u] for u in order if u in seen]
-    return Freshness(rate, pacer.sent, duration, latencies, probes, probes - len(latencies))
+    return Freshness(rate, pacer.sent, duration, latencies, probes, probes - len(latencies), started,
+                     [pending_sent[u] for u in order if u in seen])
