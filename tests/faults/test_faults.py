@@ -8,6 +8,7 @@ the session.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -18,7 +19,7 @@ from streamrec import localstack
 from streamrec.model.events import Event
 from streamrec.runner import BackgroundJob, wait_for
 from streamrec.verify import verify
-from tests.e2e.helpers import MALFORMED, uci_slice
+from tests.e2e.helpers import MALFORMED, dead_letters, uci_slice
 
 from .helpers import (
     Figures,
@@ -43,6 +44,8 @@ from .helpers import (
 pytestmark = pytest.mark.faults
 
 VERIFY_WAIT = 420  # seconds a final verify may wait for the job to catch up on a loaded machine
+DAY = 86_400_000
+YEAR_2999 = 32_472_144_000_000  # 2999-01-01
 
 
 def varied(events: list[Event]) -> list[Event]:
@@ -67,8 +70,9 @@ def assert_consistent(report: dict) -> None:
 
 
 def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, e2e_config, uci_history):
-    """Targets 4 and 2 (and 1): the seven bad-input classes and a null record go to the DLQ with
-    their codes while the job keeps running with zero restarts; then the whole topic is replayed
+    """Targets 4 and 2 (and 1): the seven bad-input classes, a null record and events from the
+    future (FUTURE_TS: a day ahead and in the year 2999, for real products and users) go to the DLQ
+    with their codes while the job keeps running with zero restarts; then the whole topic is replayed
     twice from scratch (new consumer groups, at parallelism 1 and 2) and no stored cell changes,
     not even its write timestamp, and the store is consistent at every moment of the replay."""
     profile, rest = cluster
@@ -78,6 +82,15 @@ def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, 
     events = varied(uci_slice(uci_history, users=16, per_user=25))
     lines = lines_of(events)
     lines[len(lines) // 2:len(lines) // 2] = [raw for _, raw in MALFORMED]
+    # valid but for their ts, beyond STREAMREC_MAX_TS_LEAD_MS (5 min) of any clock during the test and
+    # its replays: written by hand (json.dumps), so the checks below do not share the parser
+    now = int(time.time() * 1000)
+    shoppers = [e for e in events if e.product_id is not None][:4]
+    future = [json.dumps({"event_id": f"future-{i}", "user_id": e.user_id, "ts": ts, "type": "purchase",
+                          "product_id": e.product_id})
+              for i, (e, ts) in enumerate(zip(shoppers, (now + DAY, now + DAY + 1, YEAR_2999, YEAR_2999 + 1)))]
+    lines[len(lines) // 3:len(lines) // 3] = future[:2]
+    lines[2 * len(lines) // 3:2 * len(lines) // 3] = future[2:]
 
     jid = flink_run(profile, config, parallelism=2)
     wait_for(lambda: rest.all_running(jid), timeout=240, what="the job to run")
@@ -88,10 +101,14 @@ def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, 
 
     report = verify_cli(config, wait=VERIFY_WAIT)
     assert_consistent(report)
-    codes = Counter({code: 1 for code, _ in MALFORMED}) + Counter({"NOT_JSON": 1})
+    codes = Counter({code: 1 for code, _ in MALFORMED}) + Counter({"NOT_JSON": 1, "FUTURE_TS": len(future)})
     assert report["dead_letters"]["found"] == dict(codes), report["dead_letters"]
     assert report["dead_letters"]["missing"] == report["dead_letters"]["unexpected"] == 0
     assert rest.restarts(jid) == 0 and rest.exceptions(jid) == [], rest.exceptions(jid)
+    # without the parser: the future records are FUTURE_TS letters byte for byte, and none is stored
+    letters = dead_letters(config)
+    assert Counter(d["payload"] for d in letters if d["error"] == "FUTURE_TS") == Counter(future)
+    assert not {f"future-{i}" for i in range(len(future))} & {row[2] for row in store_snapshot(config)["events"]}
     assert rest.state(jid) == "RUNNING"
     figures.restarts = rest.restarts(jid)
     figures.seconds = time.monotonic() - started
@@ -116,6 +133,11 @@ def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, 
             assert rest.state(rjid) in ("CREATED", "INITIALIZING", "RUNNING"), rest.exceptions(rjid)
             assert time.monotonic() - t0 < 400, "the replay did not finish"
             time.sleep(1)  # pacing the checks (they share two cores with the job)
+        # the replay re-sends every dead letter; the UNKNOWN_PRODUCT one only once its wait for the
+        # product is over (STREAMREC_UNKNOWN_PRODUCT_WAIT_MS), which may be after the offsets are committed
+        total = sum(codes.values()) * (parallelism + 1)
+        wait_for(lambda total=total: len(dead_letters(config)) >= total, timeout=config.unknown_product_wait_ms / 1000
+                 + 120, interval=2, what=f"{total} dead letters after replay {parallelism}")
         after = store_snapshot(config)
         changed = snapshot_diff(before, after)
         assert not changed, "\n".join(changed)
