@@ -38,6 +38,9 @@ class Metric:
     where: str  # the operator (job: fast path's, then the per-event path's if another) or "service"
     help: str
     paths: tuple[str, ...] = ("batch", "per-event")  # the job's hot paths that report it
+    # over subtasks: "sum" (a share of the job's figure), or "max" (every ranker instance holds its
+    # own copy of the same figure: summing the catalog's size over subtasks would mean nothing)
+    over_subtasks: str = "sum"
 
 
 BATCH_ONLY = ("batch",)
@@ -68,13 +71,15 @@ JOB_METRICS: tuple[Metric, ...] = (
     Metric("streamrec_freshness_ms", "histogram", (), "save-cassandra",
            "event time to the row reaching the Cassandra writer, ms (last 1024 rows)"),
     Metric("streamrec_catalog_products", "gauge", (), "rank; update-and-recommend",
-           "products in the catalog the ranker uses (base catalog plus products published since)"),
+           "products in the catalog the ranker uses (base catalog plus products published since)",
+           over_subtasks="max"),
     Metric("streamrec_catalog_version", "gauge", (), "rank; update-and-recommend",
-           "product updates applied since the ranker instance started (restored ones included)"),
+           "product updates applied since the ranker instance started (restored ones included)",
+           over_subtasks="max"),
     Metric("streamrec_trending_products", "gauge", (), "rank; update-and-recommend",
-           "products in the current trending list"),
+           "products in the current trending list", over_subtasks="max"),
     Metric("streamrec_trending_age_ms", "gauge", (), "rank; update-and-recommend",
-           "ms since the last trending list reached the ranker instance (-1: none yet)"),
+           "ms since the last trending list reached the ranker instance (-1: none yet)", over_subtasks="max"),
 )
 
 SERVICE_METRICS: tuple[Metric, ...] = (
@@ -267,9 +272,10 @@ def _bucket_quantile(q: float, buckets: dict[float, float]) -> Optional[float]:
 
 def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     """`streamrec metrics`' default view: one row per metric and label set, sorted by name.
-    Counters and gauges: ``value``, summed over subtasks. Histograms: ``count`` (summed), ``p50``
-    and ``p99`` (Flink: the worst subtask's; the service: over its buckets) and ``max`` (Flink: the
-    largest subtask's ``_max``; None where not exported)."""
+    Counters and gauges: ``value``, summed over subtasks (the largest subtask's for a metric whose
+    ``over_subtasks`` is "max": the rankers' copies of the catalog and trending figures).
+    Histograms: ``count`` (summed), ``p50`` and ``p99`` (Flink: the worst subtask's; the service:
+    over its buckets) and ``max`` (Flink: the largest subtask's ``_max``; None where not exported)."""
     samples = list(samples)
     histograms = _histograms(samples)
 
@@ -279,6 +285,7 @@ def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
                 return name[: -len(part)], part
         return name, ""
 
+    largest = {m.name for m in ALL_METRICS if m.over_subtasks == "max"}
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     hist: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
     buckets: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
@@ -289,7 +296,10 @@ def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
                            if k not in _INSTANCE_LABELS and k not in ("quantile", "le")))
         name, part = base(s.name)
         if name not in histograms:
-            values[(name, own)] = values.get((name, own), 0.0) + s.value
+            if name in largest:
+                values[(name, own)] = max(values.get((name, own), s.value), s.value)
+            else:
+                values[(name, own)] = values.get((name, own), 0.0) + s.value
             continue
         h = hist.setdefault((name, own), {"count": 0.0, "p50": None, "p99": None, "max": None})
         value = s.value

@@ -227,6 +227,17 @@ def test_the_compact_view_sums_counters_over_subtasks_and_takes_the_worst_subtas
     assert metrics.render_compact([freshness]) == ["streamrec_freshness_ms  count=10  p50=180  p99=-  max=-"]
 
 
+def test_the_compact_view_takes_the_largest_subtasks_copy_of_a_rankers_figure():
+    # two rank subtasks, each with the whole catalog: 3659 products, not 7318
+    text = "\n".join(f'{PREFIX}streamrec_catalog_products{{operator_name="rank",subtask_index="{i}",}} 3659.0'
+                     for i in (0, 1)) + "\n"
+    [row] = metrics.compact(metrics.parse_exposition(text))
+    assert row["value"] == 3659
+    assert {m.name for m in metrics.JOB_METRICS if m.over_subtasks == "max"} == {
+        "streamrec_catalog_products", "streamrec_catalog_version", "streamrec_trending_products",
+        "streamrec_trending_age_ms"}
+
+
 def test_the_compact_view_reads_the_services_prometheus_histograms_from_their_buckets():
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
