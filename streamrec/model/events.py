@@ -144,7 +144,7 @@ def parse_event(
     max_query_chars: int = 1024,
     max_ts: Optional[int] = None,
 ) -> Union[Event, BadRecord]:
-    """Validate one raw record against the event contract (see ARCHITECTURE.md); ``max_ts``: the
+    """Validate one raw record against the event contract (docs/ARCHITECTURE.md, "Contracts"); ``max_ts``: the
     clock rule's bound (:func:`latest_ts`), None for none."""
     if isinstance(raw, bytes):
         size = len(raw)

@@ -318,7 +318,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         if self._fail_once is not None:
             self._fail_once.open(runtime_context)
         # One pickled value per user: a single state access per event is what keeps PyFlink fast
-        # (see ARCHITECTURE.md), and PICKLED_BYTE_ARRAY avoids the primitive-array state bugs.
+        # (docs/ARCHITECTURE.md, "PyFlink facts"), and PICKLED_BYTE_ARRAY avoids the primitive-array state bugs.
         descriptor = ValueStateDescriptor("user", Types.PICKLED_BYTE_ARRAY())
         if self._user_ttl_ms > 0:
             # Flink's TTL only frees memory; apply_event resets idle users by event time. Returning an

@@ -1,4 +1,4 @@
-"""Fault injection on the real local stack (reliability targets 2-7 of ARCHITECTURE.md).
+"""Fault injection on the real local stack (reliability targets 2-7 of docs/ARCHITECTURE.md).
 
 Every test ends in `streamrec verify`: the store must equal what the events topic implies when
 every record is processed once, in order, by the job's own functions. Each test records its
