@@ -71,16 +71,19 @@ def store_rows(config: Any, ids: tuple[str, ...], users: int, k: int, rng: np.ra
 
 def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     from streamrec import localstack
+
+    profile = localstack.PROFILES["bench"]
+    localstack.fetch()
+    say(f"Cassandra on 127.0.0.1:{profile.cassandra_port} (bench profile; started unless running)")
+    with localstack.ensure(profile, ["cassandra"]):
+        return _measure(opts, profile, say)
+
+
+def _measure(opts: QueryOptions, profile: Any, say: Callable[[str], None]) -> dict[str, Any]:
     from streamrec.config import Config
     from streamrec.connectors.cassandra import QueryClient, drop_keyspace, ensure_schema, store_catalog
     from streamrec.model.catalog import Catalog
 
-    profile = localstack.PROFILES["bench"]
-    localstack.fetch()
-    started = not localstack.is_running(profile)["cassandra"]
-    if started:
-        say(f"starting Cassandra on 127.0.0.1:{profile.cassandra_port} (bench profile)")
-        localstack.start_cassandra(profile)
     config = Config(cassandra_port=profile.cassandra_port, keyspace=f"bench_query_{uuid.uuid4().hex[:6]}")
     rng = np.random.default_rng(opts.seed)
     try:
@@ -118,9 +121,5 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
             f"{record['recs_with_products_ms']} ms over {opts.requests} requests each -> {path}")
         return record
     finally:
-        try:
-            drop_keyspace(config)
-        finally:
-            if started:
-                localstack.stop_cassandra(profile)
+        drop_keyspace(config)
 

@@ -11,6 +11,7 @@ One JSON line per run (``"name": "serve"``) goes to bench/results.jsonl.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -192,11 +193,10 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     vegeta = vegeta_binary()
     profile = localstack.PROFILES["bench"]
     localstack.fetch()
-    running = localstack.is_running(profile)
-    started = [s for s in ("kafka", "cassandra") if not running[s]]
-    if started:
-        say(f"starting {' and '.join(started)} (bench profile)")
-        localstack.up(profile, started)
+    say(f"Kafka on {profile.kafka_bootstrap}, Cassandra on 127.0.0.1:{profile.cassandra_port} "
+        "(bench profile; started unless running)")
+    services = contextlib.ExitStack()  # stops, at the end, only what this run started
+    services.enter_context(localstack.ensure(profile, ["kafka", "cassandra"]))
     tag = uuid.uuid4().hex[:6]
     config = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                     keyspace=f"bench_serve_{tag}", events_topic=f"bench-serve-events-{tag}",
@@ -294,8 +294,7 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
             finally:
                 admin.close()
         finally:
-            if started:
-                localstack.down(profile, started)
+            services.close()
 
 
 def table(records: list[dict[str, Any]]) -> list[str]:
