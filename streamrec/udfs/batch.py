@@ -4,7 +4,6 @@ called once per batch of events (a ``byte[]`` from a JVM operator), never once p
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Iterable, Optional
 
 from pyflink.common import Row, Types
@@ -13,8 +12,9 @@ from pyflink.datastream.functions import BroadcastProcessFunction
 
 from streamrec.model.batch import BatchRanker, decode_event_part, parse_batch, request_event_part
 from streamrec.model.events import BadRecord, Event
-from streamrec.model.live import TRENDING_KEY, LiveCatalog
+from streamrec.model.live import LiveCatalog
 from streamrec.model.variants import Variants
+from streamrec.udfs.control import CatalogControl
 from streamrec.udfs.metrics import OperatorMetrics
 from streamrec.udfs.operators import (
     CONTROL_STATE,
@@ -57,7 +57,7 @@ class ParseBatch(ParseEvents):
             yield events
 
 
-class RankBatch(BroadcastProcessFunction):
+class RankBatch(CatalogControl, BroadcastProcessFunction):
     """A ``UserStateOperator`` batch -> one answer for ``RecommendationUnbatcher``: every user of the
     batch ranked for their newest state with one matrix product per variant. The broadcast side
     brings product updates and the trending list."""
@@ -84,13 +84,7 @@ class RankBatch(BroadcastProcessFunction):
         if self._fail_once is not None:
             self._fail_once.open(runtime_context)
         self._metrics = OperatorMetrics(runtime_context)
-        self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
-        self._product_updates = 0  # product updates applied since this instance started
-        self._metrics.gauge("catalog_products", lambda: self._live.size)
-        self._metrics.gauge("catalog_version", lambda: self._product_updates)
-        self._metrics.gauge("trending_products", lambda: len(self._live.trending))
-        self._metrics.gauge("trending_age_ms",
-                            lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
+        self._watch_catalog(self._metrics)
 
     def close(self) -> None:
         # must not raise: in thread mode an exception here (close also runs after a failure) takes the
@@ -101,14 +95,6 @@ class RankBatch(BroadcastProcessFunction):
                 limit.restore_original_limits()
             except Exception as exc:
                 log.warning("could not restore the BLAS thread limits: %s", exc)
-
-    def _sync(self, control: Any) -> None:
-        entries = list(control.items())
-        self._live.restore(entries)
-        self._product_updates += sum(1 for key, _ in entries if key != TRENDING_KEY)
-        if any(key == TRENDING_KEY for key, _ in entries):
-            self._trending_at = time.time()
-        self._synced = True
 
     def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         if not self._synced:
@@ -123,14 +109,5 @@ class RankBatch(BroadcastProcessFunction):
         yield answer
 
     def process_broadcast_element(self, value: Row, ctx: BroadcastProcessFunction.Context) -> Iterable[Any]:
-        state = ctx.get_broadcast_state(CONTROL_STATE)
-        if not self._synced:  # the merge below needs what the state already holds
-            self._sync(state)
-        if value.kind == "trending":
-            state.put(TRENDING_KEY, value.payload)
-            self._live.set_trending(value.payload)
-            self._trending_at = time.time()
-        else:
-            self._live.update_product(value.payload, state.put)
-            self._product_updates += 1
+        self._control(value, ctx.get_broadcast_state(CONTROL_STATE))
         return []

@@ -30,7 +30,7 @@ from streamrec.model.events import (
     parse_guarded,
     waiting_event,
 )
-from streamrec.model.live import TRENDING_KEY, LiveCatalog
+from streamrec.model.live import LiveCatalog
 from streamrec.model.model import (
     UserState,
     apply_event,
@@ -41,6 +41,7 @@ from streamrec.model.model import (
 from streamrec.model.products import parse_product_update
 from streamrec.model.trending import DecayedPopularity, popularity_rows
 from streamrec.model.variants import Variants
+from streamrec.udfs.control import CatalogControl
 from streamrec.udfs.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,7 @@ class TrendingMerge(KeyedProcessFunction):
         yield Row("trending", "", json.dumps(top, separators=(",", ":")))
 
 
-class Recommend(KeyedBroadcastProcessFunction):
+class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
     """Keyed by user: moves the user's embedding (Flink keyed state) with every event and ranks
     the catalog for the user right away; the broadcast side brings product updates and the
     trending list to every parallel instance.
@@ -337,13 +338,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         self._metrics = OperatorMetrics(runtime_context)
         self._events_in = self._metrics.labelled("type", "events_in")
         self._rows = self._metrics.labelled("source", "recommendation_rows")
-        self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
-        self._product_updates = 0  # product updates applied since this instance started
-        self._metrics.gauge("catalog_products", lambda: self._live.size)
-        self._metrics.gauge("catalog_version", lambda: self._product_updates)
-        self._metrics.gauge("trending_products", lambda: len(self._live.trending))
-        self._metrics.gauge("trending_age_ms",
-                            lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
+        self._watch_catalog(self._metrics)
 
     def close(self) -> None:
         # must not raise: in thread mode an exception here (close also runs after a failure) takes the
@@ -354,16 +349,6 @@ class Recommend(KeyedBroadcastProcessFunction):
                 limit.restore_original_limits()
             except Exception as exc:
                 log.warning("could not restore the BLAS thread limits: %s", exc)
-
-    def _sync(self, control: Any) -> None:
-        # After a restore the broadcast state holds every update since the job started; the catalog
-        # loaded in open() is the base they apply to.
-        entries = list(control.items())
-        self._live.restore(entries)
-        self._product_updates += sum(1 for key, _ in entries if key != TRENDING_KEY)
-        if any(key == TRENDING_KEY for key, _ in entries):
-            self._trending_at = time.time()
-        self._synced = True
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self._synced:
@@ -398,14 +383,5 @@ class Recommend(KeyedBroadcastProcessFunction):
         yield out
 
     def process_broadcast_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Row]:
-        state = ctx.get_broadcast_state(CONTROL_STATE)
-        if not self._synced:  # the merge below needs what the state already holds
-            self._sync(state)
-        if value.kind == "trending":
-            state.put(TRENDING_KEY, value.payload)
-            self._live.set_trending(value.payload)
-            self._trending_at = time.time()
-        else:
-            self._live.update_product(value.payload, state.put)
-            self._product_updates += 1
+        self._control(value, ctx.get_broadcast_state(CONTROL_STATE))
         return []

@@ -75,11 +75,11 @@ def test_metric_names_and_labels_are_stable():
 
 # the operators of each hot path that register metrics (Python, then the JVM's)
 PATH_SOURCES = {
-    "batch": ["streamrec/udfs/batch.py", "streamrec/udfs/metrics.py", *(
+    "batch": ["streamrec/udfs/batch.py", "streamrec/udfs/control.py", "streamrec/udfs/metrics.py", *(
         f"{JAVA.relative_to(REPO)}/{name}.java" for name in (
             "RecordBatcher", "UserStateOperator", "UsersInState", "RecommendationUnbatcher", "CassandraRowSink",
             "JobMetrics"))],
-    "per-event": ["streamrec/udfs/operators.py", "streamrec/udfs/metrics.py", *(
+    "per-event": ["streamrec/udfs/operators.py", "streamrec/udfs/control.py", "streamrec/udfs/metrics.py", *(
         f"{JAVA.relative_to(REPO)}/{name}.java" for name in ("UserCount", "UsersInState", "CassandraRowSink",
                                                              "JobMetrics"))],
 }

@@ -1,0 +1,51 @@
+"""The control stream both rankers share (product updates and trending lists, broadcast to every
+parallel instance): :class:`CatalogControl`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pyflink.common import Row
+
+from streamrec.model.live import TRENDING_KEY, LiveCatalog
+from streamrec.udfs.metrics import OperatorMetrics
+
+
+class CatalogControl:
+    """What both rankers (``Recommend``, the fast path's ``RankBatch``) do with the broadcast
+    control stream: product updates and trending lists go into the live catalog and the broadcast
+    state; after a restore the state holds every update since the job started, and the catalog
+    loaded in ``open`` is the base they apply to; the gauges tell how big and how fresh it is."""
+
+    _live: LiveCatalog
+    _synced: bool
+
+    def _watch_catalog(self, metrics: OperatorMetrics) -> None:
+        self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
+        self._product_updates = 0  # product updates applied since this instance started
+        metrics.gauge("catalog_products", lambda: self._live.size)
+        metrics.gauge("catalog_version", lambda: self._product_updates)
+        metrics.gauge("trending_products", lambda: len(self._live.trending))
+        metrics.gauge("trending_age_ms",
+                      lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
+
+    def _sync(self, control: Any) -> None:
+        entries = list(control.items())
+        self._live.restore(entries)
+        self._product_updates += sum(1 for key, _ in entries if key != TRENDING_KEY)
+        if any(key == TRENDING_KEY for key, _ in entries):
+            self._trending_at = time.time()
+        self._synced = True
+
+    def _control(self, value: Row, state: Any) -> None:
+        """One control record (a trending list or a product update) into the catalog and ``state``."""
+        if not self._synced:  # the merge below needs what the state already holds
+            self._sync(state)
+        if value.kind == "trending":
+            state.put(TRENDING_KEY, value.payload)
+            self._live.set_trending(value.payload)
+            self._trending_at = time.time()
+        else:
+            self._live.update_product(value.payload, state.put)
+            self._product_updates += 1
