@@ -268,6 +268,9 @@ def test_every_invalid_record_is_dead_lettered_once_with_its_code(fuzzed):
 
 
 def test_verify_reads_the_fuzzed_topic_and_finds_the_store_consistent(fuzzed):
-    *_, report, _ = fuzzed
+    *_, report, figures = fuzzed
+    if not report["ok"]:  # pytest shortens a long assertion message: the whole report, and how to replay
+        print(f"verify found differences (STREAMREC_FUZZ_SEED={figures['seed']} replays the set):")
+        print(json.dumps(report, indent=1, default=str))
     assert report["ok"], (report["examples"], report.get("stderr_tail", ""))
     assert report["dead_letters"]["missing"] == report["dead_letters"]["unexpected"] == 0
