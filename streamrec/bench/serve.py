@@ -195,8 +195,6 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     localstack.fetch()
     say(f"Kafka on {profile.kafka_bootstrap}, Cassandra on 127.0.0.1:{profile.cassandra_port} "
         "(bench profile; started unless running)")
-    services = contextlib.ExitStack()  # stops, at the end, only what this run started
-    services.enter_context(localstack.ensure(profile, ["kafka", "cassandra"]))
     tag = uuid.uuid4().hex[:6]
     config = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                     keyspace=f"bench_serve_{tag}", events_topic=f"bench-serve-events-{tag}",
@@ -206,6 +204,8 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     work = localstack.run_dir(profile) / f"serve-{tag}"
     work.mkdir(parents=True, exist_ok=True)
     service: Optional[subprocess.Popen[bytes]] = None
+    services = contextlib.ExitStack()  # stops, at the end, only what this run started
+    services.enter_context(localstack.ensure(profile, ["kafka", "cassandra"]))
     try:
         ensure_topics(config, partitions=1)
         ensure_schema(config)
