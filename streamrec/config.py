@@ -40,6 +40,7 @@ HOT_PATHS = ("batch", "per-event")
 WRITE_CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 READ_CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 CASSANDRA_WRITERS = ("java", "python")
+MAX_CASSANDRA_TTL_S = 630_720_000  # 20 years: Cassandra refuses a longer TTL
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class Config:
     cassandra_port: int = 9042
     keyspace: str = "streamrec"
     replication_factor: int = 1
+    # Retention of the `events` table: its default_time_to_live, in seconds after each write
+    # (Cassandra's clock), set on the table by `streamrec init` (ensure_schema). Bounds every
+    # user's partition, a very active user's too, to their events of this window; expired rows are
+    # at the partition's old end (ts DESC), behind the newest-first reads. 0: keep events forever.
+    # docs/GUARANTEES.md, "Hot users and wide partitions".
+    events_ttl_s: int = 30 * 86_400
     flink_rest: str = "127.0.0.1:8081"
 
     # --- the model ---------------------------------------------------------------------------
@@ -256,10 +263,13 @@ class Config:
         for name in ("parallelism", "blas_threads", "checkpoint_tolerable_failures",
                      "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
                      "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
-                     "buffer_timeout_ms", "unknown_product_wait_ms",
+                     "buffer_timeout_ms", "unknown_product_wait_ms", "events_ttl_s",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")
+        if self.events_ttl_s > MAX_CASSANDRA_TTL_S:
+            raise ValueError(f"{ENV_PREFIX}EVENTS_TTL_S: {self.events_ttl_s} is over Cassandra's largest TTL "
+                             f"({MAX_CASSANDRA_TTL_S} s, 20 years)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
