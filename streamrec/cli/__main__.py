@@ -1,0 +1,5 @@
+"""`python -m streamrec.cli`: the `streamrec` command."""
+
+from streamrec.cli import main
+
+main()
