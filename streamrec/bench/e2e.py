@@ -14,10 +14,12 @@
    /proc: the system's process tree (PyFlink client + JVM + Python workers, or the baseline process),
    Kafka, Cassandra, this harness and the whole machine (to show how much the other users took).
 4. Freshness: a paced warm-up at half the phase's rate until the JIT compilers of the system and of
-   Kafka are quiet (a trickle runs other code than a backlog), then events at a steady rate (by
-   default 80% of the rate just measured) plus, after a 5 s lead-in, a few probe events for fresh
-   users; a poller reads each probe user's row until it names the probe: produce -> readable,
-   p50/p95/p99. Then the same at a fixed 100 events/s. The harness produces with confluent-kafka
+   Kafka are quiet (a trickle runs other code than a backlog); then the maximum rate with the load
+   produced live (1.1x the backlog rate for 20 s; the rate the system stores meanwhile, from when
+   each probe's row became readable); then events at a steady rate (by default 80% of that
+   maximum) plus, after a 5 s lead-in, a few probe events for fresh users; a poller reads each
+   probe user's row until it names the probe: produce -> readable, p50/p95/p99. Then the same at a
+   fixed 100 events/s. The harness produces with confluent-kafka
    and pre-encoded events (~20 us of CPU per event; kafka-python took ~510); every group's CPU over
    the phase is recorded, since here the harness and Kafka work live.
 5. One JSON line per system in ``bench/results.jsonl``.
@@ -37,7 +39,7 @@ from typing import Any, Callable, Optional
 from streamrec import localstack
 from streamrec.bench import results
 from streamrec.bench.baseline import model_params
-from streamrec.bench.freshness import Freshness, TrickleWarmUp, measure_freshness, warm_up_trickle
+from streamrec.bench.freshness import Freshness, TrickleWarmUp, live_rate, measure_freshness, warm_up_trickle
 from streamrec.bench.generator import EventGenerator, GenEvent, final_recommendation_events, mix_of
 from streamrec.bench.load import delete_topics, preload
 from streamrec.bench.observe import Observer
@@ -74,8 +76,15 @@ class BenchOptions:
     partitions: int = 2
     parallelism: int = 1
     checkpoint_interval_ms: int = 10_000
-    fresh_rate: float = 0.0  # events/s of the freshness phase; 0: fresh_fraction x the measured rate
+    fresh_rate: float = 0.0  # events/s of the freshness phase; 0: fresh_fraction x the maximum rate
     fresh_fraction: float = 0.8
+    # The maximum rate that fresh_fraction applies to is measured with the load produced live: the
+    # harness produces at live_max_factor x the backlog rate for live_max_seconds and the rate the
+    # system stores meanwhile is its maximum (live_rate). A backlog is drained with the load
+    # generator and the broker idle, so on a 2-core machine it overstates what the system sustains
+    # while they run beside it. 0 seconds: the backlog rate is the maximum.
+    live_max_seconds: float = 20.0
+    live_max_factor: float = 1.1
     fresh_seconds: float = 15.0
     probe_rate: float = 5.0  # probe events per second during the freshness phase
     fresh_low_rate: float = 100.0  # a second freshness phase at this fixed, modest rate (0: skip)
@@ -344,8 +353,21 @@ def measure_throughput(session: Any, system: System, prep: Prepared, opts: Bench
 
 
 @dataclass
+class LiveMax:
+    phase: Freshness  # produced at live_max_factor x the backlog rate
+    events_per_s: Optional[float]  # what the system stored meanwhile (None: too few probes to tell)
+    cores: dict[str, float]
+
+    def as_record(self) -> dict[str, Any]:
+        return {"events_per_s": _round(self.events_per_s), "rate_target": round(self.phase.target_rate, 1),
+                "rate_achieved": round(self.phase.achieved_rate, 1), "seconds": round(self.phase.seconds, 1),
+                "probes": self.phase.probes, "kept_up": self.phase.kept_up(), "cores": self.cores}
+
+
+@dataclass
 class FreshnessPhases:
     rate: float  # the target rate of the main phase
+    live_max: Optional[LiveMax]
     main: Freshness
     cores: dict[str, float]  # every group's CPU over the main phase
     low: Optional[Freshness]  # the fixed, modest rate
@@ -357,10 +379,11 @@ class FreshnessPhases:
 
 def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts: BenchOptions,
                              sampler: CpuSampler, tp: ThroughputPhase, flink: Any = None) -> FreshnessPhases:
-    """A paced warm-up, then freshness at ``fresh_fraction`` of the measured rate, then at the fixed
-    ``fresh_low_rate``; every event produced is stored before the next phase starts."""
+    """A paced warm-up, the maximum rate with live load, then freshness at ``fresh_fraction`` of
+    that maximum, then at the fixed ``fresh_low_rate``; every event produced is stored before the
+    next phase starts."""
     name, config = system.name, prep.configs[system.name]
-    rate = opts.fresh_rate or opts.fresh_fraction * tp.events_per_s
+    rate = opts.fresh_rate or opts.fresh_fraction * tp.events_per_s  # until the live maximum is known
     produced = tp.produced
     trickle: Optional[TrickleWarmUp] = None
     if opts.trickle_warmup_seconds > 0:
@@ -374,6 +397,21 @@ def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts:
         stored_events(session, produced, system, timeout=180)
         say(f"{name}: paced warm-up: {trickle.events} events in {trickle.seconds:.0f} s, JIT "
              f"{trickle.compiler_cpu_s:.1f} s of CPU; {'quiet' if trickle.quiet else 'NOT quiet yet'}")
+    live_max: Optional[LiveMax] = None
+    if opts.live_max_seconds > 0:
+        target = opts.live_max_factor * tp.events_per_s
+        say(f"{name}: maximum rate with live load: producing {target:.0f} events/s for {opts.live_max_seconds:.0f} s")
+        live_gen = EventGenerator(prep.catalog.product_ids, opts.users, seed=opts.seed + 4, id_prefix="m")
+        t_live = time.time()
+        lm = measure_freshness(session, config, live_gen, target, opts.live_max_seconds, opts.probe_rate,
+                               f"{prep.tag}-{name}-max", lead_in=opts.fresh_lead_in)
+        live_max = LiveMax(lm, live_rate(lm), group_cores(sampler, name, t_live, t_live + lm.seconds))
+        produced += lm.sent + lm.probes
+        stored_events(session, produced, system, timeout=180)
+        say(f"{name}: stored {live_max.events_per_s or 0:.0f} events/s while {lm.achieved_rate:.0f}/s were "
+             f"produced live (cores {live_max.cores})")
+        if live_max.events_per_s and not opts.fresh_rate:
+            rate = opts.fresh_fraction * live_max.events_per_s
     say(f"{name}: freshness at {rate:.0f} events/s for {opts.fresh_seconds:.0f} s ({opts.probe_rate:g} probes/s)")
     fresh_gen = EventGenerator(prep.catalog.product_ids, opts.users, seed=opts.seed + 1, id_prefix="f")
     t_fresh = time.time()
@@ -397,7 +435,7 @@ def measure_freshness_phases(session: Any, system: System, prep: Prepared, opts:
     log.debug("%s: probe latencies in send order (ms): %s", name, [round(x) for x in fr.latencies_ms])
     say(f"{name}: freshness {results.percentiles(fr.latencies_ms)} ms over {len(fr.latencies_ms)}/{fr.probes} "
          f"probes at {fr.achieved_rate:.0f} events/s (cores {cores}); kept up: {fr.kept_up()}")
-    return FreshnessPhases(rate, fr, cores, low, trickle, stored, want, checkpoints)
+    return FreshnessPhases(rate, live_max, fr, cores, low, trickle, stored, want, checkpoints)
 
 
 def _checkpoints_during(flink: Any, t0: float, t1: float) -> list[dict[str, Any]]:
@@ -462,6 +500,8 @@ def build_record(name: str, prep: Prepared, opts: BenchOptions, tp: ThroughputPh
         "freshness": {**_freshness_record(fp.main), "rate_target": round(fp.rate, 1),
                       "cores_used": fp.cores[name], "cores": fp.cores, "checkpoints": fp.checkpoints},
         "kept_up": fp.main.kept_up(),
+        # the maximum the freshness rate is a fraction of: stored while produced live
+        "live_max": fp.live_max.as_record() if fp.live_max is not None else None,
         # Cassandra's JIT compiler threads over this system's measured throughput phase:
         # near 0 once warmed up (warmup.py)
         "cassandra_jit_cores": round(tp.cassandra_jit_cores, 3),

@@ -28,6 +28,8 @@ class Freshness:
     missing: int
     started: float = 0.0  # epoch seconds the phase began (its probes follow the lead-in at the probe rate)
     probe_sent: list[float] = field(default_factory=list)  # epoch seconds each probe was sent, in order
+    # events the phase had produced when each probe was sent (same order as probe_sent)
+    probe_after: list[int] = field(default_factory=list)
 
     @property
     def achieved_rate(self) -> float:
@@ -106,6 +108,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     due_at: dict[str, float] = {}  # user -> when to read the probe's row next
     order: list[str] = []
     pending_sent: dict[str, float] = {}  # user -> when their probe was sent (kept once seen)
+    produced_before: dict[str, int] = {}  # user -> events the phase had produced before their probe
     seen: dict[str, float] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -155,6 +158,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
                 with lock:
                     pending[user] = (eid, t_send)
                     pending_sent[user] = t_send
+                    produced_before[user] = pacer.sent
                     order.append(user)
                 producer.send(config.events_topic, key=user.encode(), value=probe.to_json().encode())
                 probes += 1
@@ -169,4 +173,25 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     duration = stop_time[0] - started
     latencies = [seen[u] for u in order if u in seen]
     return Freshness(rate, pacer.sent, duration, latencies, probes, probes - len(latencies), started,
-                     [pending_sent[u] for u in order if u in seen])
+                     [pending_sent[u] for u in order if u in seen], [produced_before[u] for u in order if u in seen])
+
+
+def live_rate(fr: Freshness, min_probes: int = 5) -> Optional[float]:
+    """Events/s the system stored while the load was produced live: the slope of "events produced
+    before a probe" over "when the probe's row was readable", least squares over the probes that
+    were readable before production ended (after it, the system no longer shares the machine with
+    the load generator). A system that falls behind gives the rate it sustains; one that keeps up,
+    the produced rate (a lower bound of its maximum: the slope is capped there, since a system
+    still working off an earlier backlog stores faster than the load for a while). None with fewer
+    than ``min_probes`` such probes."""
+    end = fr.started + fr.seconds
+    points = [(sent + lat / 1000.0, float(n)) for sent, lat, n in zip(fr.probe_sent, fr.latencies_ms, fr.probe_after)
+              if sent + lat / 1000.0 <= end]
+    if len(points) < min_probes:
+        return None
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx <= 0:
+        return None
+    return min(sum((x - mx) * (y - my) for x, y in points) / sxx, fr.achieved_rate)

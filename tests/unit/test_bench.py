@@ -14,7 +14,7 @@ import pytest
 from streamrec.bench import results
 from streamrec.bench.baseline import BaselineModel, model_params
 from streamrec.bench.flinkrest import find_rest
-from streamrec.bench.freshness import Freshness, next_poll
+from streamrec.bench.freshness import Freshness, live_rate, next_poll
 from streamrec.bench.generator import (
     DEFAULT_MIX,
     EventGenerator,
@@ -227,6 +227,24 @@ def test_freshness_kept_up_needs_every_probe_and_no_growing_latency():
     missing = Freshness(100, 1000, 10, [100.0] * 39, 40, 1)
     assert not missing.kept_up()
     assert flat.achieved_rate == pytest.approx(100.0)
+
+
+def test_the_live_maximum_is_the_rate_events_were_stored_while_produced():
+    # 10,000 events/s produced from t=0 for 20 s; a probe every 0.2 s after 5 s
+    sent = [5.0 + 0.2 * i for i in range(75)]
+    after = [int(10_000 * t) for t in sent]
+    # a system that keeps up: each probe readable 150 ms after it was sent
+    keeps_up = Freshness(10_000, 200_000, 20.0, [150.0] * 75, 75, 0, 0.0, sent, after)
+    assert live_rate(keeps_up) == pytest.approx(10_000, rel=1e-6)
+    # one still working off an earlier backlog (latency falling) stores faster than produced for a
+    # while: the maximum it shows is the produced rate, no more
+    catching_up = Freshness(10_000, 200_000, 20.0, [3000.0 - 100 * t for t in sent], 75, 0, 0.0, sent, after)
+    assert live_rate(catching_up) == pytest.approx(10_000, rel=1e-6)
+    # a system that stores 8,000/s: the events before a probe sent at t are stored at t x 10/8
+    behind = Freshness(10_000, 200_000, 20.0, [1000.0 * t * (10 / 8 - 1) for t in sent], 75, 0, 0.0, sent, after)
+    assert live_rate(behind) == pytest.approx(8_000, rel=1e-6)
+    # probes readable only after production ended do not count: the system then has the machine to itself
+    assert live_rate(Freshness(10_000, 200_000, 20.0, [30_000.0] * 75, 75, 0, 0.0, sent, after)) is None
 
 
 def test_find_rest_reads_the_minicluster_log(tmp_path: Path):
