@@ -248,9 +248,17 @@ class Config:
     serve_trending_lookback_minutes: float = 24 * 60.0
 
     # --- fault injection (tests only) ----------------------------------------------------------
-    # > 0: subtask 0 of update-and-recommend raises once (attempt 0 only), at its first record after
-    # it has processed this many records AND a checkpoint has completed in checkpoint_dir.
+    # > 0: subtask 0 of the ranker (rank; update-and-recommend on the per-event path) raises at its
+    # first record after it has processed this many records AND a checkpoint newer than the one it
+    # started from has completed in checkpoint_dir; once per attempt, on attempts 0 to
+    # fault_fail_times - 1, so the job fails fault_fail_times times in a row, each time after progress.
     fault_fail_once_after: int = 0
+    fault_fail_times: int = 1
+    # With fault_fail_once_after: the first failure is thrown inside checkpoint completion instead
+    # (user-state's notifyCheckpointComplete, subtask 0, attempt 0, the first checkpoint completed
+    # after that many events); the ranker's failures then take attempts 1 to fault_fail_times - 1.
+    # Fast path only.
+    fault_fail_in_checkpoint_complete: bool = False
 
     def __post_init__(self) -> None:
         choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("cassandra_writer", CASSANDRA_WRITERS),
@@ -263,7 +271,7 @@ class Config:
         for name in ("parallelism", "blas_threads", "checkpoint_tolerable_failures",
                      "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
                      "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
-                     "buffer_timeout_ms", "unknown_product_wait_ms", "events_ttl_s",
+                     "buffer_timeout_ms", "unknown_product_wait_ms", "events_ttl_s", "fault_fail_times",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)} is negative")

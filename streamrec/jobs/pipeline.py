@@ -68,12 +68,24 @@ def model_params(config: Config) -> ModelParams:
 
 
 def fail_once(config: Config) -> Optional[FailOnce]:
-    """The test-only fault injection hook, or None (the default)."""
+    """The ranker's test-only fault injection hook, or None (the default)."""
     if config.fault_fail_once_after <= 0:
         return None
     if not config.checkpoint_dir:
         raise ValueError("fault_fail_once_after needs checkpoint_dir (it fails after a completed checkpoint)")
-    return FailOnce(config.fault_fail_once_after, config.checkpoint_dir)
+    if config.fault_fail_in_checkpoint_complete and config.hot_path != "batch":
+        raise ValueError("fault_fail_in_checkpoint_complete needs the fast path (hot_path batch): "
+                         "user-state throws it")
+    # attempt 0 is user-state's when it fails inside checkpoint completion
+    first = 1 if config.fault_fail_in_checkpoint_complete else 0
+    return FailOnce(config.fault_fail_once_after, config.checkpoint_dir, config.fault_fail_times, first)
+
+
+def _fail_in_checkpoint_complete(user_state: Any, config: Config) -> Any:
+    """user-state with the test-only failure inside notifyCheckpointComplete armed, when configured."""
+    if config.fault_fail_once_after > 0 and config.fault_fail_in_checkpoint_complete:
+        return user_state.failInCheckpointComplete(int(config.fault_fail_once_after))
+    return user_state
 
 
 def popularity_counts(env: StreamExecutionEnvironment, events: DataStream, config: Config) -> DataStream:
@@ -251,9 +263,10 @@ def build_batch_pipeline(
         dead_letters = dead_letters.union(products.get_side_output(DLQ_TAG))
 
     # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
-    user_batches = _java_transform(events, "user-state", BATCH, java_class(USER_STATE_CLASS_NAME)(
+    user_state = _fail_in_checkpoint_complete(java_class(USER_STATE_CLASS_NAME)(
         _java_set(variants.moving_types), variants.history_size, int(config.user_ttl_ms),
-        config.batch_max_events, config.batch_linger_ms), key=1)
+        config.batch_max_events, config.batch_linger_ms), config)
+    user_batches = _java_transform(events, "user-state", BATCH, user_state, key=1)
     # byte[] -> byte[] (RecommendationUnbatcher's format); a user whose ranking raises -> side output
     answers = (
         user_batches.connect(control.broadcast(CONTROL_STATE))

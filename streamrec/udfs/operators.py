@@ -182,28 +182,40 @@ def task_attempt_and_index(runtime_context: Any) -> tuple[int, int]:
 class FailOnce:
     """Fault injection for the tests (reliability target 3), off unless ``after_records`` > 0.
 
-    Subtask 0 raises once, on its first attempt only, at the first record after it has processed
-    ``after_records`` records and a checkpoint of the job has completed (a ``chk-N/_metadata``
-    file exists under ``checkpoint_dir``). Flink then restarts the job from that checkpoint.
+    Subtask 0 raises once per attempt, on attempts ``first_attempt`` to ``times - 1``, at the first
+    record after it has processed ``after_records`` records in this attempt and a checkpoint newer
+    than the one it started from has completed (a ``chk-N/_metadata`` file with a greater N under
+    ``checkpoint_dir``). Flink restarts the job from that checkpoint each time, so every failure
+    comes after progress, and the job fails ``times - first_attempt`` times in a row.
     """
 
-    def __init__(self, after_records: int, checkpoint_dir: str) -> None:
+    def __init__(self, after_records: int, checkpoint_dir: str, times: int = 1, first_attempt: int = 0) -> None:
         self._after = after_records
         self._dir = checkpoint_dir[len("file://"):] if checkpoint_dir.startswith("file://") else checkpoint_dir
+        self._times = times
+        self._first_attempt = first_attempt
         self._armed = False
+        self._attempt = 0
         self._seen = 0
+        self._started_from = -1
         self._next_look = 0.0
 
     def open(self, runtime_context: RuntimeContext) -> None:
         attempt, subtask = task_attempt_and_index(runtime_context)
-        self._armed = self._after > 0 and attempt == 0 and subtask == 0
+        self._attempt = attempt
+        self._armed = self._after > 0 and subtask == 0 and self._first_attempt <= attempt < self._times
         self._seen = 0
+        self._started_from = self.newest_checkpoint() if self._armed else -1
+
+    def newest_checkpoint(self) -> int:
+        """The number of the newest completed checkpoint (-1: none)."""
+        return max((int(p.parent.name[4:]) for p in Path(self._dir).glob("*/chk-*/_metadata")), default=-1)
 
     def checkpoint_completed(self) -> bool:
-        return any(Path(self._dir).glob("*/chk-*/_metadata"))
+        return self.newest_checkpoint() > self._started_from
 
     def record(self, n: int = 1) -> None:
-        """``n`` more records processed (a batch operator counts its batch's users)."""
+        """``n`` more records processed (a batch operator counts its batch's events)."""
         if not self._armed:
             return
         self._seen += n
@@ -213,8 +225,9 @@ class FailOnce:
         self._next_look = now + 0.2  # a directory listing at most five times a second
         if self.checkpoint_completed():
             self._armed = False
-            raise RuntimeError(f"injected failure (fault_fail_once_after={self._after}): {self._seen} records "
-                               "processed and a checkpoint completed; attempt 0 only")
+            raise RuntimeError(f"injected failure {self._attempt + 1} of {self._times} (fault_fail_once_after="
+                               f"{self._after}): {self._seen} records processed and a checkpoint completed "
+                               f"on attempt {self._attempt}")
 
 
 # The broadcast state of the control stream: "product:<id>" -> the product's merged update (JSON),

@@ -1,5 +1,6 @@
-"""The test-only fail-once hook (reliability target 3) without a JVM: it fires once, on attempt 0 of
-subtask 0 only, after N records and a completed checkpoint; it is off by default."""
+"""The test-only fault injection hook (reliability target 3) without a JVM: subtask 0 fails once per
+attempt on its first N attempts, each time after M records and a checkpoint newer than the one the
+attempt started from; it is off by default."""
 
 from __future__ import annotations
 
@@ -51,14 +52,18 @@ def _complete_checkpoint(root, n: int = 1) -> None:
     (chk / "_metadata").write_bytes(b"x")
 
 
+def _look_now(hook: FailOnce) -> None:
+    hook._next_look = 0.0  # do not wait for the next directory look
+
+
 def test_it_fails_once_after_n_records_and_a_completed_checkpoint(tmp_path):
     hook = FailOnce(3, tmp_path.as_uri())
     hook.open(Context())
     for _ in range(5):
         hook.record()  # no checkpoint yet: nothing happens
     _complete_checkpoint(tmp_path)
-    hook._next_look = 0.0  # do not wait for the next directory look
-    with pytest.raises(RuntimeError, match="injected failure"):
+    _look_now(hook)
+    with pytest.raises(RuntimeError, match="injected failure 1 of 1"):
         hook.record()
     for _ in range(5):
         hook.record()  # once only
@@ -71,6 +76,51 @@ def test_only_the_first_attempt_of_subtask_0_fails(tmp_path, context):
     hook.open(context)
     for _ in range(5):
         hook.record()
+
+
+def test_it_fails_n_times_each_attempt_after_a_checkpoint_newer_than_its_restore(tmp_path):
+    """Five failures in a row: attempts 0-4 each fail once, and only after the checkpoint the attempt
+    restored from has been followed by a newer one (so every failure comes after progress)."""
+    failures = []
+    for attempt in range(7):
+        hook = FailOnce(2, str(tmp_path), times=5)
+        hook.open(Context(attempt=attempt))  # restarted from chk-<attempt> (none on attempt 0)
+        for _ in range(3):
+            hook.record()  # 3 records, but no newer checkpoint yet: nothing happens
+        _complete_checkpoint(tmp_path, attempt + 1)
+        _look_now(hook)
+        try:
+            hook.record()
+        except RuntimeError as exc:
+            failures.append(str(exc))
+    assert [f.split(" (")[0] for f in failures] == [f"injected failure {i} of 5" for i in range(1, 6)]
+
+
+def test_the_ranker_leaves_attempt_0_to_the_failure_in_checkpoint_completion(tmp_path):
+    config = Config(fault_fail_once_after=5, fault_fail_times=3, fault_fail_in_checkpoint_complete=True,
+                    checkpoint_dir=str(tmp_path))
+    _complete_checkpoint(tmp_path)
+    for attempt, fails in ((0, False), (1, True), (2, True), (3, False)):
+        hook = fail_once(config)
+        assert hook is not None
+        hook.open(Context(attempt=attempt))
+        hook._started_from = -1  # a checkpoint newer than the restored one has completed
+        _look_now(hook)
+        if fails:
+            with pytest.raises(RuntimeError, match=f"injected failure {attempt + 1} of 3"):
+                hook.record(5)
+        else:
+            hook.record(5)
+    with pytest.raises(ValueError, match="fast path"):
+        fail_once(config.replace(hot_path="per-event"))
+
+
+def test_settings_from_the_environment():
+    config = Config.from_env({"STREAMREC_FAULT_FAIL_ONCE_AFTER": "40", "STREAMREC_FAULT_FAIL_TIMES": "5",
+                              "STREAMREC_FAULT_FAIL_IN_CHECKPOINT_COMPLETE": "true"})
+    assert (config.fault_fail_once_after, config.fault_fail_times, config.fault_fail_in_checkpoint_complete) == (
+        40, 5, True)
+    assert Config().fault_fail_times == 1 and not Config().fault_fail_in_checkpoint_complete
 
 
 def test_off_by_default_and_refused_without_a_checkpoint_dir():

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Stream;
+import org.apache.flink.api.common.TaskInfo;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.metrics.Counter;
@@ -46,6 +47,8 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
     private final int historySize;
     private final long ttlMs;
     private final int maxEvents;
+    /** Test-only fault injection (failInCheckpointComplete); 0: off. */
+    private long failInCheckpointCompleteAfter;
 
     private transient ValueState<byte[]> state;
     private transient LinkedHashMap<String, Slot> users; // this batch's users, their newest state
@@ -57,6 +60,8 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
     private transient Histogram batchEvents;
     private transient Histogram batchUsers;
     private transient UsersInState usersInState; // the exact count, and the users' expiry (UsersInState)
+    private transient boolean failArmed; // failInCheckpointComplete: still to fail in this attempt
+    private transient long eventsThisAttempt;
 
     private static final class Slot {
         final int index;
@@ -78,9 +83,25 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         this.maxEvents = Math.max(1, maxEvents);
     }
 
+    /**
+     * Test-only fault injection (docs/GUARANTEES.md, reliability target 3; STREAMREC_FAULT_FAIL_IN_CHECKPOINT_COMPLETE):
+     * subtask 0 throws from {@link #notifyCheckpointComplete} on its attempt 0 only, once, at the
+     * first checkpoint completed after it has processed {@code afterEvents} events. Flink fails the
+     * task and restarts the job from that very checkpoint, which is complete although a task never
+     * finished acknowledging its completion. 0: off (the default).
+     */
+    public UserStateOperator failInCheckpointComplete(long afterEvents) {
+        this.failInCheckpointCompleteAfter = Math.max(0L, afterEvents);
+        return this;
+    }
+
     @Override
     public void open() throws Exception {
         super.open();
+        TaskInfo task = getRuntimeContext().getTaskInfo();
+        failArmed = failInCheckpointCompleteAfter > 0 && task.getAttemptNumber() == 0
+                && task.getIndexOfThisSubtask() == 0;
+        eventsThisAttempt = 0L;
         state = getRuntimeContext().getState(UserTtl.descriptor(USER_STATE, ttlMs));
         eventsIn = new JobMetrics.Labelled(getMetricGroup(), "type", "events_in");
         usersStarted = JobMetrics.group(getMetricGroup()).counter("users_started");
@@ -145,6 +166,7 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         String query = (String) e.getField(5);
 
         eventsIn.get(type).inc();
+        eventsThisAttempt++;
         Slot slot = users.get(userId);
         UserHistory before;
         if (slot != null) {
@@ -178,6 +200,17 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         pendingEvents++;
 
         added(pendingEvents >= maxEvents);
+    }
+
+    @Override
+    public void notifyCheckpointComplete(long checkpointId) throws Exception {
+        super.notifyCheckpointComplete(checkpointId);
+        if (failArmed && eventsThisAttempt >= failInCheckpointCompleteAfter) {
+            failArmed = false;
+            throw new IllegalStateException("injected failure in notifyCheckpointComplete of checkpoint " + checkpointId
+                    + " (fault_fail_once_after=" + failInCheckpointCompleteAfter + "): " + eventsThisAttempt
+                    + " events processed; attempt 0 only");
+        }
     }
 
     @Override
