@@ -41,6 +41,8 @@ WRITE_CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCA
 READ_CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 CASSANDRA_WRITERS = ("java", "python")
 MAX_CASSANDRA_TTL_S = 630_720_000  # 20 years: Cassandra refuses a longer TTL
+# "": the cluster's state.backend.type (flink-conf/config.yaml: rocksdb); the heap on a local minicluster
+STATE_BACKENDS = ("", "hashmap", "rocksdb")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,14 @@ class Config:
     # (flink-conf/config.yaml), or a fresh temporary folder on a local minicluster (never the
     # JobManager's memory, which refuses a state over 5 MB).
     checkpoint_dir: str = ""
+    # Where keyed state lives: "rocksdb" (on local disk, off the JVM heap: millions of users per
+    # TaskManager, checkpoints upload only the files changed since the last one when
+    # state_incremental is on) or "hashmap" (the JVM heap: fastest access, every checkpoint a full
+    # copy; small setups and tests). "": the cluster's state.backend.type (flink-conf/config.yaml:
+    # rocksdb, incremental), and the heap on a local minicluster. README, "Sizing".
+    state_backend: str = ""
+    # Incremental checkpoints (RocksDB only): applied to the job when state_backend is set.
+    state_incremental: bool = True
     # A Python operator hands its results back to Java when a bundle ends: after this many ms or
     # records, whichever comes first (and before every checkpoint barrier). Longer bundles amortise
     # the per-bundle state write-back; shorter ones bound the latency each Python step adds.
@@ -263,7 +273,7 @@ class Config:
     def __post_init__(self) -> None:
         choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("cassandra_writer", CASSANDRA_WRITERS),
                    ("hot_path", HOT_PATHS), ("cassandra_write_consistency", WRITE_CONSISTENCY_LEVELS),
-                   ("cassandra_read_consistency", READ_CONSISTENCY_LEVELS))
+                   ("cassandra_read_consistency", READ_CONSISTENCY_LEVELS), ("state_backend", STATE_BACKENDS))
         for name, allowed in choices:
             value = getattr(self, name)
             if value not in allowed:

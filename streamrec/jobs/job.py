@@ -125,6 +125,10 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
         # a state over 5 MB (~10,000 users): every checkpoint after that fails and fails the job
         # over, for good. The folder only serves restarts inside this run.
         conf.set_string("execution.checkpointing.dir", local_checkpoint_dir().as_uri())
+    if config.state_backend:
+        # Per job, over the cluster's default: `flink run` of a small job may keep its state on the heap.
+        conf.set_string("state.backend.type", config.state_backend)
+        conf.set_string("execution.checkpointing.incremental", str(config.state_incremental).lower())
     if local:
         # Python functions run with this process's interpreter (its venv has pyflink, pemja and our
         # code). Under `flink run`, -pyexec or the cluster's configuration decides.
