@@ -16,8 +16,8 @@ The modules, in the order they build on each other: ``profiles`` (ports, errors)
 (checkout, ``.stack``, the Flink wheel, the JDK), ``processes`` (spawn, find, stop, ports, logs),
 ``fetch`` (the jars), ``kafka``, ``cassandra``, ``flinkconf`` (a profile's Flink config and
 environment), ``isolated`` (a TaskManager as on another host), ``flink``, ``service`` (``streamrec
-serve``), ``stack`` (the whole stack, its status, and :func:`ensure`). Everything public is
-importable from here.
+serve``), ``zookeeper`` (JobManager high availability), ``stack`` (the whole stack, its status, and
+:func:`ensure`). Everything public is importable from here.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from streamrec.localstack.stack import (
     up,
     wipe,
 )
+from streamrec.localstack.zookeeper import start_zookeeper, stop_zookeeper
 
 __all__ = [
     "LOOPBACK",
@@ -85,12 +86,14 @@ __all__ = [
     "start_flink",
     "start_kafka",
     "start_service",
+    "start_zookeeper",
     "status",
     "status_of_service",
     "stop_cassandra",
     "stop_flink",
     "stop_kafka",
     "stop_service",
+    "stop_zookeeper",
     "up",
     "wipe",
 ]

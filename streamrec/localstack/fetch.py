@@ -24,6 +24,7 @@ class Artifacts:
     cassandra_classpath: list[Path]
     jamm_jar: Path
     kafka_connector_jar: Path
+    zookeeper_classpath: list[Path]
 
     @property
     def kafka_connector_url(self) -> str:
@@ -36,6 +37,8 @@ _POMS: dict[str, str] = {
     "kafka": "kafka.xml",
     "cassandra": "cassandra.xml",
     "flink-connectors": "flink-connectors.xml",
+    # for the JobManager high availability of a local cluster (start_flink(..., ha=True))
+    "zookeeper": "zookeeper.xml",
     # the Flink Kubernetes Operator's CRDs, for the offline check of deploy/k8s (no service runs it)
     "k8s-operator": "k8s-operator.xml",
 }
@@ -78,6 +81,7 @@ def fetch() -> Artifacts:
         cassandra_classpath=_jars(cassandra_dir),
         jamm_jar=_one(cassandra_dir, "jamm-"),
         kafka_connector_jar=_one(lib / "flink-connectors", "flink-sql-connector-kafka-"),
+        zookeeper_classpath=_jars(lib / "zookeeper"),
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-from streamrec.localstack.flinkconf import _write_flink_conf, flink_env
+from streamrec.localstack.flinkconf import _write_flink_conf, flink_env, ha_enabled
 from streamrec.localstack.isolated import _run_isolated_taskmanagers
 from streamrec.localstack.paths import _svc_dir, flink_bin
 from streamrec.localstack.processes import (
@@ -71,13 +71,21 @@ def _run_flink_scripts(p: Profile, scripts: Sequence[Sequence[str]]) -> None:
             raise LocalStackError(f"{' '.join(script)} failed (exit {proc.returncode}).\n{_tail(out)}")
 
 
-def start_flink(p: Profile, taskmanagers: int = 2, timeout: float = 90, isolated: bool = False) -> None:
+def start_flink(
+    p: Profile, taskmanagers: int = 2, timeout: float = 90, isolated: bool = False, ha: Optional[bool] = None
+) -> None:
     """A standalone session cluster: 1 JobManager and ``taskmanagers`` TaskManagers.
 
     Idempotent: on a running cluster it only starts the missing TaskManagers (how the fault tests
-    bring a killed TaskManager back). Returns once REST /overview counts ``taskmanagers``.
+    bring a killed TaskManager back), and a missing JobManager (how the HA fault test brings a killed
+    one back). Returns once REST /overview counts ``taskmanagers``.
     ``isolated``: the TaskManagers it starts run as on another host (:func:`isolated_host`).
+    ``ha``: JobManager high availability through the profile's ZooKeeper (flink-conf/ha.yaml), which
+    must be running (``ensure(p, ["zookeeper", "flink"], ha=True)``); None keeps the profile's
+    current choice, so a restart of a single process never turns it off.
     """
+    if ha is None:
+        ha = ha_enabled(p)
     started = time.monotonic()
     d = _svc_dir(p, "flink")
     with _service_lock(p, "flink"):
@@ -91,7 +99,7 @@ def start_flink(p: Profile, taskmanagers: int = 2, timeout: float = 90, isolated
             for pid_file in _flink_pid_files(p):
                 pid_file.unlink()
             scripts.append(["jobmanager.sh", "start"])
-        _write_flink_conf(p, taskmanagers)
+        _write_flink_conf(p, taskmanagers, ha=ha)
         missing = taskmanagers - len(_flink_daemon_pids(p, "taskexecutor"))
         if not isolated:
             scripts.extend(["taskmanager.sh", "start"] for _ in range(max(0, missing)))

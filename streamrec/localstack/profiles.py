@@ -34,6 +34,9 @@ class Profile:
     # First port of Flink's Prometheus reporter range (streamrec.metrics.REPORTER_PORTS ports: the
     # JobManager and each TaskManager take the next free one); 0 leaves flink-conf/config.yaml's.
     flink_metrics_port: int = 0
+    # ZooKeeper's client port, for Flink's JobManager high availability (started only when a cluster
+    # is asked for with ha=True, see streamrec.localstack.zookeeper); 0: no ZooKeeper for this profile.
+    zookeeper_port: int = 0
     # Every other Flink port (blob server, TaskManager RPC and data, metrics query service, Python
     # gateways) is left at Flink's default of 0 = an ephemeral port, which can never collide.
 
@@ -66,6 +69,8 @@ class Profile:
             return {"REST": self.flink_rest_port, "JobManager RPC": self.flink_rpc_port}
         if service == "service":
             return {"HTTP": self.service_port}
+        if service == "zookeeper":
+            return {"client": self.zookeeper_port}
         raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
 
     def config_env(self) -> dict[str, str]:
@@ -80,13 +85,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # The products' usual ports: what the README and Config defaults assume.
-    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123, 8000, 9249),
+    "dev": Profile("dev", 9092, 9093, 9042, 7000, 7199, 8081, 6123, 8000, 9249, zookeeper_port=2181),
     # Same layout shifted by 10000 / 20000: distinct from dev and from each other, and below the
     # Linux ephemeral range (32768+) so an outgoing connection never grabs one of them.
-    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123, 18000, 19249),
-    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123, 28000, 29249),
+    "demo": Profile("demo", 19092, 19093, 19042, 17000, 17199, 18081, 16123, 18000, 19249, zookeeper_port=12181),
+    "test": Profile("test", 29092, 29093, 29042, 27000, 27199, 28081, 26123, 28000, 29249, zookeeper_port=22181),
     # `make bench` / `streamrec bench`: measurements never share a broker or a node with a test run.
-    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123, 38000, 39249),
+    "bench": Profile("bench", 39092, 39093, 39042, 37000, 37199, 38081, 36123, 38000, 39249, zookeeper_port=32181),
 }
 
 

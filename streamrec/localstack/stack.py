@@ -18,6 +18,7 @@ from streamrec.localstack.paths import run_dir
 from streamrec.localstack.processes import _port_open, _service_pids
 from streamrec.localstack.profiles import SERVICES, LocalStackError, Profile
 from streamrec.localstack.service import stop_service
+from streamrec.localstack.zookeeper import start_zookeeper, stop_zookeeper
 
 _STOPPERS: dict[str, Callable[[Profile], None]] = {
     "kafka": stop_kafka,
@@ -122,17 +123,25 @@ class Launcher:
     top_up: bool = False
 
 
-def launchers(taskmanagers: int = 2, isolated: bool = False, timeout: Optional[float] = None) -> dict[str, Launcher]:
-    """The real services' launchers; ``timeout`` replaces each start's own default when given."""
+def launchers(
+    taskmanagers: int = 2, isolated: bool = False, timeout: Optional[float] = None, ha: bool = False
+) -> dict[str, Launcher]:
+    """The real services' launchers; ``timeout`` replaces each start's own default when given.
+    ``ha``: Flink with JobManager high availability (start "zookeeper" before "flink")."""
     waits = {} if timeout is None else {"timeout": timeout}
     return {
+        "zookeeper": Launcher(
+            lambda p: _port_open(p.zookeeper_port) if p.zookeeper_port else False,
+            lambda p: start_zookeeper(p, **waits),
+            stop_zookeeper,
+        ),
         "kafka": Launcher(lambda p: _port_open(p.kafka_port), lambda p: start_kafka(p, **waits), stop_kafka),
         "cassandra": Launcher(
             lambda p: _port_open(p.cassandra_port), lambda p: start_cassandra(p, **waits), stop_cassandra
         ),
         "flink": Launcher(
             lambda p: _flink_overview(p) is not None,
-            lambda p: start_flink(p, taskmanagers=taskmanagers, isolated=isolated, **waits),
+            lambda p: start_flink(p, taskmanagers=taskmanagers, isolated=isolated, ha=ha, **waits),
             stop_flink,
             top_up=True,
         ),
@@ -161,6 +170,7 @@ def ensure(
     taskmanagers: int = 2,
     isolated: bool = False,
     timeout: Optional[float] = None,
+    ha: bool = False,
     using: Optional[Mapping[str, Launcher]] = None,
 ) -> Iterator[Ensured]:
     """Start those of ``services`` that do not answer, one after the other, in the order given; on
@@ -169,9 +179,10 @@ def ensure(
     A service someone else started (another session, ``make up``) is used and left running. Flink is
     also topped up to ``taskmanagers`` when it runs already (``start_flink`` is idempotent). A start
     that fails stops what this call had started before it and raises. ``using`` replaces the real
-    launchers (:func:`launchers`), for tests.
+    launchers (:func:`launchers`), for tests. ``ha``: a Flink started here has JobManager high
+    availability (name "zookeeper" before "flink" in ``services``).
     """
-    table = launchers(taskmanagers, isolated, timeout) if using is None else using
+    table = launchers(taskmanagers, isolated, timeout, ha) if using is None else using
     unknown = [s for s in services if s not in table]
     if unknown:
         raise LocalStackError(f"unknown service(s) {unknown}; expected some of {list(table)}")
