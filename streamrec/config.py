@@ -34,6 +34,9 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
 # Chosen on a validation split of UCI Online Retail (docs/EVALUATION.md), never on the test split.
 DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
+# The transition term (streamrec.model.transitions), chosen on UCI's validation split (docs/EVALUATION.md).
+DEFAULT_TRANSITION_WEIGHT = 0.0
+DEFAULT_TRANSITION_CONTEXT = 3
 PYTHON_EXECUTION_MODES = ("process", "thread")
 HOT_PATHS = ("batch", "per-event")
 # Cassandra's consistency levels (reads cannot use ANY; SERIAL levels are for lightweight transactions)
@@ -81,6 +84,11 @@ class Config:
     # Half-life in days of event time between a user's events (0: no time decay); multiplies.
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS
     event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    # Weight of the item-to-item transition term beside the cosine: the successors (learned with the
+    # catalog, `catalog build --transition-steps`) of the user's last transition_context products.
+    # Nothing changes with a catalog that has no transitions (the Cassandra products table has none).
+    transition_weight: float = DEFAULT_TRANSITION_WEIGHT
+    transition_context: int = DEFAULT_TRANSITION_CONTEXT
     exclude_purchased: bool = True
     # What stays in a user's cart (added, not removed or bought) is not recommended either.
     exclude_cart: bool = True
@@ -111,7 +119,8 @@ class Config:
     ann_recall_floor: float = 0.95
     # A/B variants: JSON {"name": {"share": w, <model settings to override>}, ...}; a user's variant
     # is a hash of the user id. Overridable: top_k, half_life_events, half_life_days, event_weights,
-    # exclude_purchased, exclude_cart, include_categories, exclude_categories, cold_start_events.
+    # exclude_purchased, exclude_cart, include_categories, exclude_categories, cold_start_events,
+    # transition_weight, transition_context.
     # Empty: one variant named "default" with the settings above.
     variants: str = ""
     # Where the job reads the catalog from: a catalog file (.npz, see model.catalog) or, when

@@ -35,6 +35,7 @@ import numpy as np
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.text import TextIndex, tokens
+from streamrec.model.transitions import DEFAULT_KEEP, DEFAULT_STEPS, learn_transitions
 
 if TYPE_CHECKING:  # the CLI imports this module for its defaults: keep the import light
     import scipy.sparse as sp
@@ -57,6 +58,10 @@ class EmbeddingSettings:
     popularity: float = 0.75  # weight of the log-popularity dimension (0: none)
     categories: int = 24  # clusters named as categories; 0: no categories
     seed: int = 0
+    # item-to-item transitions (streamrec.model.transitions): successors at most this many positions
+    # later in a session count; 0: the catalog carries no transitions
+    transition_steps: int = DEFAULT_STEPS
+    transition_keep: int = DEFAULT_KEEP  # the strongest successors kept per product
 
 
 def _sequences(events: Sequence[Event], p_index: dict[str, int], gap_ms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,4 +292,6 @@ def build_catalog(
         categories=categories,
         prices=np.array([history.prices.get(p, np.nan) for p in products], dtype=np.float64),
         popularity=users_per_product,
+        transitions=learn_transitions(rows, sess, n, s.transition_steps, s.transition_keep)
+        if s.transition_steps > 0 else None,
     )

@@ -93,6 +93,9 @@ def _embedding_options(fn: F) -> F:
                      help="Products with fewer events get the vector of their title alone."),
         click.option("--categories", type=click.IntRange(0, 1000), default=d.categories, show_default=True,
                      help="Derived categories: clusters of the vectors named by title words (0: none)."),
+        click.option("--transition-steps", type=click.IntRange(0, 100), default=d.transition_steps,
+                     show_default=True, help="Item-to-item transitions: a product following another at most "
+                     "this many positions later in a session counts (0: the catalog carries none)."),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -115,8 +118,8 @@ def _embedding_settings(**kw: Any) -> Any:
 @_quiet_option
 @connection_options
 def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: bool, dim: int, window: int,
-                  title_weight: float, popularity: float, min_count: int, categories: int, quiet: bool,
-                  **conn: Any) -> None:
+                  title_weight: float, popularity: float, min_count: int, categories: int, transition_steps: int,
+                  quiet: bool, **conn: Any) -> None:
     """Learn product embeddings from an interaction history and write a catalog file.
 
     Item2vec in matrix form: products that appear next to each other in sessions get close vectors
@@ -139,7 +142,8 @@ def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: boo
             hi = int(pd.Timestamp(until, tz="UTC").value // 1_000_000)
             history = dataclasses.replace(history, events=[e for e in history.events if e.ts < hi])
         settings = _embedding_settings(dim=dim, window=window, title_weight=title_weight, popularity=popularity,
-                                       min_count=min_count, categories=categories)
+                                       min_count=min_count, categories=categories,
+                                       transition_steps=transition_steps)
         progress.phase(f"learning embeddings from {len(history.events):,} events")
         cat = build_catalog(history, settings=settings)
         progress.phase(f"writing {out}")

@@ -116,6 +116,8 @@ def evaluate(
     baseline in one replay)."""
     t0 = time.monotonic()
     embedding = embedding or EmbeddingSettings()
+    # the job's settings with what a --tune run chose for this set (the replay folds with them)
+    params = settings.streamrec_params(params)
 
     def build(h: History) -> Catalog:
         return build_catalog(h, settings=embedding)
@@ -163,6 +165,8 @@ def evaluate(
         },
         "params": {
             "half_life_events": params.half_life_events, "half_life_days": params.half_life_days,
+            "transition_weight": params.transition_weight, "transition_context": params.transition_context,
+            "transitions": catalog.transitions is not None,
             "event_weights": dict(params.event_weights),
             "embedding": {k: v for k, v in dataclasses.asdict(embedding).items()
                           if k in ("dim", "window", "title_weight", "popularity", "min_count")},
@@ -178,14 +182,12 @@ def evaluate(
 # tuning on the validation split
 
 # Candidate values, searched one parameter at a time (coordinate ascent) from the defaults.
+# streamrec's update rule and scoring (ModelParams fields), chosen per data set on one replay of
+# its validation split; the product vectors' settings (EmbeddingSettings) were chosen on UCI.
 STREAMREC_GRID: dict[str, tuple[Any, ...]] = {
-    "half_life_events": (0.25, 0.5, 1.0, 2.0, 5.0, 20.0),
-    "dim": (64, 128, 256),
-    "window": (1, 2, 3, 0),
-    "title_weight": (0.0, 0.15, 0.3, 0.5),
-    "popularity": (0.0, 0.25, 0.5, 0.75),
-    "min_count": (1, 2, 3, 5),
-    "half_life_days": (0.0, 1.0, 7.0),
+    "half_life_events": (0.5, 1.0, 2.0, 5.0),
+    "transition_weight": (0.0, 0.1, 0.2, 0.4, 0.8),
+    "transition_context": (1, 3, 5),
 }
 KNN_GRID: dict[str, tuple[Any, ...]] = {"window": (0, 1, 2, 3, 5), "neighbors": (50, 100, 500)}
 # The sequential baselines: around the papers' defaults (session-rec's), one parameter at a time.
@@ -196,7 +198,6 @@ SEQUENTIAL_GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "stan": {"neighbors": (100, 500, 1500), "lambda_spw": (1.02, 0.5, 4.0), "lambda_snh": (5.0, 1.0, 100.0),
              "lambda_inh": (2.05, 1.0, 8.0), "window": (0, 10)},
 }
-_MODEL_FIELDS = ("half_life_events", "half_life_days")
 
 
 def _objective(metrics: dict[str, float]) -> tuple[float, float]:
@@ -237,30 +238,45 @@ def _tune_streamrec(
     history: History, params: ModelParams, settings: EvalSettings, embedding: EmbeddingSettings, rounds: int,
     trials: list[dict[str, Any]], log: Callable[[str], None],
 ) -> dict[str, Any]:
-    val = dataclasses.replace(settings, validation=True)
-    cache: dict[str, dict[str, float]] = {}
+    """Coordinate ascent over :data:`STREAMREC_GRID` (the update rule and the transition term) on
+    one replay of the validation split: every candidate folds the same cases' histories again
+    (:class:`StreamrecModel` with ``refold``); the catalog is the one ``embedding`` builds."""
+    start = settings.streamrec_params(params)
+    # the replay keeps the longest history any candidate folds
+    longest = dataclasses.replace(start, half_life_events=max((*STREAMREC_GRID["half_life_events"],
+                                                                 start.half_life_events)))
+    recorder = _Recorder()
+    got: dict[str, Any] = {}
 
-    def score_streamrec(point: dict[str, Any]) -> dict[str, float]:
-        key = repr(sorted(point.items()))
-        if key not in cache:
-            p = dataclasses.replace(params, **{k: v for k, v in point.items() if k in _MODEL_FIELDS})
-            e = dataclasses.replace(embedding, categories=0,
-                                    **{k: v for k, v in point.items() if k not in _MODEL_FIELDS})
-            r = evaluate(history, p, dataclasses.replace(val, models=("streamrec",)), e)
-            cache[key] = r["models"]["streamrec"]
-            trials.append({"model": "streamrec", **point, **cache[key]})
-            log(f"streamrec {point}: {cache[key]}")
-        return cache[key]
+    def make(catalog: Catalog, train: Sequence[Event], popularity: np.ndarray) -> list[Recommender]:
+        got["catalog"] = catalog
+        return [recorder]
 
-    point: dict[str, Any] = {k: getattr(params, k) if k in _MODEL_FIELDS else getattr(embedding, k)
-                             for k in STREAMREC_GRID}
-    best = score_streamrec(point)
+    evaluate(history, longest, dataclasses.replace(settings, validation=True), embedding, models_factory=make)
+    catalog = got["catalog"]
+    kmax = max(settings.ks)
+    scored: dict[tuple[tuple[str, Any], ...], dict[str, float]] = {}
+
+    def score(point: dict[str, Any]) -> dict[str, float]:
+        key = tuple(sorted(point.items()))
+        if key not in scored:
+            board = Scoreboard(settings.ks, len(catalog))
+            m = StreamrecModel(catalog, dataclasses.replace(start, **point), refold=True)
+            for q in recorder.batches:
+                board.add("streamrec", m.recommend(q, kmax), q)
+            scored[key] = board.models()["streamrec"]
+            trials.append({"model": "streamrec", **point, **scored[key]})
+            log(f"streamrec {point}: {scored[key]}")
+        return scored[key]
+
+    point: dict[str, Any] = {k: getattr(start, k) for k in STREAMREC_GRID}
+    best = score(point)
     for _ in range(rounds):
         improved = False
         for name, values in STREAMREC_GRID.items():
             for v in values:
                 cand = {**point, name: v}
-                m = score_streamrec(cand)
+                m = score(cand)
                 if _objective(m) > _objective(best):
                     point, best, improved = cand, m, True
         if not improved:

@@ -16,10 +16,12 @@ from streamrec.evaluate.protocol import (
 )
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
+from streamrec.model.history import fold_vectors
 from streamrec.model.model import (
     ModelParams,
     recommend_batch,
     select_top_rows,
+    transition_scores,
 )
 
 
@@ -57,17 +59,31 @@ def top_rows(scores: np.ndarray, excluded: Sequence[Sequence[int]], in_stock: np
 
 
 class StreamrecModel:
-    """streamrec itself: recommend_batch on the replayed user states (exactly what the job runs)."""
+    """streamrec itself: recommend_batch on the replayed user states (exactly what the job runs).
+
+    ``refold``: fold the cases' histories again with these params (their decay) instead of taking
+    the replay's vectors, each history cut to what the job keeps for them (``history_size``): one
+    replay then scores many settings of the update rule (tuning)."""
 
     name = "streamrec"
 
-    def __init__(self, catalog: Catalog, params: ModelParams) -> None:
+    def __init__(self, catalog: Catalog, params: ModelParams, refold: bool = False) -> None:
         self.catalog = catalog
         self.params = params
+        self.refold = refold
 
     def recommend(self, queries: Queries, k: int) -> np.ndarray:
         params = dataclasses.replace(self.params, top_k=k, candidates=0)
-        recs = recommend_batch(queries.vectors, [list(x) for x in queries.excluded], self.catalog, params)
+        histories = queries.histories
+        vectors = queries.vectors
+        if self.refold:
+            keep = params.history_size
+            moving = params.moving_types
+            histories = [[h for h in hist if h[0] in moving][-keep:] for hist in histories]
+            folded, moves = fold_vectors(histories, self.catalog, params)
+            vectors = [v if m else None for v, m in zip(folded, moves)]
+        recs = recommend_batch(vectors, [list(x) for x in queries.excluded], self.catalog, params,
+                               boost=transition_scores(histories, self.catalog, params))
         rows = np.full((len(recs), k), -1, dtype=np.int64)
         for i, r in enumerate(recs):
             got = self.catalog.indices(r.product_ids)

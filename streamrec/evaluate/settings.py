@@ -55,6 +55,13 @@ class EvalSettings:
     sr: SrSettings = SrSettings(gap_ms=0, steps=20, pruning=0)
     vsknn: VsknnSettings = VsknnSettings(gap_ms=0, window=3)
     stan: StanSettings = StanSettings(gap_ms=0, window=10, neighbors=500, lambda_spw=0.5, lambda_snh=100.0)
+    # streamrec's update rule and scoring as a --tune run chose them on a set's validation split
+    # (ModelParams fields: half_life_events, transition_weight, transition_context); empty: the job's
+    streamrec: tuple[tuple[str, Any], ...] = ()
+
+    def streamrec_params(self, params: ModelParams) -> ModelParams:
+        """``params`` with the tuned values of :attr:`streamrec`."""
+        return dataclasses.replace(params, **dict(self.streamrec)) if self.streamrec else params
 
     def with_tuned(self, tuned: dict[str, Any]) -> EvalSettings:
         """The baselines' parameters that :func:`tune` chose (its JSON), for those it holds."""
@@ -63,6 +70,8 @@ class EvalSettings:
             if model in tuned:
                 cls = type(getattr(self, field_name))
                 changes[field_name] = cls(**tuned[model]["params"])
+        if "streamrec" in tuned:
+            changes["streamrec"] = tuple(sorted(tuned["streamrec"]["params"].items()))
         return dataclasses.replace(self, **changes)
 
     def with_session_gap(self, gap_ms: int) -> EvalSettings:
@@ -84,7 +93,7 @@ def build_models(names: Sequence[str], params: ModelParams, settings: EvalSettin
         models: list[Recommender] = []
         for name in names:
             if name == "streamrec":
-                models.append(StreamrecModel(catalog, params))
+                models.append(StreamrecModel(catalog, settings.streamrec_params(params)))
             elif name == "pop":
                 models.append(PopModel(catalog, params, popularity))
             else:

@@ -33,6 +33,7 @@ from streamrec.model.model import (
     top_k_flat,
     trending_recommendation,
 )
+from streamrec.model.transitions import context_triplets, transition_boost
 
 RS = "\x1e"
 US = "\x1f"
@@ -273,7 +274,8 @@ class BatchRanker:
             params = variants.params[name]
             vectors, moves = fold_vectors([users[i].history for i in members], catalog, params, self._queries)
             states = [UserState(vector=vectors[j] if moves[j] else None, purchased=users[i].purchased,
-                                cart=users[i].cart, moves=int(moves[j])) for j, i in enumerate(members)]
+                                cart=users[i].cart, moves=int(moves[j]), history=users[i].history)
+                      for j, i in enumerate(members)]
             recs = recommend_users(states, catalog, params, self.live.trending, self.live.mask(name, params),
                                    self.live.ranker)
             for i, rec in zip(members, recs):
@@ -359,14 +361,21 @@ class BatchRanker:
                 order[warm_at] = np.arange(len(warm_at))
                 xw = warm[x_user]
                 ranker = live.ranker
+                boost = None
+                if catalog.transitions is not None and params.transition_weight != 0.0:
+                    # the transition term: the successors of each warm user's last products
+                    ctx = moving & (w > 0) & (h_rows >= 0)
+                    ctx &= warm[np.maximum(local[h_user], 0)]
+                    cu, cr, cw = context_triplets(order[local[h_user[ctx]]], h_rows[ctx], params.transition_context)
+                    boost = transition_boost(catalog.transitions, cu, cr, cw * params.transition_weight, len(warm_at))
                 if ranker.ann is None:
                     rows, top = top_k_flat(vectors[warm_at], catalog, params.stored_k, order[x_user[xw]], x_rows[xw],
-                                           mask)
+                                           mask, boost)
                 else:
                     lists: list[list[int]] = [[] for _ in warm_at]
                     for uu, rr in zip(order[x_user[xw]].tolist(), x_rows[xw].tolist()):
                         lists[uu].append(rr)
-                    rows, top = ranker.top_k(vectors[warm_at], params.stored_k, lists, mask)
+                    rows, top = ranker.top_k(vectors[warm_at], params.stored_k, lists, mask, boost)
                 found = (rows >= 0).sum(axis=1).tolist()
                 ids = product_ids[np.maximum(rows, 0)].tolist()  # one lookup for the batch: half the cost
                 for j, i in enumerate(members[warm_at].tolist()):

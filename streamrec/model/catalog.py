@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
+import scipy.sparse as sp
 
 _EMPTY = np.empty(0)
 
@@ -21,6 +22,8 @@ class Catalog:
     prices: np.ndarray = field(default_factory=lambda: _EMPTY)  # (n,) float64, NaN where unknown
     in_stock: np.ndarray = field(default_factory=lambda: _EMPTY)  # (n,) bool
     popularity: np.ndarray = field(default_factory=lambda: _EMPTY)  # (n,) float64, history counts
+    # (n, n) float32 CSR of item-to-item transition strengths (streamrec.model.transitions); None: none
+    transitions: Optional[sp.csr_matrix] = None
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -42,6 +45,10 @@ class Catalog:
         for name in ("titles", "categories", "prices", "in_stock", "popularity"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} products")
+        if self.transitions is not None:
+            if self.transitions.shape != (n, n):
+                raise ValueError(f"transitions must be ({n}, {n}), got {self.transitions.shape}")
+            object.__setattr__(self, "transitions", sp.csr_matrix(self.transitions, dtype=np.float32))
         object.__setattr__(self, "index", {pid: i for i, pid in enumerate(self.product_ids)})
         if len(self.index) != n:
             raise ValueError("product ids must be unique")
@@ -61,8 +68,12 @@ class Catalog:
         return [self.index[p] for p in product_ids if p in self.index]
 
     def save(self, path: Union[str, Path]) -> None:
+        t = self.transitions
+        extra = {} if t is None else {"transitions_data": t.data, "transitions_indices": t.indices,
+                                      "transitions_indptr": t.indptr}
         np.savez_compressed(
             path,
+            **extra,
             product_ids=np.array(self.product_ids, dtype=object),
             vectors=self.vectors,
             titles=np.array(self.titles, dtype=object),
@@ -75,6 +86,11 @@ class Catalog:
     @classmethod
     def load(cls, path: Union[str, Path]) -> Catalog:
         with np.load(path, allow_pickle=True) as z:
+            n = len(z["product_ids"])
+            transitions = None
+            if "transitions_data" in z.files:  # catalogs saved before transitions existed have none
+                transitions = sp.csr_matrix((z["transitions_data"], z["transitions_indices"],
+                                             z["transitions_indptr"]), shape=(n, n))
             return cls(
                 product_ids=tuple(str(x) for x in z["product_ids"]),
                 vectors=z["vectors"],
@@ -83,4 +99,5 @@ class Catalog:
                 prices=z["prices"],
                 in_stock=z["in_stock"],
                 popularity=z["popularity"],
+                transitions=transitions,
             )

@@ -17,12 +17,20 @@ from typing import TYPE_CHECKING, Any, Container, Mapping, Optional, Sequence
 
 import numpy as np
 
-from streamrec.config import DEFAULT_HALF_LIFE_DAYS, DEFAULT_HALF_LIFE_EVENTS, Config
+from streamrec.config import (
+    DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_HALF_LIFE_EVENTS,
+    DEFAULT_TRANSITION_CONTEXT,
+    DEFAULT_TRANSITION_WEIGHT,
+    Config,
+)
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.text import embed_query
 
 if TYPE_CHECKING:
+    import scipy.sparse as sp
+
     from streamrec.model.ranking import Ranker
 
 DAY_MS = 86_400_000
@@ -59,6 +67,10 @@ class ModelParams:
     exclude_categories: frozenset[str] = frozenset()
     cold_start_events: int = 1  # fewer events that moved the user: trending instead of personal
     candidates: int = 0  # how many products a recommendation holds (0: top_k)
+    # the item-to-item transition term (streamrec.model.transitions): its weight beside the cosine,
+    # and how many of the user's last products gather their successors; nothing without transitions
+    transition_weight: float = DEFAULT_TRANSITION_WEIGHT
+    transition_context: int = DEFAULT_TRANSITION_CONTEXT
 
     @classmethod
     def from_config(cls, config: Config, **overrides: Any) -> ModelParams:
@@ -73,6 +85,8 @@ class ModelParams:
             include_categories=config.include_categories,
             exclude_categories=config.exclude_categories,
             cold_start_events=config.cold_start_events,
+            transition_weight=config.transition_weight,
+            transition_context=config.transition_context,
         )
         values.update(overrides)
         for name in ("include_categories", "exclude_categories"):
@@ -339,6 +353,7 @@ def top_k_batch(
     k: int,
     exclude: Sequence[Sequence[int]] = (),
     eligible: Optional[np.ndarray] = None,
+    boost: Optional[sp.spmatrix] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k products for a batch of users with one matrix product.
 
@@ -352,18 +367,20 @@ def top_k_batch(
     kk = min(k, n)
     if b == 0 or kk == 0:
         return np.empty((b, kk), dtype=np.int64), np.empty((b, kk), dtype=np.float32)
-    if b == 1:
+    if b == 1 and boost is None:
         return _top_k_one(np.asarray(user_vectors[0], dtype=np.float32), catalog, kk,
                           exclude[0] if len(exclude) else (), eligible)
     sizes = [len(x) for x in exclude]
     x_rows = np.fromiter(itertools.chain.from_iterable(exclude), dtype=np.int64, count=sum(sizes))
-    return top_k_flat(user_vectors, catalog, kk, np.repeat(np.arange(len(sizes)), sizes), x_rows, eligible)
+    return top_k_flat(user_vectors, catalog, kk, np.repeat(np.arange(len(sizes)), sizes), x_rows, eligible, boost)
 
 
 def top_k_flat(user_vectors: np.ndarray, catalog: Catalog, k: int, x_user: np.ndarray, x_rows: np.ndarray,
-               eligible: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+               eligible: Optional[np.ndarray] = None, boost: Optional[sp.spmatrix] = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`top_k_batch` with the exclusions as two flat arrays: user ``x_user[j]`` must not be
-    shown catalog row ``x_rows[j]`` (one scatter for the whole batch, not one per user)."""
+    shown catalog row ``x_rows[j]`` (one scatter for the whole batch, not one per user).
+    ``boost``: (b, n) sparse scores added to the cosines (the transition term, already weighted)."""
     b = user_vectors.shape[0]
     kk = min(k, len(catalog))
     if b == 0 or kk == 0:
@@ -372,6 +389,9 @@ def top_k_flat(user_vectors: np.ndarray, catalog: Catalog, k: int, x_user: np.nd
     norms = np.linalg.norm(u, axis=1, keepdims=True)
     u = np.divide(u, norms, out=np.zeros_like(u), where=norms > 0)
     scores = u @ catalog.vectors.T  # (b, n)
+    if boost is not None and boost.nnz:
+        coo = boost.tocoo()
+        np.add.at(scores, (coo.row, coo.col), coo.data.astype(np.float32))
     scores[:, ~(catalog.in_stock if eligible is None else eligible)] = -np.inf
     if len(x_rows):
         scores[x_user, x_rows] = -np.inf
@@ -421,11 +441,13 @@ def recommend_batch(
     params: ModelParams,
     eligible: Optional[np.ndarray] = None,
     ranker: Optional[Ranker] = None,
+    boost: Optional[sp.spmatrix] = None,
 ) -> list[Recommendation]:
     """Personal recommendations for a batch of users (``params.stored_k`` each), with one matrix
     product. ``excluded[i]``: product ids user i must not get (see :func:`excluded_ids`);
     ``eligible``: :func:`eligible_mask` (computed here when not given); ``ranker``: the search
-    to use for a large catalog (:class:`streamrec.model.ranking.Ranker`; default exact)."""
+    to use for a large catalog (:class:`streamrec.model.ranking.Ranker`; default exact);
+    ``boost``: (b, n) sparse scores added to the cosines (:func:`transition_scores`)."""
     b = len(user_vectors)
     if b == 0:
         return []
@@ -436,9 +458,9 @@ def recommend_batch(
     exclude = [catalog.indices(ids) for ids in excluded]
     mask = eligible_mask(catalog, params) if eligible is None else eligible
     if ranker is None:
-        rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask)
+        rows, scores = top_k_batch(mat, catalog, params.stored_k, exclude, mask, boost)
     else:
-        rows, scores = ranker.top_k(mat, params.stored_k, exclude, mask)
+        rows, scores = ranker.top_k(mat, params.stored_k, exclude, mask, boost)
     out = []
     product_ids = catalog.product_ids
     found = (rows >= 0).sum(axis=1).tolist()  # rows are -1 (scores NaN) only at the end of a row
@@ -452,6 +474,27 @@ def recommend_batch(
         else:
             out.append(NO_RECOMMENDATION)
     return out
+
+
+def transition_scores(histories: Sequence[Sequence[HistoryEntry]], catalog: Catalog,
+                      params: ModelParams) -> Optional[sp.csr_matrix]:
+    """The transition term of these users (rows in order), weighted: ``params.transition_weight``
+    x the successors of each user's last ``params.transition_context`` products in their history
+    (:mod:`streamrec.model.transitions`). None when the catalog has no transitions or the weight
+    is 0: the ranking is the cosine alone."""
+    if catalog.transitions is None or params.transition_weight == 0.0:
+        return None
+    from streamrec.model.transitions import history_boost
+
+    index = catalog.index
+    weights = params.event_weights
+    # the products the user moved toward (a removal from the cart is no step of their sequence)
+    rows = [[index.get(pid, -1) for etype, _, pid, _ in h if pid is not None and weights.get(etype, 0.0) > 0]
+            for h in histories]
+    boost = history_boost(catalog.transitions, rows, params.transition_context)
+    if boost is not None:
+        boost.data *= params.transition_weight
+    return boost
 
 
 def trending_recommendation(trending: Sequence[tuple[str, float]], excluded: Sequence[str], catalog: Catalog,
@@ -483,7 +526,8 @@ def recommend_users(states: Sequence[UserState], catalog: Catalog, params: Model
     mask = eligible_mask(catalog, params) if eligible is None else eligible
     warm = [i for i, s in enumerate(states) if not is_cold(s, params)]
     personal = recommend_batch([states[i].vector for i in warm], [excluded_ids(states[i], params) for i in warm],
-                               catalog, params, mask, ranker)
+                               catalog, params, mask, ranker,
+                               transition_scores([states[i].history for i in warm], catalog, params))
     out: list[Recommendation] = [NO_RECOMMENDATION] * len(states)
     for i, rec in zip(warm, personal):
         out[i] = rec

@@ -160,7 +160,11 @@ def apply_updates(catalog: Catalog, updates: Iterable[ProductUpdate]) -> Catalog
             in_stock[i] = u.in_stock
         if u.embedding is not None:
             vectors[i] = _unit(u.embedding, catalog.dim)
-    return Catalog(tuple(ids), vectors, tuple(titles), tuple(categories), prices, in_stock, popularity)
+    transitions = catalog.transitions
+    if transitions is not None and n > old:  # rows are stable: a new product has no transitions yet
+        transitions = transitions.copy()
+        transitions.resize((n, n))
+    return Catalog(tuple(ids), vectors, tuple(titles), tuple(categories), prices, in_stock, popularity, transitions)
 
 
 def merge_updates(older: ProductUpdate, newer: ProductUpdate) -> ProductUpdate:

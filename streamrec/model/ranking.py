@@ -26,10 +26,10 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def exact_top_k(user_vectors: np.ndarray, catalog: Catalog, k: int, exclude: Sequence[Sequence[int]] = (),
-                eligible: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+                eligible: Optional[np.ndarray] = None, boost: Any = None) -> tuple[np.ndarray, np.ndarray]:
     from streamrec.model.model import top_k_batch
 
-    return top_k_batch(user_vectors, catalog, k, exclude, eligible)
+    return top_k_batch(user_vectors, catalog, k, exclude, eligible, boost)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -95,10 +95,12 @@ class Ranker:
                 log.warning("faiss is not installed: exact top-k over %d products (slow)", len(catalog))
 
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]],
-              eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Like :func:`streamrec.model.model.top_k_batch`: (rows, scores), -1/NaN where fewer."""
+              eligible: np.ndarray, boost: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like :func:`streamrec.model.model.top_k_batch`: (rows, scores), -1/NaN where fewer.
+        ``boost`` (the transition term, (b, n) sparse): with the index, the candidates are the
+        index's plus the products the boost names, each scored exactly (cosine + boost)."""
         if self.ann is None:
-            return exact_top_k(user_vectors, self.catalog, k, exclude, eligible)
+            return exact_top_k(user_vectors, self.catalog, k, exclude, eligible, boost)
         b = user_vectors.shape[0]
         u = np.asarray(user_vectors, dtype=np.float32)
         norms = np.linalg.norm(u, axis=1, keepdims=True)
@@ -107,6 +109,8 @@ class Ranker:
         # ask for room for the excluded and ineligible ones; a user who still ends short goes exact
         fetch = min(len(self.catalog), 2 * (k + widest) + 16)
         scores, rows = self.ann.index.search(u, fetch)
+        if boost is not None and boost.nnz:
+            rows, scores = self._with_boost(u, rows, boost.tocsr())
         out_rows = np.full((b, k), -1, dtype=np.int64)
         out_scores = np.full((b, k), np.nan, dtype=np.float32)
         short = []
@@ -122,6 +126,24 @@ class Ranker:
             out_scores[i] = [s for _, s in keep]
         if short:
             ex_rows, ex_scores = exact_top_k(u[short], self.catalog, k,
-                                             [exclude[i] if i < len(exclude) else [] for i in short], eligible)
+                                             [exclude[i] if i < len(exclude) else [] for i in short], eligible,
+                                             None if boost is None else boost.tocsr()[short])
             out_rows[short], out_scores[short] = ex_rows, ex_scores
+        return out_rows, out_scores
+
+    def _with_boost(self, u: np.ndarray, rows: np.ndarray, boost: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The index's candidates of each user plus the products their boost names, rescored exactly
+        (cosine + boost) and sorted best first (-1 / -inf padding at the end)."""
+        vectors = self.catalog.vectors
+        width = rows.shape[1] + int(np.diff(boost.indptr).max(initial=0))
+        out_rows = np.full((len(rows), width), -1, dtype=np.int64)
+        out_scores = np.full((len(rows), width), -np.inf, dtype=np.float32)
+        for i in range(len(rows)):
+            extra = boost.indices[boost.indptr[i]:boost.indptr[i + 1]]
+            cand = np.unique(np.concatenate((rows[i][rows[i] >= 0], extra)))  # sorted, holds every extra
+            s = vectors[cand] @ u[i]
+            s[np.searchsorted(cand, extra)] += boost.data[boost.indptr[i]:boost.indptr[i + 1]].astype(np.float32)
+            order = np.lexsort((cand, -s))
+            out_rows[i, :len(cand)] = cand[order]
+            out_scores[i, :len(cand)] = s[order]
         return out_rows, out_scores

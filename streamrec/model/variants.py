@@ -37,7 +37,7 @@ def assign_variant(user_id: str, shares: Sequence[tuple[str, float]]) -> str:
 # Model settings a variant may override (ModelParams.from_config's names).
 VARIANT_SETTINGS = frozenset({
     "top_k", "half_life_events", "half_life_days", "event_weights", "exclude_purchased", "exclude_cart",
-    "include_categories", "exclude_categories", "cold_start_events",
+    "include_categories", "exclude_categories", "cold_start_events", "transition_weight", "transition_context",
 })
 DEFAULT_VARIANT = "default"
 

@@ -275,7 +275,7 @@ def test_the_cli_builds_a_catalog_file(tmp_path):
 
 
 def test_tuning_searches_the_grid_on_the_validation_split_only(monkeypatch):
-    monkeypatch.setattr(ev, "STREAMREC_GRID", {"half_life_events": (0.5, 20.0), "dim": (4, 8)})
+    monkeypatch.setattr(ev, "STREAMREC_GRID", {"half_life_events": (0.5, 20.0), "transition_weight": (0.0, 0.5)})
     monkeypatch.setattr(ev, "KNN_GRID", {"window": (0, 1), "neighbors": (10,)})
     splits = []
     real = ev.evaluate
@@ -289,7 +289,10 @@ def test_tuning_searches_the_grid_on_the_validation_split_only(monkeypatch):
     out = ev.tune(shop(users=30, days=60), PARAMS, ev.EvalSettings(test_days=10, models=models), EMB, rounds=1)
     assert splits and all(splits)  # never the test window
     assert out["streamrec"]["params"]["half_life_events"] in (0.5, 1.0)  # the start or better; never 20
-    assert out["streamrec"]["params"]["dim"] in (4, 8)
+    assert out["streamrec"]["params"]["transition_weight"] in (0.0, 0.5)
+    # what it chose is what an evaluation with --tuned runs
+    tuned = ev.EvalSettings().with_tuned({"streamrec": out["streamrec"]})
+    assert tuned.streamrec_params(PARAMS).half_life_events == out["streamrec"]["params"]["half_life_events"]
     assert out["item-knn"]["params"]["window"] in (0, 1) and out["session-knn"]["params"]["neighbors"] == 10
     assert {t["model"] for t in out["trials"]} == {"streamrec", "item-knn", "session-knn"}
 

@@ -1,0 +1,115 @@
+"""Item-to-item transitions: what tends to come next after a product, learned with the catalog.
+
+The decayed embedding says which products are *like* the user's recent ones; it cannot say which
+one comes *next* (the saucer after the cup, the next part of a set), which is what the sequential
+rules of Ludewig & Jannach (2018) capture. So the catalog can carry a sparse matrix ``T``:
+
+``T[a, b] = sum over the training sessions of 1/gap`` for every time ``b`` follows ``a`` at most
+``steps`` positions later in one session (the sessions of :func:`streamrec.embeddings.build_catalog`,
+consecutive repeats of a product already collapsed), the ``keep`` strongest successors of each
+product kept, each row divided by its largest entry (so a product's best successor scores 1
+whatever the product's popularity).
+
+At ranking time a user's last ``context`` product events (from the history the job keeps, newest
+first, weights 1, 1/2, 1/3, ...) gather their rows in one sparse product, and
+``weight x`` that sum is added to the user's cosine scores: :func:`transition_boost`. A catalog
+without transitions (older catalogs, synthetic ones) ranks exactly as the cosine alone.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_STEPS = 10
+DEFAULT_KEEP = 100
+
+
+def learn_transitions(rows: np.ndarray, sess: np.ndarray, n: int, steps: int = DEFAULT_STEPS,
+                      keep: int = DEFAULT_KEEP) -> sp.csr_matrix:
+    """(n, n) float32 CSR of rule strengths from product sequences: ``rows[i]`` the catalog row of
+    the i-th event, ``sess[i]`` its session (sessions contiguous, events in order)."""
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    val: list[np.ndarray] = []
+    for gap in range(1, max(1, steps) + 1):
+        if gap >= len(rows):
+            break
+        same = sess[gap:] == sess[:-gap]
+        a, b = rows[:-gap][same], rows[gap:][same]
+        differ = a != b
+        src.append(a[differ])
+        dst.append(b[differ])
+        val.append(np.full(int(differ.sum()), 1.0 / gap))
+    if not src:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    t = sp.csr_matrix((np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n),
+                      dtype=np.float64)
+    t.sum_duplicates()
+    return _prune_and_scale(t, keep)
+
+
+def _prune_and_scale(t: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Keep each row's ``keep`` largest entries (ties: the lower column), divided by the row's max."""
+    n = t.shape[0]
+    counts = np.diff(t.indptr)
+    row_of = np.repeat(np.arange(n), counts)
+    # by row, then strength descending, then column
+    order = np.lexsort((t.indices, -t.data, row_of))
+    rank = np.arange(len(order)) - np.repeat(t.indptr[:-1], counts)
+    chosen = order[rank < keep] if keep > 0 else order
+    r, c, v = row_of[chosen], t.indices[chosen], t.data[chosen]
+    top = np.zeros(n)
+    np.maximum.at(top, r, v)
+    out = sp.csr_matrix(((v / top[r]).astype(np.float32), (r, c)), shape=t.shape, dtype=np.float32)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def context_triplets(u: np.ndarray, rows: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (user, catalog row, weight) of each user's last ``context`` product entries: flat arrays
+    grouped by user (``u`` non-decreasing, oldest first); ``rows`` negative for an entry that is no
+    known product (a search, an unknown id), which is skipped. The newest product weighs 1, the one
+    before 1/2, then 1/3, ..."""
+    keep = rows >= 0
+    u, rows = u[keep], rows[keep]
+    m = len(u)
+    if m == 0 or context <= 0:
+        return u[:0], rows[:0], np.zeros(0)
+    last = np.ones(m, dtype=bool)
+    last[:-1] = u[:-1] != u[1:]
+    ends = np.flatnonzero(last)  # each user's last entry
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    end_of = np.repeat(ends, ends - starts + 1)
+    back = end_of - np.arange(m) + 1  # 1 for the newest entry of the user
+    near = back <= context
+    return u[near], rows[near], 1.0 / back[near]
+
+
+def transition_boost(transitions: Optional[sp.csr_matrix], u: np.ndarray, rows: np.ndarray, weights: np.ndarray,
+                     b: int) -> Optional[sp.csr_matrix]:
+    """(b, n) CSR: for user i, the sum of ``weights x T[row]`` over their context triplets
+    (:func:`context_triplets`); None when there are no transitions."""
+    if transitions is None or transitions.nnz == 0:
+        return None
+    n = transitions.shape[0]
+    ctx = sp.csr_matrix((weights, (u, rows)), shape=(b, n), dtype=np.float64)
+    out = (ctx @ transitions).tocsr()
+    out.sum_duplicates()
+    return out
+
+
+def history_boost(transitions: Optional[sp.csr_matrix], histories_rows: list[list[int]],
+                  context: int) -> Optional[sp.csr_matrix]:
+    """:func:`transition_boost` of users given as lists of catalog rows of their moving entries,
+    oldest first (-1 for an entry that is no known product)."""
+    if transitions is None or transitions.nnz == 0:
+        return None
+    sizes = [len(h) for h in histories_rows]
+    u = np.repeat(np.arange(len(histories_rows)), sizes)
+    rows = np.fromiter((r for h in histories_rows for r in h), dtype=np.int64, count=sum(sizes))
+    cu, cr, cw = context_triplets(u, rows, context)
+    return transition_boost(transitions, cu, cr, cw, len(histories_rows))
