@@ -145,7 +145,11 @@ def parse_event(
     max_ts: Optional[int] = None,
 ) -> Union[Event, BadRecord]:
     """Validate one raw record against the event contract (docs/ARCHITECTURE.md, "Contracts"); ``max_ts``: the
-    clock rule's bound (:func:`latest_ts`), None for none."""
+    clock rule's bound (:func:`latest_ts`), None for none.
+
+    The rules are checked in a fixed order (size, JSON, fields, ts, type, query and product, catalog,
+    clock), so a record that breaks several always gets the code of the first. On the job's hot path
+    (once per event): each step is one call that returns the BadRecord or what the next step needs."""
     if isinstance(raw, bytes):
         size = len(raw)
         text = raw.decode("utf-8", errors="replace")
@@ -155,77 +159,94 @@ def parse_event(
     if size > max_record_bytes:
         # Keep the dead letter itself bounded: the head of the payload is enough to find the producer.
         return BadRecord(OVERSIZED, f"record is {size} bytes, limit {max_record_bytes}", text[:1024])
+    obj = _json_object(text)
+    if isinstance(obj, BadRecord):
+        return obj
+    ts = _fields_and_ts(obj, text)
+    if isinstance(ts, BadRecord):
+        return ts
+    etype = obj["type"]
+    if etype not in EVENT_TYPES:
+        return BadRecord(UNKNOWN_TYPE, f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}",
+                         text)
+    product_id = obj.get("product_id")
+    query = obj.get("query")
+    bad = _query_and_product(etype, query, product_id, max_query_chars, text)
+    if bad is not None:
+        return bad
+    if product_id is not None and known_products is not None and product_id not in known_products:
+        return BadRecord(UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog", text)
+    if max_ts is not None and ts > max_ts:
+        return BadRecord(FUTURE_TS, f"'ts' {ts} is ahead of the clock by more than the allowed lead (latest "
+                                    f"accepted: {max_ts})", text)
+    return Event(obj["event_id"], obj["user_id"], ts, etype, product_id, query)
 
-    def bad(code: str, reason: str) -> BadRecord:
-        return BadRecord(code, reason, text)
 
+def _json_object(text: str) -> Union[dict[str, Any], BadRecord]:
+    """The record as a JSON object (NaN and Infinity refused as NON_FINITE), or its NOT_JSON letter."""
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
     except _NonFinite as exc:
-        return bad(NON_FINITE, f"non-finite number {exc}")
+        return BadRecord(NON_FINITE, f"non-finite number {exc}", text)
     except (ValueError, RecursionError) as exc:
-        return bad(NOT_JSON, f"not JSON: {exc}")
+        return BadRecord(NOT_JSON, f"not JSON: {exc}", text)
     if not isinstance(obj, dict):
-        return bad(NOT_JSON, f"expected a JSON object, got {type(obj).__name__}")
+        return BadRecord(NOT_JSON, f"expected a JSON object, got {type(obj).__name__}", text)
+    return obj
 
+
+def _fields_and_ts(obj: dict[str, Any], text: str) -> Union[int, BadRecord]:
+    """The required fields present, the ids valid strings, and ``ts`` as whole epoch milliseconds
+    (the int ts), or the first rule broken."""
     for name in ("event_id", "user_id", "ts", "type"):
         if obj.get(name) is None:
-            return bad(MISSING_FIELD, f"missing field {name!r}")
+            return BadRecord(MISSING_FIELD, f"missing field {name!r}", text)
     for name in ("event_id", "user_id", "type"):
         value = obj[name]
         if not isinstance(value, str):
-            return bad(WRONG_TYPE, f"{name!r} must be a string, got {type(value).__name__}")
+            return BadRecord(WRONG_TYPE, f"{name!r} must be a string, got {type(value).__name__}", text)
     for name in ("event_id", "user_id"):
         problem = text_problem(obj[name])
         if problem is not None:
-            return bad(BAD_ID, f"{name!r} {problem}")
-
+            return BadRecord(BAD_ID, f"{name!r} {problem}", text)
     ts = obj["ts"]
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        return bad(WRONG_TYPE, f"'ts' must be epoch milliseconds (a number), got {type(ts).__name__}")
+        return BadRecord(WRONG_TYPE, f"'ts' must be epoch milliseconds (a number), got {type(ts).__name__}", text)
     if isinstance(ts, float):
         if not math.isfinite(ts):
-            return bad(NON_FINITE, "'ts' is not finite")
+            return BadRecord(NON_FINITE, "'ts' is not finite", text)
         if not ts.is_integer():
-            return bad(WRONG_TYPE, "'ts' must be whole epoch milliseconds")
+            return BadRecord(WRONG_TYPE, "'ts' must be whole epoch milliseconds", text)
         ts = int(ts)
     if ts < 0 or ts > 32503680000000:  # year 3000: anything later is a unit mistake (micro/nanoseconds)
-        return bad(WRONG_TYPE, f"'ts' {ts} is not epoch milliseconds")
+        return BadRecord(WRONG_TYPE, f"'ts' {ts} is not epoch milliseconds", text)
+    return ts
 
-    etype = obj["type"]
-    if etype not in EVENT_TYPES:
-        return bad(UNKNOWN_TYPE, f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}")
 
-    product_id = obj.get("product_id")
-    query = obj.get("query")
+def _query_and_product(etype: str, query: Any, product_id: Any, max_query_chars: int,
+                       text: str) -> Optional[BadRecord]:
+    """A search has a valid query and may have a product; any other type has a valid product and no query."""
     if etype == "search":
         if query is None:
-            return bad(MISSING_FIELD, "a search event needs 'query'")
+            return BadRecord(MISSING_FIELD, "a search event needs 'query'", text)
         if not isinstance(query, str):
-            return bad(WRONG_TYPE, f"'query' must be a string, got {type(query).__name__}")
+            return BadRecord(WRONG_TYPE, f"'query' must be a string, got {type(query).__name__}", text)
         if len(query) > max_query_chars:
-            return bad(OVERSIZED, f"query has {len(query)} characters, limit {max_query_chars}")
+            return BadRecord(OVERSIZED, f"query has {len(query)} characters, limit {max_query_chars}", text)
         problem = text_problem(query, max_query_chars)
         if problem is not None:
-            return bad(BAD_ID, f"'query' {problem}")
+            return BadRecord(BAD_ID, f"'query' {problem}", text)
     elif query is not None:
-        return bad(WRONG_TYPE, f"'query' is only allowed on search events, not {etype!r}")
-
+        return BadRecord(WRONG_TYPE, f"'query' is only allowed on search events, not {etype!r}", text)
     if product_id is not None:
         if not isinstance(product_id, str):
-            return bad(WRONG_TYPE, f"'product_id' must be a string, got {type(product_id).__name__}")
+            return BadRecord(WRONG_TYPE, f"'product_id' must be a string, got {type(product_id).__name__}", text)
         problem = text_problem(product_id)
         if problem is not None:
-            return bad(BAD_ID, f"'product_id' {problem}")
+            return BadRecord(BAD_ID, f"'product_id' {problem}", text)
     elif etype != "search":
-        return bad(MISSING_FIELD, f"a {etype!r} event needs 'product_id'")
-    if product_id is not None and known_products is not None and product_id not in known_products:
-        return bad(UNKNOWN_PRODUCT, f"product {product_id!r} is not in the catalog")
-    if max_ts is not None and ts > max_ts:
-        return bad(FUTURE_TS, f"'ts' {ts} is ahead of the clock by more than the allowed lead (latest accepted: "
-                              f"{max_ts})")
-
-    return Event(obj["event_id"], obj["user_id"], ts, etype, product_id, query)
+        return BadRecord(MISSING_FIELD, f"a {etype!r} event needs 'product_id'", text)
+    return None
 
 
 def waiting_event(raw: Union[str, bytes], letter: BadRecord, max_record_bytes: int = 64 * 1024,
