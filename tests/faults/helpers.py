@@ -52,6 +52,21 @@ class FlinkRest(_FlinkRest):
         metric = int(float(values[0]["value"])) if values else 0
         return max(metric, len(self.exceptions(jid)))
 
+    def failures(self, jid: str) -> int:
+        """How often the job failed, from its exception history alone (up to Flink's
+        web.exception-history-size, 16). Never asks for metrics: a metrics query makes the cluster read
+        every gauge, the ranker's Python gauges too, and one read from a metrics thread while a failed
+        task's Python was being torn down crashed a minicluster's JVM (SIGSEGV in take_gil,
+        docs/GUARANTEES.md, "What is not guaranteed"). Tests that fail the job many times count with this."""
+        return len(self.exceptions(jid))
+
+    def latest_checkpoint(self, jid: str) -> int:
+        """The id of the job's newest completed checkpoint (0: none); asks for no metrics either. A
+        checkpoint completes only when every task runs and acknowledges it: after a failure, the
+        first one tells that the job has recovered."""
+        latest = self.get(f"/jobs/{jid}/checkpoints").get("latest", {}).get("completed")
+        return int(latest["id"]) if latest else 0
+
     def exceptions(self, jid: str) -> list[dict[str, Any]]:
         return list(self.get(f"/jobs/{jid}/exceptions").get("exceptionHistory", {}).get("entries", []))
 
@@ -277,6 +292,35 @@ def taskmanager_fatal_errors(profile: localstack.Profile) -> list[str]:
     return found
 
 
+def kill9_service(profile: localstack.Profile, service: str) -> list[int]:
+    """kill -9 every process of the profile's ``service`` ("kafka", "cassandra"): no shutdown hook,
+    no flush, as when the machine or the JVM dies. Found as localstack finds them (the command line
+    names the profile's folder of that service). Returns the pids killed."""
+    marker = str(localstack.run_dir(profile) / service)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd and "java" in cmd.split(" ", 1)[0]:
+                pids.append(int(entry.name))
+    assert pids, f"no {service} process of {profile.name} to kill"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and _not_zombie(pid) for pid in pids), timeout=30,
+             what=f"{service} to die")
+    return pids
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -299,9 +343,21 @@ class PacedProducer(threading.Thread):
         self.sent = 0
         self.error: Optional[BaseException] = None
         self._hurry = threading.Event()
+        self._go = threading.Event()
+        self._go.set()
+        self._idle = threading.Event()  # paused, with nothing in flight
 
     def hurry(self) -> None:
         self._hurry.set()
+
+    def pause(self, timeout: float = 120) -> None:
+        """Stop sending after the chunk in flight (acknowledged); returns once it is."""
+        self._idle.clear()
+        self._go.clear()
+        assert self._idle.wait(timeout) or not self.is_alive(), "the producer did not pause"
+
+    def resume(self) -> None:
+        self._go.set()
 
     def run(self) -> None:
         from kafka import KafkaProducer
@@ -312,6 +368,9 @@ class PacedProducer(threading.Thread):
                                  linger_ms=5, max_request_size=1024 * 1024, **client_options(self.config))
         try:
             for start in range(0, len(self.lines), self.chunk):
+                if not self._go.is_set():
+                    self._idle.set()
+                    self._go.wait()
                 report = produce_lines(self.lines[start:start + self.chunk], self.config, raw=True, producer=producer)
                 assert not report.rejected, report.rejected
                 self.sent += report.sent
@@ -320,15 +379,85 @@ class PacedProducer(threading.Thread):
         except BaseException as exc:
             self.error = exc
         finally:
+            self._idle.set()
             producer.close()
 
     def finish(self, timeout: float = 300) -> int:
         self.hurry()
+        self.resume()
         self.join(timeout)
         assert not self.is_alive(), "the producer did not finish"
         if self.error is not None:
             raise self.error
         return self.sent
+
+
+@dataclass
+class SequenceReport:
+    """The independent per-user check of `events`: what each user's partition holds against what was
+    produced, in the table's clustering order (ts DESC, event_id ASC; docs/ARCHITECTURE.md, Contracts)."""
+
+    users: int = 0
+    expected: int = 0
+    found: int = 0
+    missing: list[str] = field(default_factory=list)  # produced, not stored (gaps)
+    doubled: list[str] = field(default_factory=list)  # stored more than once (under another ts or user)
+    extra: list[str] = field(default_factory=list)  # stored, never produced
+    out_of_order: list[str] = field(default_factory=list)  # users whose partition is not in the contract's order
+    unexpected_users: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.doubled or self.extra or self.out_of_order or self.unexpected_users)
+
+    def summary(self) -> str:
+        return (f"{self.users} users, {self.expected} events expected, {self.found} found; missing "
+                f"{len(self.missing)} {self.missing[:5]}, doubled {len(self.doubled)} {self.doubled[:5]}, extra "
+                f"{len(self.extra)} {self.extra[:5]}, out of order {self.out_of_order[:5]}, users never produced "
+                f"{self.unexpected_users[:5]}")
+
+
+def user_sequences(config: Config, expected: list[tuple[str, str, int]]) -> SequenceReport:
+    """Every produced event (user_id, event_id, ts in ms) present exactly once in `events`, each user's
+    partition in the contract's order, no other user's partition: read from Cassandra with plain CQL,
+    sharing nothing with verify (nor the parser). ``expected`` holds the valid events the test sent."""
+    from collections import Counter
+
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for user, event_id, ts in expected:
+        by_user.setdefault(user, []).append((ts, event_id))
+    report = SequenceReport(users=len(by_user), expected=len(expected))
+    session = connect(config, config.keyspace)
+    try:
+        ks = config.keyspace
+        read = session.prepare(f"SELECT ts, event_id FROM {ks}.events WHERE user_id = ?")
+        read.fetch_size = 5000
+        stored_ids: Counter[str] = Counter()
+        for user, events in sorted(by_user.items()):
+            rows = [(_ms(r.ts), r.event_id) for r in session.execute(read, (user,), timeout=120)]
+            report.found += len(rows)
+            stored_ids.update(event_id for _, event_id in rows)
+            want = sorted(set(events), key=lambda e: (-e[0], e[1]))  # ts DESC, event_id ASC
+            wanted, have = set(want), set(rows)
+            report.missing += [f"{user}/{eid}@{ts}" for ts, eid in want if (ts, eid) not in have]
+            report.extra += [f"{user}/{eid}@{ts}" for ts, eid in rows if (ts, eid) not in wanted]
+            if [r for r in rows if r in wanted] != [w for w in want if w in have]:
+                report.out_of_order.append(user)
+        report.doubled = sorted(eid for eid, n in stored_ids.items() if n > 1)
+        stored_users = {r.user_id for r in session.execute(f"SELECT DISTINCT user_id FROM {ks}.events", timeout=120)}
+        report.unexpected_users = sorted(stored_users - set(by_user))
+    finally:
+        session.cluster.shutdown()
+    return report
+
+
+def _ms(dt: Any) -> int:
+    """A driver timestamp (a naive UTC datetime) in epoch ms, computed here rather than with the
+    project's helper, so that the check shares no code with what it checks. Rounded: the driver
+    builds the datetime from float seconds, which can land just below the stored millisecond."""
+    import datetime as _dt
+
+    return round((dt - _dt.datetime(1970, 1, 1)) / _dt.timedelta(milliseconds=1))
 
 
 def count_events(config: Config) -> int:
