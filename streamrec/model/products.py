@@ -62,20 +62,17 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
     """One `products` record -> ProductUpdate, or BadRecord (with the events' error codes).
 
     ``dim``: the catalog's embedding dimension; an embedding of another length is WRONG_TYPE.
+    The fields are checked in a fixed order (product_id, title, category, price, in_stock,
+    embedding): a record that breaks several rules gets the code of the first.
     """
     if raw is None:
         return BadRecord(NOT_JSON, "null record", "")
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     if len(text.encode("utf-8")) > max_record_bytes:
         return BadRecord(OVERSIZED, f"record over {max_record_bytes} bytes", text[:1024])
-    try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        if str(exc) in ("NaN", "Infinity", "-Infinity"):
-            return BadRecord(NON_FINITE, f"non-finite number {exc}", text)
-        return BadRecord(NOT_JSON, f"not JSON: {exc}", text)
-    if not isinstance(obj, dict):
-        return BadRecord(NOT_JSON, "not a JSON object", text)
+    obj = _update_object(text)
+    if isinstance(obj, BadRecord):
+        return obj
     pid = obj.get("product_id")
     if pid is None:
         return BadRecord(MISSING_FIELD, "product_id is required", text)
@@ -85,6 +82,33 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
     if problem is not None:
         return BadRecord(BAD_ID, f"product_id {problem}", text)
     out: dict[str, Any] = {"product_id": pid}
+    bad = _text_fields(obj, out, text) or _price_and_stock(obj, out, text)
+    if bad is not None:
+        return bad
+    emb = obj.get("embedding")
+    if emb is not None:
+        vector = _embedding(emb, dim, text)
+        if isinstance(vector, BadRecord):
+            return vector
+        out["embedding"] = vector
+    return ProductUpdate(**out)
+
+
+def _update_object(text: str) -> Union[dict[str, Any], BadRecord]:
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        if str(exc) in ("NaN", "Infinity", "-Infinity"):
+            return BadRecord(NON_FINITE, f"non-finite number {exc}", text)
+        return BadRecord(NOT_JSON, f"not JSON: {exc}", text)
+    if not isinstance(obj, dict):
+        return BadRecord(NOT_JSON, "not a JSON object", text)
+    return obj
+
+
+def _text_fields(obj: dict[str, Any], out: dict[str, Any], text: str) -> Optional[BadRecord]:
+    """title and category, those given, into ``out``: strings of at most MAX_TEXT_CHARS under the
+    text rule (empty allowed)."""
     for name in ("title", "category"):
         v = obj.get(name)
         if v is None:
@@ -95,6 +119,11 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
         if problem is not None:
             return BadRecord(BAD_ID, f"{name} {problem}", text)
         out[name] = v
+    return None
+
+
+def _price_and_stock(obj: dict[str, Any], out: dict[str, Any], text: str) -> Optional[BadRecord]:
+    """price (a finite number, as float) and in_stock (a bool), those given, into ``out``."""
     price = obj.get("price")
     if price is not None:
         if isinstance(price, bool) or not isinstance(price, (int, float)):
@@ -107,16 +136,18 @@ def parse_product_update(raw: Union[str, bytes, None], dim: Optional[int] = None
         if not isinstance(stock, bool):
             return BadRecord(WRONG_TYPE, "in_stock must be true or false", text)
         out["in_stock"] = stock
-    emb = obj.get("embedding")
-    if emb is not None:
-        if not isinstance(emb, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in emb):
-            return BadRecord(WRONG_TYPE, "embedding must be a list of numbers", text)
-        if dim is not None and len(emb) != dim:
-            return BadRecord(WRONG_TYPE, f"embedding has {len(emb)} numbers, the catalog's have {dim}", text)
-        if not all(math.isfinite(x) for x in emb):
-            return BadRecord(NON_FINITE, "embedding holds a non-finite number", text)
-        out["embedding"] = tuple(float(x) for x in emb)
-    return ProductUpdate(**out)
+    return None
+
+
+def _embedding(emb: Any, dim: Optional[int], text: str) -> Union[tuple[float, ...], BadRecord]:
+    """A list of ``dim`` finite numbers (any length when ``dim`` is None), as floats."""
+    if not isinstance(emb, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in emb):
+        return BadRecord(WRONG_TYPE, "embedding must be a list of numbers", text)
+    if dim is not None and len(emb) != dim:
+        return BadRecord(WRONG_TYPE, f"embedding has {len(emb)} numbers, the catalog's have {dim}", text)
+    if not all(math.isfinite(x) for x in emb):
+        return BadRecord(NON_FINITE, "embedding holds a non-finite number", text)
+    return tuple(float(x) for x in emb)
 
 
 def _unit(v: Iterable[float], dim: int) -> np.ndarray:
