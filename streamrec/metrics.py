@@ -18,7 +18,7 @@ from __future__ import annotations
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Container, Iterable, Optional
 
 GROUP = "streamrec"
 JOB_PREFIX = "flink_taskmanager_job_task_operator_"
@@ -270,6 +270,9 @@ def _bucket_quantile(q: float, buckets: dict[float, float]) -> Optional[float]:
     return None
 
 
+_SeriesKey = tuple[str, tuple[tuple[str, str], ...]]  # (metric name, its labels but the instance's)
+
+
 def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     """`streamrec metrics`' default view: one row per metric and label set, sorted by name.
     Counters and gauges: ``value``, summed over subtasks (the largest subtask's for a metric whose
@@ -278,23 +281,16 @@ def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     over its buckets) and ``max`` (Flink: the largest subtask's ``_max``; None where not exported)."""
     samples = list(samples)
     histograms = _histograms(samples)
-
-    def base(name: str) -> tuple[str, str]:
-        for part in _HISTOGRAM_PARTS:
-            if name.endswith(part) and name[: -len(part)] in histograms:
-                return name[: -len(part)], part
-        return name, ""
-
     largest = {m.name for m in ALL_METRICS if m.over_subtasks == "max"}
-    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    hist: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
-    buckets: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+    values: dict[_SeriesKey, float] = {}
+    hist: dict[_SeriesKey, dict[str, Any]] = {}
+    buckets: dict[_SeriesKey, dict[float, float]] = {}
     for s in samples:
         if s.name.endswith("_created"):  # prometheus-client's creation timestamps: not a figure
             continue
         own = tuple(sorted((k, v) for k, v in s.labels.items()
                            if k not in _INSTANCE_LABELS and k not in ("quantile", "le")))
-        name, part = base(s.name)
+        name, part = _histogram_part(s.name, histograms)
         if name not in histograms:
             if name in largest:
                 values[(name, own)] = max(values.get((name, own), s.value), s.value)
@@ -302,23 +298,40 @@ def compact(samples: Iterable[Sample]) -> list[dict[str, Any]]:
                 values[(name, own)] = values.get((name, own), 0.0) + s.value
             continue
         h = hist.setdefault((name, own), {"count": 0.0, "p50": None, "p99": None, "max": None})
-        value = s.value
-        if part == "_count":
-            h["count"] += value
-        elif part == "_max":
-            h["max"] = value if h["max"] is None else max(h["max"], value)
-        elif part == "_bucket":
-            b = buckets.setdefault((name, own), {})
-            bound = float(s.labels["le"])
-            b[bound] = b.get(bound, 0.0) + value
-        elif part == "" and value == value:  # a quantile; NaN: that subtask has no values yet
-            figure = {"0.5": "p50", "0.99": "p99"}.get(s.labels.get("quantile", ""))
-            if figure is not None:
-                h[figure] = value if h[figure] is None else max(h[figure], value)
+        _add_to_histogram(h, buckets, (name, own), part, s)
     for key, b in buckets.items():
         hist[key]["p50"] = _bucket_quantile(0.5, b)
         hist[key]["p99"] = _bucket_quantile(0.99, b)
+    return _compact_rows(values, hist)
 
+
+def _histogram_part(name: str, histograms: Container[str]) -> tuple[str, str]:
+    """(histogram, part) for a sample of a histogram (part "" for a quantile), else (name, "")."""
+    for part in _HISTOGRAM_PARTS:
+        if name.endswith(part) and name[: -len(part)] in histograms:
+            return name[: -len(part)], part
+    return name, ""
+
+
+def _add_to_histogram(h: dict[str, Any], buckets: dict[_SeriesKey, dict[float, float]], key: _SeriesKey,
+                      part: str, s: Sample) -> None:
+    """One sample of a histogram series: its count, max, bucket or quantile (the worst subtask's)."""
+    value = s.value
+    if part == "_count":
+        h["count"] += value
+    elif part == "_max":
+        h["max"] = value if h["max"] is None else max(h["max"], value)
+    elif part == "_bucket":
+        b = buckets.setdefault(key, {})
+        bound = float(s.labels["le"])
+        b[bound] = b.get(bound, 0.0) + value
+    elif part == "" and value == value:  # a quantile; NaN: that subtask has no values yet
+        figure = {"0.5": "p50", "0.99": "p99"}.get(s.labels.get("quantile", ""))
+        if figure is not None:
+            h[figure] = value if h[figure] is None else max(h[figure], value)
+
+
+def _compact_rows(values: dict[_SeriesKey, float], hist: dict[_SeriesKey, dict[str, Any]]) -> list[dict[str, Any]]:
     def number(v: Optional[float]) -> Any:
         return None if v is None else int(v) if float(v).is_integer() else round(v, 6)
 

@@ -20,12 +20,13 @@ Building indexes (k-means, HNSW graph) may use every core: only the queries are 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -210,7 +211,6 @@ def run(opts: TopkOptions) -> list[dict[str, Any]]:
     results_path = Path(opts.results_path) if opts.results_path else results.bench_dir() / "topk.jsonl"
     machine = results.machine()
     all_threads = os.cpu_count() or 1
-    uci: Optional[UciData] = None
     records: list[dict[str, Any]] = []
 
     def record(**fields: Any) -> None:
@@ -219,6 +219,38 @@ def run(opts: TopkOptions) -> list[dict[str, Any]]:
         results.append(results_path, rec)
         records.append(rec)
 
+    for dataset, catalog, queries, label in _datasets(opts):
+        size = len(catalog)
+        _say(f"{dataset}: {size} products x {catalog.dim}, {len(queries)} queries ({label})")
+        # exact reference: the job's own function (numpy), one thread
+        with threadpool_limits(1):
+            exact_s, truth = _timed(_numpy_search(catalog, opts.k), queries,
+                                    64 if size >= 1_000_000 else opts.batch)
+        base = {"dataset": dataset, "dataset_label": label, "catalog_size": size, "queries": len(queries)}
+        if "numpy" in opts.methods:
+            bs = 64 if size >= 1_000_000 else opts.batch
+            record(**base, method="numpy", param=None, batch=bs, build_s=0.0,
+                   events_per_s_per_core=round(1.0 / exact_s, 1), recall=1.0)
+            _say(f"  numpy exact (batch {bs}): {1.0 / exact_s:,.0f} queries/s per core")
+        with threadpool_limits(1):
+            faiss.omp_set_num_threads(1)
+            bench = _FaissBench(opts, catalog, queries, truth, functools.partial(record, **base), all_threads)
+            if "flat" in opts.methods:
+                bench.flat()
+            if "ivf" in opts.methods:
+                bench.ivf()
+            if "hnsw" in opts.methods and size <= opts.hnsw_max_size:
+                bench.hnsw()
+            faiss.omp_set_num_threads(all_threads)
+    _say(f"results appended to {results_path}")
+    for line in summary_table(records, opts.recall_floor):
+        print(line)
+    return records
+
+
+def _datasets(opts: TopkOptions) -> Iterator[tuple[str, Catalog, np.ndarray, str]]:
+    """(dataset, catalog, queries, label) of each dataset and size, in order; UCI is read once."""
+    uci: Optional[UciData] = None
     for dataset in opts.datasets:
         sizes = list(opts.sizes)
         if dataset == "uci":
@@ -236,82 +268,85 @@ def run(opts: TopkOptions) -> list[dict[str, Any]]:
                 catalog, queries, label = uci.dataset(n, nq, opts.seed)
             else:
                 raise ValueError(f"unknown dataset {dataset!r}")
-            size = len(catalog)
-            _say(f"{dataset}: {size} products x {catalog.dim}, {len(queries)} queries ({label})")
-            vectors = catalog.vectors
-            # exact reference: the job's own function (numpy), one thread
-            with threadpool_limits(1):
-                exact_s, truth = _timed(_numpy_search(catalog, opts.k), queries,
-                                        64 if size >= 1_000_000 else opts.batch)
-            base = {"dataset": dataset, "dataset_label": label, "catalog_size": size, "queries": len(queries)}
-            if "numpy" in opts.methods:
-                bs = 64 if size >= 1_000_000 else opts.batch
-                record(**base, method="numpy", param=None, batch=bs, build_s=0.0,
-                       events_per_s_per_core=round(1.0 / exact_s, 1), recall=1.0)
-                _say(f"  numpy exact (batch {bs}): {1.0 / exact_s:,.0f} queries/s per core")
-            with threadpool_limits(1):
-                faiss.omp_set_num_threads(1)
-                if "flat" in opts.methods:
-                    index: Any = faiss.IndexFlatIP(catalog.dim)
-                    index.add(vectors)
-                    sec, found = _timed(_faiss_search(index, opts.k), queries, opts.batch)
-                    rec = recall_at_k(found, truth)
-                    record(**base, method="faiss-flat", param=None, build_s=0.0,
-                           events_per_s_per_core=round(1.0 / sec, 1), recall=round(rec, 4))
-                    _say(f"  faiss flat: {1.0 / sec:,.0f} queries/s per core, recall {rec:.4f}")
-                    del index
-                if "ivf" in opts.methods:
-                    nlist = max(16, int(4 * np.sqrt(size)))
-                    faiss.omp_set_num_threads(all_threads)
-                    t0 = time.perf_counter()
-                    quantizer = faiss.IndexFlatIP(catalog.dim)
-                    index = faiss.IndexIVFFlat(quantizer, catalog.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-                    rng = np.random.default_rng(opts.seed)
-                    train = vectors[rng.choice(size, size=min(size, 64 * nlist), replace=False)]
-                    index.train(train)
-                    index.add(vectors)
-                    build = time.perf_counter() - t0
-                    faiss.omp_set_num_threads(1)
-                    for nprobe in NPROBES:
-                        if nprobe > nlist:
-                            break
-                        index.nprobe = nprobe
-                        sec, found = _timed(_faiss_search(index, opts.k), queries, opts.batch)
-                        rec = recall_at_k(found, truth)
-                        record(**base, method="faiss-ivf", param={"nlist": nlist, "nprobe": nprobe},
-                               build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
-                               recall=round(rec, 4))
-                        _say(f"  faiss IVF{nlist} nprobe {nprobe}: {1.0 / sec:,.0f} queries/s per core, "
-                             f"recall {rec:.4f}")
-                        if rec >= 0.999:
-                            break
-                    del index, quantizer
-                if "hnsw" in opts.methods and size <= opts.hnsw_max_size:
-                    faiss.omp_set_num_threads(all_threads)
-                    t0 = time.perf_counter()
-                    index = faiss.IndexHNSWFlat(catalog.dim, opts.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-                    index.hnsw.efConstruction = opts.hnsw_ef_construction
-                    index.add(vectors)
-                    build = time.perf_counter() - t0
-                    faiss.omp_set_num_threads(1)
-                    for ef in EF_SEARCH:
-                        index.hnsw.efSearch = ef
-                        sec, found = _timed(_faiss_search(index, opts.k), queries, opts.batch)
-                        rec = recall_at_k(found, truth)
-                        record(**base, method="faiss-hnsw",
-                               param={"M": opts.hnsw_m, "efConstruction": opts.hnsw_ef_construction, "efSearch": ef},
-                               build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
-                               recall=round(rec, 4))
-                        _say(f"  faiss HNSW{opts.hnsw_m} efSearch {ef}: {1.0 / sec:,.0f} queries/s per core, "
-                             f"recall {rec:.4f} (build {build:.0f} s)")
-                        if rec >= 0.999:
-                            break
-                    del index
-                faiss.omp_set_num_threads(all_threads)
-    _say(f"results appended to {results_path}")
-    for line in summary_table(records, opts.recall_floor):
-        print(line)
-    return records
+            yield dataset, catalog, queries, label
+
+
+class _FaissBench:
+    """The faiss indexes of one catalog, each searched one thread at a time (built with all threads)
+    against the exact ``truth``; ``record`` appends a result record."""
+
+    def __init__(self, opts: TopkOptions, catalog: Catalog, queries: np.ndarray, truth: np.ndarray,
+                 record: Callable[..., None], all_threads: int) -> None:
+        self.opts, self.catalog, self.queries, self.truth = opts, catalog, queries, truth
+        self.record, self.all_threads = record, all_threads
+
+    def flat(self) -> None:
+        import faiss
+
+        opts = self.opts
+        index: Any = faiss.IndexFlatIP(self.catalog.dim)
+        index.add(self.catalog.vectors)
+        sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
+        rec = recall_at_k(found, self.truth)
+        self.record(method="faiss-flat", param=None, build_s=0.0,
+                    events_per_s_per_core=round(1.0 / sec, 1), recall=round(rec, 4))
+        _say(f"  faiss flat: {1.0 / sec:,.0f} queries/s per core, recall {rec:.4f}")
+        del index
+
+    def ivf(self) -> None:
+        import faiss
+
+        opts, vectors, size = self.opts, self.catalog.vectors, len(self.catalog)
+        nlist = max(16, int(4 * np.sqrt(size)))
+        faiss.omp_set_num_threads(self.all_threads)
+        t0 = time.perf_counter()
+        quantizer = faiss.IndexFlatIP(self.catalog.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.catalog.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(opts.seed)
+        train = vectors[rng.choice(size, size=min(size, 64 * nlist), replace=False)]
+        index.train(train)
+        index.add(vectors)
+        build = time.perf_counter() - t0
+        faiss.omp_set_num_threads(1)
+        for nprobe in NPROBES:
+            if nprobe > nlist:
+                break
+            index.nprobe = nprobe
+            sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
+            rec = recall_at_k(found, self.truth)
+            self.record(method="faiss-ivf", param={"nlist": nlist, "nprobe": nprobe},
+                        build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
+                        recall=round(rec, 4))
+            _say(f"  faiss IVF{nlist} nprobe {nprobe}: {1.0 / sec:,.0f} queries/s per core, "
+                 f"recall {rec:.4f}")
+            if rec >= 0.999:
+                break
+        del index, quantizer
+
+    def hnsw(self) -> None:
+        import faiss
+
+        opts = self.opts
+        faiss.omp_set_num_threads(self.all_threads)
+        t0 = time.perf_counter()
+        index = faiss.IndexHNSWFlat(self.catalog.dim, opts.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = opts.hnsw_ef_construction
+        index.add(self.catalog.vectors)
+        build = time.perf_counter() - t0
+        faiss.omp_set_num_threads(1)
+        for ef in EF_SEARCH:
+            index.hnsw.efSearch = ef
+            sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
+            rec = recall_at_k(found, self.truth)
+            self.record(method="faiss-hnsw",
+                        param={"M": opts.hnsw_m, "efConstruction": opts.hnsw_ef_construction, "efSearch": ef},
+                        build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
+                        recall=round(rec, 4))
+            _say(f"  faiss HNSW{opts.hnsw_m} efSearch {ef}: {1.0 / sec:,.0f} queries/s per core, "
+                 f"recall {rec:.4f} (build {build:.0f} s)")
+            if rec >= 0.999:
+                break
+        del index
 
 
 def best_per_method(records: Sequence[dict[str, Any]], floor: float) -> list[dict[str, Any]]:

@@ -39,19 +39,7 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
     The phase starts with the first row of one of ``first_users`` (the users of the phase's first
     events; default: any of ``expected``), so rows left by an earlier phase (the warm-up) do not count."""
     one_q = prepare_event_id_read(session)
-    watch_first = list(first_users or expected)[:16]
-    t_first: Optional[float] = None
-    while t_first is None:
-        t0 = time.time()
-        futures = [session.execute_async(one_q, (u,)) for u in watch_first]
-        if any(f.result().one() is not None for f in futures):
-            t_first = (t0 + time.time()) / 2
-            break
-        if not system.alive():
-            raise RuntimeError(f"{system.name} stopped before writing anything:\n{system.log_tail()}")
-        if time.time() - t_start > timeout:
-            raise TimeoutError(f"{system.name} wrote nothing in {timeout:.0f} s:\n{system.log_tail()}")
-        time.sleep(0.05)
+    t_first = _wait_first_row(session, one_q, system, list(first_users or expected)[:16], t_start, timeout)
     say(f"{system.name}: first row after {t_first - t_start:.1f} s (start-up)")
     pending = dict(expected)
     timeline: list[tuple[float, int]] = []
@@ -60,24 +48,10 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
     while pending:
         t0 = time.time()
         before = len(pending)
-        best = -1
         if len(pending) > 300:
-            for row in session.execute("SELECT user_id, event_id FROM recommendations", timeout=60):
-                if row.user_id not in expected:  # another phase's user (the warm-up): other sequence numbers
-                    continue
-                best = max(best, _event_seq(row.event_id or ""))
-                if pending.get(row.user_id) == row.event_id:
-                    del pending[row.user_id]
-            interval = 1.0
+            best, interval = _poll_by_scan(session, expected, pending), 1.0
         else:
-            futures = [(u, session.execute_async(one_q, (u,))) for u in pending]
-            for u, f in futures:
-                row = f.result().one()
-                if row is not None:
-                    best = max(best, _event_seq(row.event_id or ""))
-                    if row.event_id == pending[u]:
-                        del pending[u]
-            interval = 0.1
+            best, interval = _poll_by_user(session, one_q, pending), 0.1
         now = time.time()
         if best >= 0:
             timeline.append((now, best))
@@ -85,7 +59,7 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
             last_progress = now
         if now - last_report > 5:
             say(f"{system.name}: {len(expected) - len(pending)}/{len(expected)} users complete, "
-                 f"event #{best} seen, {now - t_first:.0f} s")
+                f"event #{best} seen, {now - t_first:.0f} s")
             last_report = now
         if on_tick is not None:
             on_tick()
@@ -97,6 +71,47 @@ def watch_throughput(session: Any, system: System, expected: dict[str, str], t_s
             raise TimeoutError(f"{system.name}: no progress for {timeout:.0f} s, {len(pending)} users incomplete")
         time.sleep(max(0.0, interval - (time.time() - t0)))
     raise AssertionError("unreachable")
+
+
+def _wait_first_row(session: Any, one_q: Any, system: System, watch_first: list[str], t_start: float,
+                    timeout: float) -> float:
+    """When the first row of one of ``watch_first`` appeared (the middle of the poll that saw it)."""
+    while True:
+        t0 = time.time()
+        futures = [session.execute_async(one_q, (u,)) for u in watch_first]
+        if any(f.result().one() is not None for f in futures):
+            return (t0 + time.time()) / 2
+        if not system.alive():
+            raise RuntimeError(f"{system.name} stopped before writing anything:\n{system.log_tail()}")
+        if time.time() - t_start > timeout:
+            raise TimeoutError(f"{system.name} wrote nothing in {timeout:.0f} s:\n{system.log_tail()}")
+        time.sleep(0.05)
+
+
+def _poll_by_scan(session: Any, expected: dict[str, str], pending: dict[str, str]) -> int:
+    """One read of the whole table (many users pending): drops from ``pending`` the users whose row
+    names their final event; the highest event sequence number seen (-1: none)."""
+    best = -1
+    for row in session.execute("SELECT user_id, event_id FROM recommendations", timeout=60):
+        if row.user_id not in expected:  # another phase's user (the warm-up): other sequence numbers
+            continue
+        best = max(best, _event_seq(row.event_id or ""))
+        if pending.get(row.user_id) == row.event_id:
+            del pending[row.user_id]
+    return best
+
+
+def _poll_by_user(session: Any, one_q: Any, pending: dict[str, str]) -> int:
+    """One read per pending user (few left): as :func:`_poll_by_scan`."""
+    best = -1
+    futures = [(u, session.execute_async(one_q, (u,))) for u in pending]
+    for u, f in futures:
+        row = f.result().one()
+        if row is not None:
+            best = max(best, _event_seq(row.event_id or ""))
+            if row.event_id == pending[u]:
+                del pending[u]
+    return best
 
 
 def first_users(events: Sequence[GenEvent], expected: dict[str, str], n: int = 16) -> list[str]:
