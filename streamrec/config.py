@@ -35,8 +35,8 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
 DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
 # The transition term (streamrec.model.transitions), chosen on UCI's validation split (docs/EVALUATION.md).
-DEFAULT_TRANSITION_WEIGHT = 0.0
-DEFAULT_TRANSITION_CONTEXT = 3
+DEFAULT_TRANSITION_WEIGHT = 0.2
+DEFAULT_TRANSITION_CONTEXT = 5
 PYTHON_EXECUTION_MODES = ("process", "thread")
 HOT_PATHS = ("batch", "per-event")
 # Cassandra's consistency levels (reads cannot use ANY; SERIAL levels are for lightweight transactions)

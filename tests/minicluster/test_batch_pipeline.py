@@ -15,6 +15,7 @@ from streamrec.jobs.pipeline import build_pipeline, model_params
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.model import UserState, apply_event, excluded_ids, is_cold, recommend_users, write_timestamp_us
+from streamrec.model.transitions import learn_transitions
 from streamrec.udfs.operators import RECOMMENDATION_FIELDS
 from tests.minicluster.test_pipeline import BAD, local_env
 
@@ -29,11 +30,16 @@ def run(tmp_path_factory):
     vectors = rng.normal(size=(60, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     titles = tuple(f"lamp {i}" if i % 3 == 0 else f"chair {i}" for i in range(60))
-    catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors, titles=titles)
+    # a catalog file with item-to-item transitions, as `catalog build` writes it: the job adds their
+    # term to its ranking (STREAMREC_TRANSITION_WEIGHT), and must rank as the offline model does
+    sequence = rng.integers(0, 60, size=600)
+    transitions = learn_transitions(sequence, np.arange(600) // 12, 60, steps=5, keep=10)
+    catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors, titles=titles, transitions=transitions)
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     # small batches, so that a user's events span several of them
-    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="batch", batch_max_events=16)
+    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="batch", batch_max_events=16,
+                    transition_weight=0.3, transition_context=3)
 
     r = random.Random(5)
     valid = []

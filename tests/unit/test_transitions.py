@@ -137,3 +137,24 @@ def test_the_jobs_batched_ranking_adds_the_transition_term_as_the_offline_model_
         plain = dataclasses.replace(params, transition_weight=0.0)
         changed += recommend_users([state], cat, plain)[0].product_ids != f.recommendation.product_ids
     assert changed > 0  # the term did reorder some lists
+
+
+def test_with_the_ivf_index_a_product_the_transition_term_names_is_ranked_even_far_from_the_user():
+    from streamrec.model.model import top_k_batch
+    from streamrec.model.ranking import Ranker, user_like_queries
+    from tests.unit.test_ranking import clustered_catalog
+
+    cat = clustered_catalog()
+    ranker = Ranker(cat, ann_min_products=1000, k=10)
+    assert ranker.ann is not None
+    q = user_like_queries(cat, 30, seed=7)
+    mask = np.ones(len(cat), dtype=bool)
+    # each user's boosted product is the one least like them: the index alone would never return it
+    far = np.argmin(q @ cat.vectors.T, axis=1)
+    boost = sp.csr_matrix((np.full(len(q), 5.0), (np.arange(len(q)), far)), shape=(len(q), len(cat)))
+    rows, scores = ranker.top_k(q, 10, [[]] * len(q), mask, boost)
+    assert (rows[:, 0] == far).all()  # cosine >= -1, + 5: first
+    exact, exact_scores = top_k_batch(q, cat, 10, [[]] * len(q), mask, boost)
+    assert (exact[:, 0] == far).all()
+    np.testing.assert_allclose(scores[:, 0], exact_scores[:, 0], rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
