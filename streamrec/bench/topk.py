@@ -280,17 +280,22 @@ class _FaissBench:
         self.opts, self.catalog, self.queries, self.truth = opts, catalog, queries, truth
         self.record, self.all_threads = record, all_threads
 
+    def _measure(self, index: Any, method: str, param: Optional[dict[str, Any]], build_s: float, label: str,
+                 note: str = "") -> float:
+        """Search ``index`` as it is set now, one thread; record and print the result; its recall."""
+        sec, found = _timed(_faiss_search(index, self.opts.k), self.queries, self.opts.batch)
+        rec = recall_at_k(found, self.truth)
+        self.record(method=method, param=param, build_s=build_s, events_per_s_per_core=round(1.0 / sec, 1),
+                    recall=round(rec, 4))
+        _say(f"  {label}: {1.0 / sec:,.0f} queries/s per core, recall {rec:.4f}{note}")
+        return rec
+
     def flat(self) -> None:
         import faiss
 
-        opts = self.opts
         index: Any = faiss.IndexFlatIP(self.catalog.dim)
         index.add(self.catalog.vectors)
-        sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
-        rec = recall_at_k(found, self.truth)
-        self.record(method="faiss-flat", param=None, build_s=0.0,
-                    events_per_s_per_core=round(1.0 / sec, 1), recall=round(rec, 4))
-        _say(f"  faiss flat: {1.0 / sec:,.0f} queries/s per core, recall {rec:.4f}")
+        self._measure(index, "faiss-flat", None, 0.0, "faiss flat")
         del index
 
     def ivf(self) -> None:
@@ -312,13 +317,8 @@ class _FaissBench:
             if nprobe > nlist:
                 break
             index.nprobe = nprobe
-            sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
-            rec = recall_at_k(found, self.truth)
-            self.record(method="faiss-ivf", param={"nlist": nlist, "nprobe": nprobe},
-                        build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
-                        recall=round(rec, 4))
-            _say(f"  faiss IVF{nlist} nprobe {nprobe}: {1.0 / sec:,.0f} queries/s per core, "
-                 f"recall {rec:.4f}")
+            rec = self._measure(index, "faiss-ivf", {"nlist": nlist, "nprobe": nprobe}, round(build, 1),
+                                f"faiss IVF{nlist} nprobe {nprobe}")
             if rec >= 0.999:
                 break
         del index, quantizer
@@ -336,14 +336,10 @@ class _FaissBench:
         faiss.omp_set_num_threads(1)
         for ef in EF_SEARCH:
             index.hnsw.efSearch = ef
-            sec, found = _timed(_faiss_search(index, opts.k), self.queries, opts.batch)
-            rec = recall_at_k(found, self.truth)
-            self.record(method="faiss-hnsw",
-                        param={"M": opts.hnsw_m, "efConstruction": opts.hnsw_ef_construction, "efSearch": ef},
-                        build_s=round(build, 1), events_per_s_per_core=round(1.0 / sec, 1),
-                        recall=round(rec, 4))
-            _say(f"  faiss HNSW{opts.hnsw_m} efSearch {ef}: {1.0 / sec:,.0f} queries/s per core, "
-                 f"recall {rec:.4f} (build {build:.0f} s)")
+            rec = self._measure(index, "faiss-hnsw",
+                                {"M": opts.hnsw_m, "efConstruction": opts.hnsw_ef_construction, "efSearch": ef},
+                                round(build, 1), f"faiss HNSW{opts.hnsw_m} efSearch {ef}",
+                                f" (build {build:.0f} s)")
             if rec >= 0.999:
                 break
         del index

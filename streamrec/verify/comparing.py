@@ -166,28 +166,23 @@ def _compare_dead_letters(expect: Expectation, dead_letters: Iterable[Optional[b
 
 def future_ts_payloads(letters: Iterable[Optional[bytes]]) -> set[str]:
     """The payloads of the FUTURE_TS dead letters among ``letters``."""
-    out = set()
-    for raw in letters:
-        if raw is None or FUTURE_TS.encode() not in raw:  # most letters: no JSON decode
-            continue
-        try:
-            letter = json.loads(raw.decode("utf-8", errors="replace"))
-            if letter.get("error") == FUTURE_TS:
-                out.add(str(letter["payload"]))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return out
+    return _payloads_of(FUTURE_TS, letters)
 
 
 def unknown_product_payloads(letters: Iterable[Optional[bytes]]) -> set[str]:
     """The payloads of the UNKNOWN_PRODUCT dead letters among ``letters``."""
+    return _payloads_of(UNKNOWN_PRODUCT, letters)
+
+
+def _payloads_of(code: str, letters: Iterable[Optional[bytes]]) -> set[str]:
     out = set()
+    marker = code.encode()
     for raw in letters:
-        if raw is None or UNKNOWN_PRODUCT.encode() not in raw:
+        if raw is None or marker not in raw:  # most letters: no JSON decode
             continue
         try:
             letter = json.loads(raw.decode("utf-8", errors="replace"))
-            if letter.get("error") == UNKNOWN_PRODUCT:
+            if letter.get("error") == code:
                 out.add(str(letter["payload"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
