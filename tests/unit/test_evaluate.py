@@ -289,7 +289,7 @@ def test_tuning_searches_the_grid_on_the_validation_split_only(monkeypatch):
     out = ev.tune(shop(users=30, days=60), PARAMS, ev.EvalSettings(test_days=10, models=models), EMB, rounds=1)
     assert splits and all(splits)  # never the test window
     assert out["streamrec"]["params"]["half_life_events"] in (0.5, 1.0)  # the start or better; never 20
-    assert out["streamrec"]["params"]["transition_weight"] in (0.0, 0.5)
+    assert out["streamrec"]["params"]["transition_weight"] in (PARAMS.transition_weight, 0.0, 0.5)  # start or grid
     # what it chose is what an evaluation with --tuned runs
     tuned = ev.EvalSettings().with_tuned({"streamrec": out["streamrec"]})
     assert tuned.streamrec_params(PARAMS).half_life_events == out["streamrec"]["params"]["half_life_events"]
