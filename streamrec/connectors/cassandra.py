@@ -392,6 +392,15 @@ class StoredRecommendations:
     variant: Optional[str] = None
 
 
+# The service's reads go without the driver's timer. The driver keeps a request's timer in its
+# timer heap until the deadline (10 s) even when the answer came in a millisecond, and the timer
+# holds the request future in a reference cycle with the answer's rows and the waiters: under 1,000
+# requests/s ~10 s of those reached CPython's oldest generation, and its full collections (every
+# ~5 s, 100-250 ms of CPU each on this machine) stalled every request meanwhile (the p99). Without
+# the timer a finished read is freed at once by reference counting; the service's event loop holds
+# the deadline instead (ReadBatcher).
+NO_DRIVER_TIMEOUT = None
+
 # Product ids per `IN ?` query: Cassandra warns on (and may refuse) large multi-partition IN lists.
 _IN_CHUNK = 100
 # Rows per page when the A/B report scans `recommendations`.
@@ -425,8 +434,9 @@ class QueryClient:
     def recommendations_future(self, user_id: str) -> Any:
         """The read of :meth:`recommendations` without waiting: the driver's ResponseFuture, whose
         rows :meth:`stored_recommendations` turns into the answer (the HTTP service awaits it on
-        its event loop instead of blocking a thread per request)."""
-        return self._session.execute_async(self._recs, (user_id,))
+        its event loop instead of blocking a thread per request). It has no driver timeout: the
+        caller keeps the deadline (see :data:`NO_DRIVER_TIMEOUT`)."""
+        return self._session.execute_async(self._recs, (user_id,), timeout=NO_DRIVER_TIMEOUT)
 
     def prepare_many(self) -> None:
         """Prepares :meth:`recommendations_many_future`'s statement (a blocking round trip: the HTTP
@@ -439,9 +449,10 @@ class QueryClient:
 
     def recommendations_many_future(self, user_ids: Sequence[str]) -> Any:
         """One read of several users' rows (``user_id IN ?``; users without a row are absent): the
-        HTTP service sends the reads that arrive together as one request."""
+        HTTP service sends the reads that arrive together as one request. No driver timeout, as
+        :meth:`recommendations_future`."""
         self.prepare_many()
-        return self._session.execute_async(self._recs_many, (list(user_ids),))
+        return self._session.execute_async(self._recs_many, (list(user_ids),), timeout=NO_DRIVER_TIMEOUT)
 
     @staticmethod
     def stored_recommendations(row: Any) -> Optional[StoredRecommendations]:

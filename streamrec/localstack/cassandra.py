@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import subprocess
 import time
 
@@ -149,6 +151,8 @@ def start_cassandra(p: Profile, timeout: float = 180) -> None:
             cmd = [
                 _java(),
                 *_CASSANDRA_JVM,
+                # after the defaults, so that they win (HotSpot takes the last of a repeated option)
+                *shlex.split(os.environ.get("STREAMREC_CASSANDRA_JVM_OPTS", "")),
                 *_CASSANDRA_JPMS,
                 *_CASSANDRA_FAST_START,
                 # jamm measures object sizes for memtable accounting; Cassandra refuses to run without it.

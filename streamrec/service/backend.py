@@ -63,6 +63,23 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: Optional[BaseException
 
 # Users per batched read: the reads of one event-loop turn go as one `IN` request of at most this many.
 READ_BATCH = 32
+# Seconds a read may take before its requests fail (the driver's default request timeout; the
+# reads carry no driver timer, see connectors/cassandra.py NO_DRIVER_TIMEOUT).
+READ_TIMEOUT_S = 10.0
+
+
+class ReadTimeout(TimeoutError):
+    """Cassandra did not answer a read within READ_TIMEOUT_S."""
+
+
+class _Batch:
+    """The waiters of one read, and its deadline on the event loop."""
+
+    __slots__ = ("deadline", "waiting")
+
+    def __init__(self, waiting: dict[str, list[asyncio.Future[Any]]]) -> None:
+        self.waiting = waiting
+        self.deadline: Optional[asyncio.TimerHandle] = None
 
 
 class ReadBatcher:
@@ -74,9 +91,10 @@ class ReadBatcher:
     sent at the end of the turn in which its first read arrived. Requests for the same user in one
     turn share the read, which was sent after each of them arrived (no staler than its own)."""
 
-    def __init__(self, client: Any, max_batch: int = READ_BATCH) -> None:
+    def __init__(self, client: Any, max_batch: int = READ_BATCH, timeout: float = READ_TIMEOUT_S) -> None:
         self._client = client
         self._max_batch = max_batch
+        self._timeout = timeout
         self._pending: dict[str, list[asyncio.Future[Any]]] = {}
         self._flush_loop: Optional[asyncio.AbstractEventLoop] = None  # the loop a flush is scheduled on
 
@@ -106,32 +124,38 @@ class ReadBatcher:
         for start in range(0, len(users), self._max_batch):
             self._send({u: pending[u] for u in users[start:start + self._max_batch]}, loop)
 
-    def _send(self, batch: dict[str, list[asyncio.Future[Any]]], loop: asyncio.AbstractEventLoop) -> None:
+    def _send(self, waiting: dict[str, list[asyncio.Future[Any]]], loop: asyncio.AbstractEventLoop) -> None:
+        batch = _Batch(waiting)
         try:
-            if len(batch) == 1:
-                future = self._client.recommendations_future(next(iter(batch)))
+            if len(waiting) == 1:
+                future = self._client.recommendations_future(next(iter(waiting)))
             else:
-                future = self._client.recommendations_many_future(list(batch))
+                future = self._client.recommendations_many_future(list(waiting))
         except Exception as exc:  # the driver refused at once (no connection): these reads fail
             self._answer(batch, None, exc)
             return
+        batch.deadline = loop.call_later(self._timeout, self._answer, batch, None,
+                                         ReadTimeout(f"Cassandra did not answer within {self._timeout:g} s"))
         future.add_callbacks(self._done, self._failed, callback_args=(loop, batch), errback_args=(loop, batch))
 
-    def _done(self, rows: Any, loop: asyncio.AbstractEventLoop, batch: dict[str, list[asyncio.Future[Any]]]) -> None:
+    def _done(self, rows: Any, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
         # on the driver's IO thread: one hop to the event loop for the whole batch
         loop.call_soon_threadsafe(self._answer, batch, list(rows or ()), None)
 
-    def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop,
-                batch: dict[str, list[asyncio.Future[Any]]]) -> None:
+    def _failed(self, exc: BaseException, loop: asyncio.AbstractEventLoop, batch: _Batch) -> None:
         loop.call_soon_threadsafe(self._answer, batch, None, exc)
 
     @staticmethod
-    def _answer(batch: dict[str, list[asyncio.Future[Any]]], rows: Optional[list[Any]],
-                exc: Optional[BaseException]) -> None:
+    def _answer(batch: _Batch, rows: Optional[list[Any]], exc: Optional[BaseException]) -> None:
+        if batch.deadline is not None:
+            batch.deadline.cancel()  # a cancelled handle lets go of the batch at once
+            batch.deadline = None
         by_user = {row.user_id: row for row in rows} if rows is not None else {}
-        for user_id, waiting in batch.items():
+        for user_id, waiting in batch.waiting.items():
             for answer in waiting:
                 _settle(answer, by_user.get(user_id), exc)
+        # the first of the answer and the deadline settles; the second finds nobody waiting
+        batch.waiting = {}
 
 
 class TrendingTracker:

@@ -522,6 +522,44 @@ def test_reads_of_one_loop_turn_go_as_one_request() -> None:
     asyncio.run(another_loop())
 
 
+class SilentResponseFuture:
+    """A read Cassandra never answers (until the test answers it by hand, late)."""
+
+    def __init__(self) -> None:
+        self.callback: Any = None
+
+    def add_callbacks(self, callback: Any, errback: Any, callback_args: tuple = (), errback_args: tuple = ()) -> None:
+        self.callback = lambda rows: callback(rows, *callback_args)
+
+
+def test_a_read_cassandra_does_not_answer_fails_at_its_deadline_and_a_late_answer_is_ignored() -> None:
+    import asyncio
+
+    from streamrec.service.backend import ReadBatcher, ReadTimeout
+
+    silent = SilentResponseFuture()
+
+    class SilentClient(FakeReadClient):
+        def recommendations_future(self, user_id: str) -> Any:
+            return silent
+
+    batcher = ReadBatcher(SilentClient(), timeout=0.2)
+
+    async def scenario() -> None:
+        with pytest.raises(ReadTimeout):
+            await batcher.read("u1")
+        late = silent.callback
+        second = asyncio.ensure_future(batcher.read("u1"))  # the next read waits for its own answer
+        await asyncio.sleep(0.01)
+        late([])  # the first read's answer after its deadline: nobody waits for it any more
+        await asyncio.sleep(0.01)
+        assert not second.done()
+        silent.callback([])  # the second read's answer: the user has no row
+        assert (await second) is None
+
+    asyncio.run(scenario())
+
+
 # --- the trending tracker -------------------------------------------------------------------------
 
 def test_trending_tracker_counts_valid_events_with_positive_weights() -> None:
