@@ -243,6 +243,29 @@ def topology_cmd(events: int, base: int, products: int, dim: int, users: int) ->
             click.echo(f"  {name:<24} {us:7.0f} us")
 
 
+@bench.command("state")
+@click.option("--users", default="100000,1000000", show_default=True, help="Comma-separated state sizes (users).")
+@click.option("--backend", type=click.Choice(["rocksdb", "hashmap"]), default="rocksdb", show_default=True)
+@click.option("--incremental/--no-incremental", default=True, show_default=True)
+@click.option("--events", "measured_events", type=click.IntRange(1000), default=50_000, show_default=True,
+              help="Events of the measured phase, for users already in state.")
+@click.option("--products", type=click.IntRange(40), default=10_000, show_default=True)
+@click.option("--profile", default="bench", show_default=True, help="Local stack profile whose Kafka is used.")
+@click.option("--note", default="default", show_default=True)
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
+              help="JSON lines file to append to (default bench/results.jsonl).")
+def state_cmd(users: str, backend: str, incremental: bool, measured_events: int, products: int, profile: str,
+              note: str, results_path: str) -> None:
+    """State of N users: bytes per user, memory, checkpoint size and time (full, incremental), events/s per core."""
+    from streamrec.bench.state import StateOptions, run, table
+
+    _logging(False)
+    opts = StateOptions(users=tuple(int(x) for x in users.split(",") if x.strip()), backend=backend,
+                        incremental=incremental, measured_events=measured_events, products=products,
+                        profile=profile, note=note, results_path=results_path)
+    click.echo("\n".join(table(run(opts, say=lambda msg: click.echo(f"==> {msg}", err=True)))))
+
+
 @bench.command("plot")
 def plot_cmd() -> None:
     """Redraw bench/*.png from bench/results.jsonl and bench/topk.jsonl."""
