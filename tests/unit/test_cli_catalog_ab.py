@@ -164,7 +164,7 @@ class FakeProducer:
 @pytest.fixture
 def fake_session(monkeypatch: pytest.MonkeyPatch) -> FakeSession:
     session = FakeSession()
-    monkeypatch.setattr(cass, "connect", lambda config, keyspace=None, connect_timeout=10.0: session)
+    monkeypatch.setattr(cass.connection, "connect", lambda config, keyspace=None, connect_timeout=10.0: session)
     return session
 
 

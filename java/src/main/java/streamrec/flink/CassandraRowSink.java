@@ -58,7 +58,7 @@ public final class CassandraRowSink implements Sink<Row> {
      *  LOCAL_QUORUM for a cluster. Checked when the job is built, not in the TaskManagers. */
     @VisibleForTesting final ConsistencyLevel writeConsistency;
 
-    /** The two CQL statements come from the Python writer (connectors/cassandra.py), so there is one
+    /** The two CQL statements come from the Python writer (connectors/cassandra/writers.py), so there is one
      *  copy of them; their bind markers are in the order {@code write} binds. */
     public CassandraRowSink(String hosts, int port, String keyspace, String username, String password,
                             String insertEventCql, String upsertRecsCql, int batchRows, int maxInFlight,
