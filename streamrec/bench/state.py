@@ -280,7 +280,8 @@ def measure(opts: StateOptions, users: int, kafka_bootstrap: str, work: Path, ca
     ts0 = int(time.time() * 1000) - 3_600_000
     ok = False
     try:
-        say(f"{users:,} users ({opts.backend}{', incremental' if opts.incremental else ''}): starting the job")
+        kind = ", incremental" if opts.incremental and opts.backend == "rocksdb" else ""
+        say(f"{users:,} users ({opts.backend}{kind}): starting the job")
         run.start(opts.timeout_s)
         assert run.proc is not None
         pid = run.proc.pid
@@ -303,7 +304,7 @@ def measure(opts: StateOptions, users: int, kafka_bootstrap: str, work: Path, ca
         say(f"  measured phase: {m:,} events in {phase_s:.1f} s, {phase_cpu:.1f} CPU s")
         incremental = run.checkpoint("CONFIGURED", opts.timeout_s)
         full = run.checkpoint("FULL", opts.timeout_s)
-        say(f"  checkpoint 2 ({'incremental' if opts.incremental else 'configured'}): "
+        say(f"  checkpoint 2 ({'incremental' if opts.incremental and opts.backend == 'rocksdb' else 'full'}): "
             f"{incremental['uploaded_bytes']:,} B in {incremental['duration_ms']} ms; "
             f"full: {full['uploaded_bytes']:,} B in {full['duration_ms']} ms")
         rss = max(rss, _tree_rss_bytes(pid))
