@@ -16,7 +16,8 @@ class CatalogControl:
     """What both rankers (``Recommend``, the fast path's ``RankBatch``) do with the broadcast
     control stream: product updates and trending lists go into the live catalog and the broadcast
     state; after a restore the state holds every update since the job started, and the catalog
-    loaded in ``open`` is the base they apply to; the gauges tell how big and how fresh it is."""
+    loaded in ``open`` is the base they apply to; the gauges tell how big and how fresh it is, as of
+    the instance's latest record (control or event)."""
 
     _live: LiveCatalog
     _synced: bool
@@ -24,11 +25,23 @@ class CatalogControl:
     def _watch_catalog(self, metrics: OperatorMetrics) -> None:
         self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet
         self._product_updates = 0  # product updates applied since this instance started
-        metrics.gauge("catalog_products", lambda: self._live.size)
-        metrics.gauge("catalog_version", lambda: self._product_updates)
-        metrics.gauge("trending_products", lambda: len(self._live.trending))
-        metrics.gauge("trending_age_ms",
-                      lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1)
+        self._gauges = [
+            (metrics.settable("catalog_products"), lambda: self._live.size),
+            (metrics.settable("catalog_version"), lambda: self._product_updates),
+            (metrics.settable("trending_products"), lambda: len(self._live.trending)),
+            (metrics.settable("trending_age_ms"),
+             lambda: round((time.time() - self._trending_at) * 1000) if self._trending_at else -1),
+        ]
+        self._reported_at = 0.0
+
+    def _report_catalog(self, force: bool = False) -> None:
+        """Set the gauges (at most once a second unless ``force``: the age moves every ms, and on
+        the per-event path this runs per event)."""
+        now = time.monotonic()
+        if force or now - self._reported_at >= 1.0:
+            self._reported_at = now
+            for gauge, read in self._gauges:
+                gauge.set(read())
 
     def _sync(self, control: Any) -> None:
         entries = list(control.items())
@@ -37,6 +50,7 @@ class CatalogControl:
         if any(key == TRENDING_KEY for key, _ in entries):
             self._trending_at = time.time()
         self._synced = True
+        self._report_catalog(force=True)
 
     def _control(self, value: Row, state: Any) -> None:
         """One control record (a trending list or a product update) into the catalog and ``state``."""
@@ -49,3 +63,4 @@ class CatalogControl:
         else:
             self._live.update_product(value.payload, state.put)
             self._product_updates += 1
+        self._report_catalog(force=True)

@@ -10,7 +10,7 @@ that opens its own ``OperatorMetrics`` on the same group must not collide with i
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from pyflink.datastream import RuntimeContext
 
@@ -58,9 +58,30 @@ class OperatorMetrics:
     def labelled(self, key: str, name: str) -> LabelledCounter:
         return LabelledCounter(self.group, key, name)
 
-    def gauge(self, name: str, read: Callable[[], int]) -> None:
-        # PyFlink reads a Python gauge at each bundle end; it must return an int
-        self.group.gauge(name, lambda: int(read()))
+    def settable(self, name: str) -> SettableGauge:
+        """A gauge this operator sets (see :class:`SettableGauge`)."""
+        return SettableGauge(self.group.counter(name))
+
+
+class SettableGauge:
+    """A gauge whose value the operator sets, held by a JVM counter moved by the difference.
+
+    Not PyFlink's ``gauge(name, callable)``: in thread mode the JVM reads such a gauge by calling
+    into Python from its metrics thread whenever metrics are queried (the web UI, the REST API, a
+    reporter), and one such call while a failed task's Python was being torn down crashed the
+    whole process (SIGSEGV in take_gil, found by the repeated-failure fault test while it polled
+    the job's REST API). A counter is read on the JVM side only; Flink's Prometheus reporter
+    exports counters and gauges alike as Prometheus gauges, so the names and values are as before."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._value = 0
+
+    def set(self, value: int) -> None:
+        delta = int(value) - self._value
+        if delta:
+            self._counter.inc(delta)
+            self._value += delta
 
 
 # the per-event path's users_in_state (java/src/main/java/streamrec/flink/UserCount.java)

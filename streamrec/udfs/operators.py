@@ -366,6 +366,7 @@ class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         if not self._synced:
             self._sync(ctx.get_broadcast_state(CONTROL_STATE))
+        self._report_catalog()
         if self._fail_once is not None:
             self._fail_once.record()
         catalog = self._live.catalog

@@ -40,6 +40,12 @@ class FakeMetricGroup:
     def gauge(self, name, read):
         pass
 
+    def counter(self, name):
+        return FakeMetricGroup()
+
+    def inc(self, n=1):
+        pass
+
 def numpy_blas_threads():
     # numpy's own BLAS (the top-k's products run on it); faiss and scipy bring copies of their own
     return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas" and "numpy" in i["filepath"]})

@@ -100,7 +100,7 @@ def test_every_job_metric_is_registered_by_an_operator_of_its_hot_paths_under_it
         local = short[len(key) + 1:]
         pattern = rf'"{key}",\s*"{local}"'
     else:
-        pattern = rf'(counter|histogram|gauge|count)\([^;"]*"{short}"'
+        pattern = rf'(counter|histogram|gauge|settable|count)\([^;"]*"{short}"'
     assert re.search(pattern, sources), f"{metric.name}: no {hot_path} operator registers {pattern}"
 
 
@@ -396,3 +396,26 @@ def test_the_service_counts_lookups_and_served_items_by_source():
     assert served.get("personal") == 6  # u1's three stored items, twice
     [catalog] = [s.value for s in samples if s.name == "streamrec_service_catalog_products"]
     assert catalog == len(backend.catalog())
+
+
+class FakeJvmCounter:
+    """Stands in for the JVM counter PyFlink hands a Python operator (named as a fake: unit tier)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.calls: list[int] = []
+
+    def inc(self, n: int = 1) -> None:
+        self.calls.append(n)
+        self.count += n
+
+
+def test_a_settable_gauge_reads_what_was_set_last_without_a_python_callback():
+    from streamrec.udfs.metrics import SettableGauge
+
+    counter = FakeJvmCounter()
+    gauge = SettableGauge(counter)
+    for value in (3659, 3660, 3660, -1, 12):
+        gauge.set(value)
+        assert counter.count == value  # what the JVM reports is the value last set
+    assert counter.calls == [3659, 1, -3661, 13]  # nothing sent when the value did not move
