@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from typing import Optional
 
 import pytest
 
@@ -248,16 +249,9 @@ def test_cassandra_down_for_a_minute_the_job_recovers_by_itself(cluster, e2e_con
         figures.recovery_s.append(time.monotonic() - t_up)
     finally:
         producer.finish()
-    report = verify_cli(config, wait=VERIFY_WAIT)
-    assert_consistent(report)
-    assert rest.state(jid) == "RUNNING"
-    # the outage fails the writing tasks; it must not shut the TaskManagers down
-    assert set(taskmanager_fatal_errors(profile)) - fatal_before == set()
-    figures.restarts = rest.restarts(jid)
-    figures.notes = (f"Cassandra down {down_s:.0f} s (stop -> CQL answers again), {during} restarts during the "
-                     "outage; recovery = CQL answers -> new rows stored")
-    figures.seconds = time.monotonic() - started
-    figures.record(report)
+    conclude_outage(config, figures, rest, jid, profile, fatal_before, started,
+                    f"Cassandra down {down_s:.0f} s (stop -> CQL answers again), {during} restarts during the "
+                    "outage; recovery = CQL answers -> new rows stored")
 
 
 def test_kafka_broker_stopped_and_restarted_mid_stream(cluster, e2e_config, uci_history, services):
@@ -296,16 +290,9 @@ def test_kafka_broker_stopped_and_restarted_mid_stream(cluster, e2e_config, uci_
         figures.recovery_s.append(time.monotonic() - t_up)
     finally:
         producer.finish()
-    report = verify_cli(config, wait=VERIFY_WAIT)
-    assert_consistent(report)
-    assert_sequences(config, events, figures)
-    assert rest.state(jid) == "RUNNING"
-    assert set(taskmanager_fatal_errors(profile)) - fatal_before == set()
-    figures.restarts = rest.restarts(jid)
-    figures.notes += (f"; broker down {down_s:.0f} s (stop -> answers again), {during} restarts during the outage, "
-                      f"{sent_before} events sent before it; recovery = broker answers -> new rows stored")
-    figures.seconds = time.monotonic() - started
-    figures.record(report)
+    conclude_outage(config, figures, rest, jid, profile, fatal_before, started,
+                    f"broker down {down_s:.0f} s (stop -> answers again), {during} restarts during the outage, "
+                    f"{sent_before} events sent before it; recovery = broker answers -> new rows stored", events)
 
 
 def test_cassandra_killed_with_kill_9_mid_stream(cluster, e2e_config, uci_history, services):
@@ -339,16 +326,9 @@ def test_cassandra_killed_with_kill_9_mid_stream(cluster, e2e_config, uci_histor
         figures.recovery_s.append(time.monotonic() - t_up)
     finally:
         producer.finish()
-    report = verify_cli(config, wait=VERIFY_WAIT)
-    assert_consistent(report)
-    assert_sequences(config, events, figures)
-    assert rest.state(jid) == "RUNNING"
-    assert set(taskmanager_fatal_errors(profile)) - fatal_before == set()
-    figures.restarts = rest.restarts(jid)
-    figures.notes += (f"; Cassandra down {down_s:.0f} s (kill -9 -> CQL answers again, commit log replayed), "
-                      f"{during} restarts during the outage; recovery = CQL answers -> new rows stored")
-    figures.seconds = time.monotonic() - started
-    figures.record(report)
+    conclude_outage(config, figures, rest, jid, profile, fatal_before, started,
+                    f"Cassandra down {down_s:.0f} s (kill -9 -> CQL answers again, commit log replayed), "
+                    f"{during} restarts during the outage; recovery = CQL answers -> new rows stored", events)
 
 
 def test_savepoint_stop_and_resume_at_another_parallelism(cluster, e2e_config, uci_history, tmp_path):
@@ -488,6 +468,23 @@ def test_operator_fails_five_times_once_inside_checkpoint_completion_in_the_mini
     figures.notes += ("; recovery = failure in the exception history -> the next completed checkpoint (back-off "
                       "1, 2, 4, 8 s before the restarts). Polls no job details or metrics while it fails: see "
                       "FlinkRest.failures")
+    figures.seconds = time.monotonic() - started
+    figures.record(report)
+
+
+def conclude_outage(config, figures: Figures, rest, jid: str, profile, fatal_before: set, started: float,
+                    notes: str, events: Optional[list[Event]] = None) -> None:
+    """The end of an outage test: verify finds the store consistent (and, given ``events``, every
+    user's partition holds each of theirs once, in order), the job runs, and the outage, which fails
+    the writing tasks, shut no TaskManager down; the figures are recorded."""
+    report = verify_cli(config, wait=VERIFY_WAIT)
+    assert_consistent(report)
+    if events is not None:
+        assert_sequences(config, events, figures)
+    assert rest.state(jid) == "RUNNING"
+    assert set(taskmanager_fatal_errors(profile)) - fatal_before == set()
+    figures.restarts = rest.restarts(jid)
+    figures.notes = f"{figures.notes}; {notes}" if figures.notes else notes
     figures.seconds = time.monotonic() - started
     figures.record(report)
 
