@@ -97,9 +97,7 @@ class RankBatch(CatalogControl, BroadcastProcessFunction):
                 log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
-        if not self._synced:
-            self._sync(ctx.get_broadcast_state(CONTROL_STATE))
-        self._report_catalog()
+        self._before_event(ctx.get_broadcast_state(CONTROL_STATE))
         if self._fail_once is not None:  # the test hook counts events, as the per-event operator does
             self._fail_once.record(len(decode_event_part(request_event_part(value))))
         answer, dead = self._ranker.rank(value)

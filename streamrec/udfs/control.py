@@ -43,6 +43,13 @@ class CatalogControl:
             for gauge, read in self._gauges:
                 gauge.set(read())
 
+    def _before_event(self, control: Any) -> None:
+        """What each event's (or batch's) processing starts with: the catalog synced with the
+        broadcast state after a restore, the gauges up to date."""
+        if not self._synced:
+            self._sync(control)
+        self._report_catalog()
+
     def _sync(self, control: Any) -> None:
         entries = list(control.items())
         self._live.restore(entries)

@@ -364,9 +364,7 @@ class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
                 log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
-        if not self._synced:
-            self._sync(ctx.get_broadcast_state(CONTROL_STATE))
-        self._report_catalog()
+        self._before_event(ctx.get_broadcast_state(CONTROL_STATE))
         if self._fail_once is not None:
             self._fail_once.record()
         catalog = self._live.catalog
