@@ -205,11 +205,14 @@ def query_cmd(users: int, products: int, requests: int, results_path: str) -> No
 @click.option("--rates", default="500,1000", show_default=True, help="Constant-rate phases, requests/s.")
 @click.option("--concurrency", "concurrencies", default="1,8,32", show_default=True,
               help="Closed-loop phases: this many requests in flight.")
+@click.option("--routes", default="recommendations,similar", show_default=True, help="Routes to drive.")
+@click.option("--profile", default="bench", show_default=True,
+              help="Local stack profile (test: the test profile shifted by STREAMREC_TEST_SLOT).")
 @click.option("--note", default="default", show_default=True, help="Free text stored with the results.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False), default="",
               help="JSON lines file to append to (default bench/results.jsonl).")
-def serve_cmd(users: int, products: int, k: int, seconds: float, rates: str, concurrencies: str, note: str,
-              results_path: str) -> None:
+def serve_cmd(users: int, products: int, k: int, seconds: float, rates: str, concurrencies: str, routes: str,
+              profile: str, note: str, results_path: str) -> None:
     """`streamrec serve` under vegeta: recommendations and similar, p50/p99 and requests/s per core."""
     from streamrec.bench.serve import ServeOptions, run, table
 
@@ -217,6 +220,7 @@ def serve_cmd(users: int, products: int, k: int, seconds: float, rates: str, con
     opts = ServeOptions(users=users, products=products, k=k, seconds=seconds,
                         rates=tuple(int(x) for x in rates.split(",") if x.strip()),
                         concurrencies=tuple(int(x) for x in concurrencies.split(",") if x.strip()),
+                        routes=tuple(x.strip() for x in routes.split(",") if x.strip()), profile=profile,
                         note=note, results_path=results_path)
     record = run(opts, say=lambda msg: click.echo(f"==> {msg}", err=True))
     click.echo("\n".join(table([record])))

@@ -1,12 +1,14 @@
 """`streamrec bench serve`: the HTTP service under load from a real load generator (vegeta).
 
-On the bench profile's Kafka and Cassandra, a fresh keyspace gets ``users`` recommendation rows
-(the job's own writer, as `bench query` writes them) and a catalog; `streamrec serve` runs as its
-own process, and vegeta drives two routes: a user's recommendations (users drawn with Zipf(0.8)
-popularity) and a product's similar products (uniform). Per route: constant-rate phases (the
-target: p99 < 10 ms at 1,000 requests/s) and closed-loop phases at several concurrencies (as fast
-as the service answers). The service's CPU time over each phase gives requests/s per core used.
-One JSON line per run (``"name": "serve"``) goes to bench/results.jsonl.
+On the bench profile's Kafka and Cassandra (``--profile test``: the test profile's, shifted by
+STREAMREC_TEST_SLOT, for a measurement while the bench profile is busy), a fresh keyspace gets
+``users`` recommendation rows (the job's own writer, as `bench query` writes them) and a catalog;
+`streamrec serve` runs as its own process, and vegeta drives two routes (``--routes``): a user's
+recommendations (users drawn with Zipf(0.8) popularity) and a product's similar products
+(uniform). Per route: constant-rate phases (the target: p99 < 10 ms at 1,000 requests/s) and
+closed-loop phases at several concurrencies (as fast as the service answers). The service's CPU
+time over each phase gives requests/s per core used. One JSON line per run (``"name": "serve"``)
+goes to bench/results.jsonl.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from streamrec.bench import procstat, results
 
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.12.0"
+ROUTES = ("recommendations", "similar")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class ServeOptions:
     seed: int = 0
     results_path: str = ""
     note: str = "default"
+    routes: tuple[str, ...] = ("recommendations", "similar")  # some of ROUTES
+    # "test": the test profile, shifted by STREAMREC_TEST_SLOT (a measurement while the bench
+    # profile's stack is busy with other benchmarks)
+    profile: str = "bench"
 
 
 def vegeta_binary() -> Path:
@@ -184,17 +191,21 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
 
     from streamrec import localstack
     from streamrec.bench.query import store_rows
+    from streamrec.bench.state import _profile
     from streamrec.config import Config
     from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_catalog
     from streamrec.connectors.kafka import ensure_topics
     from streamrec.model.catalog import Catalog
     from streamrec.runner import config_env, wait_for
 
+    unknown = sorted(set(opts.routes) - set(ROUTES))
+    if unknown or not opts.routes:
+        raise ValueError(f"routes: expected some of {', '.join(ROUTES)}, got {', '.join(opts.routes) or 'none'}")
     vegeta = vegeta_binary()
-    profile = localstack.PROFILES["bench"]
+    profile = _profile(opts.profile)
     localstack.fetch()
     say(f"Kafka on {profile.kafka_bootstrap}, Cassandra on 127.0.0.1:{profile.cassandra_port} "
-        "(bench profile; started unless running)")
+        f"({profile.name} profile; started unless running)")
     tag = uuid.uuid4().hex[:6]
     config = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
                     keyspace=f"bench_serve_{tag}", events_topic=f"bench-serve-events-{tag}",
@@ -241,6 +252,7 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
             f"GET {base}/v1/users/user{int(u)}/recommendations?k={opts.k}\n" for u in users))
         targets["similar"].write_text("".join(
             f"GET {base}/v1/products/p{int(p)}/similar?k={opts.k}\n" for p in products))
+        targets = {route: path for route, path in targets.items() if route in opts.routes}
 
         attack = Attack(vegeta, service.pid, work, base, localstack.status(profile)["cassandra"].pids)
         phases: list[dict[str, Any]] = []
@@ -268,7 +280,8 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
         machine_cores = (procstat.machine_busy() - busy_before) / (time.monotonic() - t0)
         record = {
             "name": "serve", "note": opts.note, "date": results.today(), "time": results.now_iso(),
-            "machine": results.machine(), "users": opts.users, "products": opts.products, "k": opts.k,
+            "machine": results.machine(), "profile": profile.name, "users": opts.users, "products": opts.products,
+            "k": opts.k,
             "stored_k": opts.stored_k, "seconds": opts.seconds, "load_generator": VEGETA_MODULE,
             "machine_cores_busy": round(machine_cores, 2), "load_average_start": round(load_before, 2),
             "load_average_end": round(_load_average(), 2), "phases": phases,
