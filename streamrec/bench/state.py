@@ -2,11 +2,13 @@
 
 For each size the job (the real source on Kafka and the real operators of ``build_pipeline``, its two
 outputs discarded in the JVM so that Cassandra's cost does not hide the state's) runs on a local
-minicluster in a process of its own, with the chosen state backend:
+minicluster in a process of its own, with the chosen state backend, the cluster's RocksDB options and
+one cluster slot's managed memory (``cluster_state_settings``):
 
 1. build: one event for each of N synthetic users goes to a fresh topic; the job reads them all
    (each user's state is created and written once);
-2. checkpoint 1 (the configured kind: incremental with RocksDB, its first one uploads everything);
+2. checkpoint 1 (the configured kind: incremental with RocksDB, its first one uploads everything),
+   then a wait until the job is idle (RocksDB compacts the build's load after it);
 3. measured phase: ``measured_events`` more events of random users already in state; events/s per
    core = those events / the CPU seconds the job's process tree spent on them;
 4. checkpoint 2 (incremental: only what the phase changed), then checkpoint 3 (FULL, all state).
@@ -75,18 +77,59 @@ def _job(catalog_path: str, local_dir: str) -> None:
 
     config = Config.from_env(catalog_path=catalog_path)
     env = create_env(config)
-    # RocksDB's files in a folder the harness measures (the default is the minicluster's /tmp). No Python
-    # metrics: the harness polls the job's details over REST, which reads every gauge from a metrics
-    # thread, and a Python gauge read beside the running ranker can crash the JVM (docs/GUARANTEES.md,
-    # "A reader of the job's metrics can crash it"; seen here too: SIGSEGV in PyImport_Import).
-    env.configure(Configuration().set_string("state.backend.rocksdb.localdir", local_dir)
-                  .set_string("python.metric.enabled", "false"))
+    bench_conf = Configuration()
+    for key, value in cluster_state_settings(local_dir).items():
+        bench_conf.set_string(key, value)
+    env.configure(bench_conf)
     raw = env.from_source(events_source(config), WatermarkStrategy.no_watermarks(), "kafka-events").uid("kafka-events")
     streams = build_pipeline(env, raw, config, CatalogFromConfig(config))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink
     streams.recommendations._j_data_stream.sinkTo(discard())
     streams.dead_letters._j_data_stream.sinkTo(discard())
     env.execute(JOB_NAME)
+
+
+def _memory_bytes(text: object) -> int:
+    """A Flink memory size ("1536m", "1 gb", "268435456") in bytes."""
+    value = str(text).strip().lower().replace(" ", "").rstrip("b")
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    if value and value[-1] in units:
+        return int(float(value[:-1]) * units[value[-1]])
+    return int(value)
+
+
+def cluster_slot_managed_bytes(conf: dict[str, object]) -> int:
+    """The managed memory of one slot of the cluster's TaskManager (flink-conf/config.yaml, Flink's
+    defaults for what it leaves unset): process size less metaspace and JVM overhead, times the
+    managed fraction, split over the slots."""
+    process = _memory_bytes(conf["taskmanager.memory.process.size"])
+    metaspace = _memory_bytes(conf.get("taskmanager.memory.jvm-metaspace.size", "256m"))
+    overhead = min(max(process * float(str(conf.get("taskmanager.memory.jvm-overhead.fraction", 0.1))),
+                       _memory_bytes(conf.get("taskmanager.memory.jvm-overhead.min", "192m"))),
+                   _memory_bytes(conf.get("taskmanager.memory.jvm-overhead.max", "1g")))
+    flink = process - metaspace - overhead
+    managed = flink * float(str(conf.get("taskmanager.memory.managed.fraction", 0.4)))
+    return int(managed / int(str(conf.get("taskmanager.numberOfTaskSlots", 1))))
+
+
+def cluster_state_settings(local_dir: str) -> dict[str, str]:
+    """What the bench's minicluster takes from the cluster configuration, so that it measures the state
+    backend as the cluster runs it: the cluster's RocksDB options (``state.backend.rocksdb.*``) and one
+    cluster slot's managed memory, which pays for RocksDB's block cache and write buffers. A local
+    minicluster reads no config.yaml and gives its slot 128 MiB; then 1M users' index blocks no longer
+    fit the block cache's shards and every get read and decompressed them again (README, "Sizing").
+    RocksDB's files go to a folder the harness measures (the default is the minicluster's /tmp)."""
+    import yaml
+
+    from streamrec.localstack import _flatten
+    from streamrec.localstack.paths import repo_root
+
+    conf = _flatten(yaml.safe_load((repo_root() / "flink-conf" / "config.yaml").read_text()) or {})
+    settings = {key: str(value).lower() if isinstance(value, bool) else str(value)
+                for key, value in conf.items() if key.startswith("state.backend.rocksdb.")}
+    settings["taskmanager.memory.managed.size"] = f"{cluster_slot_managed_bytes(conf) // 2**20}m"
+    settings["state.backend.rocksdb.localdir"] = local_dir
+    return settings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +301,19 @@ class _Run:
         }
 
 
+def _settle(pid: int, quiet_cores: float = 0.15, window_s: float = 3.0, limit_s: float = 120.0) -> tuple[float, float]:
+    """Wait until the job's process tree is nearly idle (under ``quiet_cores`` over ``window_s``), at most
+    ``limit_s``: the measured phase then pays for its own events only, not for the compactions of the
+    build's load that RocksDB still runs after the first checkpoint. Returns (seconds, CPU seconds)."""
+    started, cpu0 = time.monotonic(), _tree_cpu(pid)
+    while time.monotonic() - started < limit_s:
+        before = _tree_cpu(pid)
+        time.sleep(window_s)
+        if _tree_cpu(pid) - before < quiet_cores * window_s:
+            break
+    return time.monotonic() - started, _tree_cpu(pid) - cpu0
+
+
 def _produce(config: Config, events: Iterator[tuple[bytes, bytes]]) -> int:
     from streamrec.bench.load import Producer
 
@@ -293,6 +349,8 @@ def measure(opts: StateOptions, users: int, kafka_bootstrap: str, work: Path, ca
         rss = _tree_rss_bytes(pid)
         first = run.checkpoint("CONFIGURED", opts.timeout_s)
         say(f"  checkpoint 1 ({first['kind']}): {first['uploaded_bytes']:,} B in {first['duration_ms']} ms")
+        settle_s, settle_cpu = _settle(pid)
+        say(f"  settled in {settle_s:.0f} s ({settle_cpu:.1f} CPU s: compactions, JIT)")
 
         m = opts.measured_events
         lines = [_event(users + j, rng.randrange(users), ts0 + users // 1000 + j // 1000 + 1,
@@ -342,6 +400,8 @@ def measure(opts: StateOptions, users: int, kafka_bootstrap: str, work: Path, ca
         "measured_events": m,
         "measured_s": round(phase_s, 2),
         "measured_cpu_s": round(phase_cpu, 2),
+        "settle_s": round(settle_s, 1),
+        "settle_cpu_s": round(settle_cpu, 1),
         "events_per_s": round(m / phase_s, 1) if phase_s else None,
         "events_per_s_per_core": round(m / phase_cpu, 1) if phase_cpu else None,
     }

@@ -61,3 +61,17 @@ def test_the_state_bench_table_names_the_figures_of_the_sizing_table():
     lines = table([record])
     assert lines[0].startswith("| users | backend | bytes/user")
     assert lines[2] == "| 1,000 | rocksdb | 150 | 900 MiB | 0.5 MiB | 0.1 MiB, 0.3 s | 0.0 MiB, 0.1 s | 8,000 |"
+
+
+def test_the_state_bench_runs_rocksdb_as_a_cluster_slot_would():
+    from streamrec.bench.state import cluster_slot_managed_bytes, cluster_state_settings
+
+    settings = cluster_state_settings("/data/rocksdb")
+    # the cluster's RocksDB options travel to the bench's minicluster, which reads no config.yaml
+    assert settings["state.backend.rocksdb.memory.partitioned-index-filters"] == "true"
+    assert settings["state.backend.rocksdb.use-bloom-filter"] == "true"
+    assert settings["state.backend.rocksdb.localdir"] == "/data/rocksdb"
+    # a 1536m TaskManager with 2 slots: (1536 - 256 metaspace - 192 overhead) * 0.4 / 2 = 217.6 MiB
+    assert settings["taskmanager.memory.managed.size"] == "217m"
+    assert cluster_slot_managed_bytes({"taskmanager.memory.process.size": "4g",
+                                       "taskmanager.numberOfTaskSlots": 1}) == int((4096 - 256 - 409.6) * 0.4 * 2**20)
