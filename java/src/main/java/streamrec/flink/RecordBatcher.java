@@ -12,8 +12,8 @@ import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 /**
  * Packs raw records (the events source's strings) into one byte[] per batch, so that the Python
  * parser is called once per batch instead of once per record (FAST-PATH.md). A batch goes out at
- * {@code maxRecords} records, {@code maxBytes} bytes, {@code lingerMs} after its first record,
- * before every checkpoint barrier and at the end of the input: no record waits in this buffer
+ * {@code maxRecords} records, {@code maxBytes} bytes, {@code lingerMs} after its first record
+ * (longer under load: {@link LingerBatcher}), before every checkpoint barrier and at the end of the input: no record waits in this buffer
  * across a barrier, so the operator keeps no state and a checkpoint covers exactly the records
  * handed on.
  *
@@ -51,7 +51,12 @@ public final class RecordBatcher extends LingerBatcher<byte[]> implements OneInp
         byte[] bytes = value == null ? new byte[0] : value.getBytes(StandardCharsets.UTF_8);
         pending.add(bytes);
         pendingBytes += bytes.length;
-        added(pending.size() >= maxRecords || pendingBytes >= maxBytes);
+        added();
+    }
+
+    @Override
+    double fill() {
+        return Math.max(pending.size() / (double) maxRecords, pendingBytes / (double) maxBytes);
     }
 
     @Override

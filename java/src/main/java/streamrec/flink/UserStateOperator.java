@@ -27,7 +27,8 @@ import org.apache.flink.types.Row;
  * events packed into one byte[] per batch for the Python ranker, which then ranks each user of the
  * batch once, for their newest state.
  *
- * <p>A batch goes out at {@code maxEvents} events, {@code lingerMs} after its first event, before
+ * <p>A batch goes out at {@code maxEvents} events, {@code lingerMs} after its first event (longer
+ * under load: {@link LingerBatcher}), before
  * every checkpoint barrier and at the end of the input, so no event waits in the buffer across a
  * barrier: a completed checkpoint covers exactly the events whose state it holds and whose batch
  * has gone downstream.
@@ -199,7 +200,12 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         UserHistory.writeString(events, query);
         pendingEvents++;
 
-        added(pendingEvents >= maxEvents);
+        added();
+    }
+
+    @Override
+    double fill() {
+        return pendingEvents / (double) maxEvents;
     }
 
     @Override
