@@ -188,6 +188,11 @@ class Config:
     # before the parser, events before the ranker), so a quiet stream waits up to twice the linger.
     batch_max_events: int = 512
     batch_linger_ms: int = 25
+    # Under load a batch lingers longer, up to this many ms: when it is at least
+    # batch_linger_ms / batch_max_linger_ms full at its linger, it fills by then at its rate (a busy
+    # stream gets full batches, which cost less per event; a quiet one keeps batch_linger_ms).
+    # batch_linger_ms or less: the linger is fixed.
+    batch_max_linger_ms: int = 100
     batch_max_bytes: int = 4 * 1024 * 1024
     # How long Flink holds a partly filled network buffer before it sends it to the next task (its
     # default: 100 ms). At a trickle of events every exchange waits that long; at full load the
@@ -289,7 +294,8 @@ class Config:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: {value!r} is not one of {', '.join(allowed)}")
         for name in ("parallelism", "blas_threads", "checkpoint_tolerable_failures",
                      "kafka_fetch_min_bytes", "kafka_fetch_max_wait_ms",
-                     "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_bytes",
+                     "cassandra_batch_linger_ms", "batch_max_events", "batch_linger_ms", "batch_max_linger_ms",
+                     "batch_max_bytes",
                      "buffer_timeout_ms", "unknown_product_wait_ms", "events_ttl_s", "fault_fail_times",
                      "serve_max_body_bytes", "serve_max_batch", "serve_max_k"):
             if getattr(self, name) < 0:

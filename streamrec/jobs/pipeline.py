@@ -248,7 +248,7 @@ def build_batch_pipeline(
 
     # str -> byte[] (raw records, RecordBatcher's format)
     batches = _java_transform(raw_events, "batch-records", BATCH, java_class(RECORD_BATCHER_CLASS_NAME)(
-        config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms))
+        config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms).lingerUpTo(config.batch_max_linger_ms))
     # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
     parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.max_record_bytes,
                                                         config.max_query_chars, config.max_ts_lead_ms,
@@ -265,7 +265,7 @@ def build_batch_pipeline(
     # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
     user_state = _fail_in_checkpoint_complete(java_class(USER_STATE_CLASS_NAME)(
         _java_set(variants.moving_types), variants.history_size, int(config.user_ttl_ms),
-        config.batch_max_events, config.batch_linger_ms), config)
+        config.batch_max_events, config.batch_linger_ms).lingerUpTo(config.batch_max_linger_ms), config)
     user_batches = _java_transform(events, "user-state", BATCH, user_state, key=1)
     # byte[] -> byte[] (RecommendationUnbatcher's format); a user whose ranking raises -> side output
     answers = (

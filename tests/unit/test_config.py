@@ -66,6 +66,14 @@ def test_a_partial_cassandra_batch_waits_at_most_the_linger_and_a_negative_linge
         Config.from_env({"STREAMREC_CASSANDRA_BATCH_LINGER_MS": "-1"})
 
 
+def test_a_busy_batch_may_linger_up_to_100_ms_and_a_negative_longer_linger_is_refused():
+    c = Config()
+    assert (c.batch_linger_ms, c.batch_max_linger_ms) == (25, 100)
+    assert Config.from_env({"STREAMREC_BATCH_MAX_LINGER_MS": "25"}).batch_max_linger_ms == 25  # a fixed linger
+    with pytest.raises(ValueError, match="STREAMREC_BATCH_MAX_LINGER_MS: -1 is negative"):
+        Config.from_env({"STREAMREC_BATCH_MAX_LINGER_MS": "-1"})
+
+
 def test_the_events_source_fetches_in_batches_unless_told_otherwise_and_negative_settings_are_refused():
     c = Config()
     assert (c.kafka_fetch_min_bytes, c.kafka_fetch_max_wait_ms) == (16_384, 25)
