@@ -94,8 +94,11 @@ class ReadBatcher:
     Cassandra a native-protocol request; under load those costs are shared. A lone read (nothing in
     flight) goes at once, as before, so it waits for nothing; the reads of one event-loop turn go
     together at its end; while READS_IN_FLIGHT batches are out, new reads wait for the first answer
-    (at most one Cassandra round trip) and then go together. Profiled at 1,000 requests/s, the
-    driver was half of the service's CPU with one request per read: the reads arrive one per turn.
+    (at most one Cassandra round trip) and then go together. Profiled at 1,000 requests/s on a
+    busy machine, the driver was half of the service's CPU with one request per read: the reads
+    arrived one per turn. The gain shows when the service is short of CPU (the loop falls behind,
+    reads gather); with CPU to spare the cost per request was the same within noise (~500 us, bench
+    serve on the test profile). A large READS_IN_FLIGHT gives back the batching of one turn alone.
     Requests for the same user share the read, which was sent after each of them arrived (no
     staler than its own)."""
 
