@@ -35,6 +35,8 @@ def run(tmp_path_factory):
     from pyflink.common import Configuration, Types
     from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 
+    from streamrec.bench.state import cluster_state_settings
+
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(40, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -58,8 +60,11 @@ def run(tmp_path_factory):
         .set_string("state.backend.type", "rocksdb")
         .set_string("execution.checkpointing.incremental", "true")
         .set_string("execution.checkpointing.dir", checkpoints.as_uri())
-        .set_string("state.backend.rocksdb.localdir", str(local))
     )
+    # the cluster's RocksDB options (flink-conf/config.yaml: partitioned index and filter blocks, bloom
+    # filters) and one cluster slot's managed memory, as `streamrec bench state` runs them
+    for key, value in cluster_state_settings(str(local)).items():
+        conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(2)
     # checkpoints while the events flow: RocksDB snapshots are taken between batches
