@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from streamrec import localstack
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, JobConfig, KafkaConfig
 from streamrec.runner import BackgroundJob, config_env, wait_for
 
 if TYPE_CHECKING:
@@ -69,10 +69,9 @@ def main(data_path: str, customers: int, show: int, keep: bool) -> None:
         # logs stay in the run folder for a look afterwards; the next demo wipes it
         with localstack.ensure(profile, ["kafka", "cassandra"]) as stack:
             config = Config(
-                kafka_bootstrap=f"127.0.0.1:{profile.kafka_port}",
-                cassandra_port=profile.cassandra_port,
-                jars=str(artifacts.kafka_connector_jar),
-                checkpoint_interval_ms=5000,
+                kafka=KafkaConfig(bootstrap=f"127.0.0.1:{profile.kafka_port}"),
+                cassandra=CassandraConfig(port=profile.cassandra_port),
+                job=JobConfig(jars=str(artifacts.kafka_connector_jar), checkpoint_interval_ms=5000),
             )
             _run(config, Path(data_path), customers, show, work)
             _say(f"done in {time.monotonic() - t0:.0f} s. Data: Daqing Chen (2015), \"Online Retail\", "
@@ -82,8 +81,8 @@ def main(data_path: str, customers: int, show: int, keep: bool) -> None:
             if keep:
                 stack.keep()
                 _say(f"Kafka and Cassandra keep running; query them with:\n    export "
-                     f"STREAMREC_KAFKA_BOOTSTRAP={config.kafka_bootstrap} "
-                     f"STREAMREC_CASSANDRA_PORT={config.cassandra_port}")
+                     f"STREAMREC_KAFKA_BOOTSTRAP={config.kafka.bootstrap} "
+                     f"STREAMREC_CASSANDRA_PORT={config.cassandra.port}")
     except KeyboardInterrupt:
         _say("interrupted: stopped what the demo started")
         raise SystemExit(130) from None
@@ -99,15 +98,15 @@ def _replay_events(config: Config, data_path: Path, customers: int) -> list[Even
     from streamrec.datasets import read_uci
     from streamrec.embeddings import build_catalog
 
-    ensure_topics(config)
-    ensure_schema(config)
+    ensure_topics(config.kafka)
+    ensure_schema(config.cassandra)
 
     _say(f"learning product embeddings from purchases before {REPLAY_FROM} ({data_path.name})")
     history = read_uci(data_path)
     cut = int(pd.Timestamp(REPLAY_FROM, tz="UTC").value // 1_000_000)
     past = [e for e in history.events if e.ts < cut]
     catalog = build_catalog(history.__class__(past, history.titles, history.prices), dim=32)
-    store_catalog(config, catalog)
+    store_catalog(config.cassandra, catalog)
     _say(f"catalog: {len(catalog)} products x {catalog.dim} dimensions loaded into Cassandra")
 
     window = [e for e in history.events if e.ts >= cut]
@@ -131,7 +130,7 @@ def _run(config: Config, data_path: Path, customers: int, show: int, work: Path)
         _say(f"replaying {len(replay)} purchases of {users} customers from {REPLAY_FROM} into Kafka")
         subprocess.run([sys.executable, "-m", "streamrec.cli", "produce", str(events_file)], env=env, check=True)
 
-        query = QueryClient(config)
+        query = QueryClient(config.cassandra)
         try:
             def caught_up() -> bool:
                 if not job.alive():

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Callable, Optional, TypeVar
 
-from streamrec.config import ENV_PREFIX, Config
+from streamrec.config import Config
 
 T = TypeVar("T")
 
@@ -20,13 +18,7 @@ T = TypeVar("T")
 def config_env(config: Config, base: Optional[dict[str, str]] = None) -> dict[str, str]:
     """The environment that makes ``Config.from_env()`` in a child process equal ``config``."""
     env = dict(os.environ if base is None else base)
-    for name, value in asdict(config).items():
-        if isinstance(value, dict):
-            env[ENV_PREFIX + name.upper()] = json.dumps(value)
-        elif isinstance(value, bool):
-            env[ENV_PREFIX + name.upper()] = "true" if value else "false"
-        else:
-            env[ENV_PREFIX + name.upper()] = str(value)
+    env.update(config.to_env())
     return env
 
 

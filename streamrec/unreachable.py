@@ -71,16 +71,16 @@ def unreachable(exc: BaseException, config: Optional[Config] = None) -> Optional
         module = type(e).__module__ or ""
         name = type(e).__name__
         if module.startswith("cassandra") and name == "NoHostAvailable":
-            hosts = ",".join(cfg.cassandra_contact_points) or cfg.cassandra_hosts
+            hosts = ",".join(cfg.cassandra.contact_points) or cfg.cassandra.hosts
             errors = getattr(e, "errors", None)
             detail = ""
             if isinstance(errors, dict) and errors:
                 first = next(iter(errors.values()))
                 code = getattr(first, "errno", None)
                 detail = os.strerror(code).lower() if isinstance(code, int) else _short(str(first))
-            return Unreachable("Cassandra", f"{hosts}:{cfg.cassandra_port}", detail)
+            return Unreachable("Cassandra", f"{hosts}:{cfg.cassandra.port}", detail)
         if module.startswith("kafka") and name in ("NoBrokersAvailable", "KafkaTimeoutError", "KafkaConnectionError"):
-            return Unreachable("Kafka", cfg.kafka_bootstrap, _short(str(e).removeprefix(f"{name}: ")))
+            return Unreachable("Kafka", cfg.kafka.bootstrap, _short(str(e).removeprefix(f"{name}: ")))
     return None
 
 
@@ -110,12 +110,12 @@ def check_reachable(config: Config, timeout: float = 5.0) -> None:
     forever (its restart strategy never gives up, and the Kafka source waits for brokers), so the
     command checks first and fails in one line. A TCP answer is all it checks (TLS and logins are the
     job's to report)."""
-    kafka = [_host_port(a, 9092) for a in config.kafka_bootstrap.split(",") if a.strip()]
+    kafka = [_host_port(a, 9092) for a in config.kafka.bootstrap.split(",") if a.strip()]
     detail = _refusal(kafka, timeout)
     if detail is not None:
-        raise Unreachable("Kafka", config.kafka_bootstrap, detail)
-    cassandra = [(h, config.cassandra_port) for h in config.cassandra_contact_points]
+        raise Unreachable("Kafka", config.kafka.bootstrap, detail)
+    cassandra = [(h, config.cassandra.port) for h in config.cassandra.contact_points]
     detail = _refusal(cassandra, timeout)
     if detail is not None:
-        hosts = ",".join(config.cassandra_contact_points) or config.cassandra_hosts
-        raise Unreachable("Cassandra", f"{hosts}:{config.cassandra_port}", detail)
+        hosts = ",".join(config.cassandra.contact_points) or config.cassandra.hosts
+        raise Unreachable("Cassandra", f"{hosts}:{config.cassandra.port}", detail)

@@ -63,7 +63,7 @@ class OutputRow:
 
 def model_params(config: Config) -> ModelParams:
     """The job's model parameters for ``config`` (what ``streamrec.jobs.pipeline`` builds, without pyflink)."""
-    return ModelParams.from_config(config)
+    return ModelParams.from_config(config.model)
 
 
 class BaselineModel:
@@ -109,23 +109,23 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 
 def run(config: Config, catalog: Catalog, mode: str = "naive", max_poll_records: int = 500) -> int:
-    """Consume ``config.events_topic`` until SIGTERM/SIGINT; return the number of events processed."""
+    """Consume ``config.kafka.events_topic`` until SIGTERM/SIGINT; return the number of events processed."""
     from kafka import KafkaConsumer, KafkaProducer
 
     from streamrec.connectors.cassandra import RecommendationWriter
 
-    model = BaselineModel(catalog, model_params(config), config.max_record_bytes, config.max_query_chars)
-    writer = RecommendationWriter(config)
+    model = BaselineModel(catalog, model_params(config), config.limits.max_record_bytes, config.limits.max_query_chars)
+    writer = RecommendationWriter(config.cassandra)
     writer.open()
     consumer = KafkaConsumer(
-        config.events_topic,
-        bootstrap_servers=config.kafka_bootstrap,
-        group_id=config.consumer_group,
+        config.kafka.events_topic,
+        bootstrap_servers=config.kafka.bootstrap,
+        group_id=config.kafka.consumer_group,
         enable_auto_commit=True,  # what the tutorials do: offsets committed every 5 s, whatever happened
-        auto_offset_reset="earliest" if config.start_from_earliest else "latest",
+        auto_offset_reset="earliest" if config.kafka.start_from_earliest else "latest",
         max_poll_records=max_poll_records,
     )
-    dlq = KafkaProducer(bootstrap_servers=config.kafka_bootstrap)
+    dlq = KafkaProducer(bootstrap_servers=config.kafka.bootstrap)
     processed = 0
     old_term = signal.signal(signal.SIGTERM, _raise_stop)
     try:
@@ -133,7 +133,7 @@ def run(config: Config, catalog: Catalog, mode: str = "naive", max_poll_records:
             for msg in consumer:
                 parsed = model.parse(msg.value)
                 if isinstance(parsed, BadRecord):
-                    dlq.send(config.dlq_topic, parsed.to_json().encode("utf-8"))
+                    dlq.send(config.kafka.dlq_topic, parsed.to_json().encode("utf-8"))
                     continue
                 (row,) = model.process([parsed])
                 writer.write(row)
@@ -147,7 +147,7 @@ def run(config: Config, catalog: Catalog, mode: str = "naive", max_poll_records:
                     for msg in records:
                         parsed = model.parse(msg.value)
                         if isinstance(parsed, BadRecord):
-                            dlq.send(config.dlq_topic, parsed.to_json().encode("utf-8"))
+                            dlq.send(config.kafka.dlq_topic, parsed.to_json().encode("utf-8"))
                         else:
                             events.append(parsed)
                 if not events:
@@ -184,13 +184,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = Config.from_env()
-    path = args.catalog or config.catalog_path
+    path = args.catalog or config.model.catalog_path
     if path:
         catalog = Catalog.load(path)
     else:
         from streamrec.connectors.cassandra import load_catalog
 
-        catalog = load_catalog(config)
+        catalog = load_catalog(config.cassandra)
     started = time.monotonic()
     n = run(config, catalog, args.mode, args.max_poll_records)
     log.info("processed %d events in %.1f s", n, time.monotonic() - started)

@@ -337,7 +337,7 @@ def pieces_cmd(products: int, writes: bool) -> None:
     if not writes:
         return
     from streamrec import localstack
-    from streamrec.config import Config
+    from streamrec.config import CassandraConfig, Config
 
     profile = localstack.PROFILES["bench"]
     if not localstack.is_running(profile)["cassandra"]:
@@ -345,7 +345,7 @@ def pieces_cmd(products: int, writes: bool) -> None:
                    "`streamrec bench --keep-services` leaves it up)", err=True)
         return
     pids = localstack.status(profile)["cassandra"].pids
-    config = Config(cassandra_port=profile.cassandra_port)
+    config = Config(cassandra=CassandraConfig(port=profile.cassandra_port))
     click.echo("\n| write form (events insert + recommendations upsert) | client CPU us/event | "
                "Cassandra CPU us/event |\n| --- | ---: | ---: |")
     for name, client, node in write_pieces(config, pids[0] if pids else None):

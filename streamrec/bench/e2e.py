@@ -135,7 +135,7 @@ def measure_system(name: str, prep: Prepared, opts: BenchOptions) -> dict[str, A
 
     config = prep.configs[name]
     system = System(name, config, prep.workdir / f"{name}-{prep.tag}.log", opts.python_worker_mode)
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     sampler = CpuSampler([
         Group(name, system.pids),
         Group("kafka", lambda: prep.kafka_pids),
@@ -153,7 +153,7 @@ def measure_system(name: str, prep: Prepared, opts: BenchOptions) -> dict[str, A
         session.cluster.shutdown()
         if not opts.keep_data:
             try:
-                drop_keyspace(config)
+                drop_keyspace(config.cassandra)
                 delete_topics(config)
             except Exception as exc:
                 log.warning("cleanup of %s failed: %s", name, exc)

@@ -78,7 +78,7 @@ def warm_up_trickle(config: Config, gen: EventGenerator, rate: float, pid_source
         return [pid for source in pid_sources for pid in source()]
 
     producer = Producer(config, linger_ms=PACED_LINGER_MS)
-    pacer = Pacer(producer, config.events_topic, gen, rate, clock)
+    pacer = Pacer(producer, config.kafka.events_topic, gen, rate, clock)
     cpu0 = compiler_cpu(pids())
     detector.add(pacer.started, cpu0)
     next_look = pacer.started + look_every
@@ -141,7 +141,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
     producer = Producer(config, linger_ms=PACED_LINGER_MS)
     probe_products = gen.popular_products(max(1, int(probe_rate * seconds) + 1))
     probes = 0
-    pacer = Pacer(producer, config.events_topic, gen, rate)
+    pacer = Pacer(producer, config.kafka.events_topic, gen, rate)
     started = pacer.started
     try:
         next_probe = started + lead_in
@@ -160,7 +160,7 @@ def measure_freshness(session: Any, config: Config, gen: EventGenerator, rate: f
                     pending_sent[user] = t_send
                     produced_before[user] = pacer.sent
                     order.append(user)
-                producer.send(config.events_topic, key=user.encode(), value=probe.to_json().encode())
+                producer.send(config.kafka.events_topic, key=user.encode(), value=probe.to_json().encode())
                 probes += 1
                 next_probe += 1.0 / probe_rate
             time.sleep(0.005)

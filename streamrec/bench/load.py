@@ -27,7 +27,7 @@ class Producer:
 
         # Delivery reports for failed messages only: a Python callback per delivered message cost
         # the paced phases ~2 us of the harness's CPU per event, for nothing.
-        self._kafka = _Kafka({"bootstrap.servers": config.kafka_bootstrap, "linger.ms": linger_ms, "acks": 1,
+        self._kafka = _Kafka({"bootstrap.servers": config.kafka.bootstrap, "linger.ms": linger_ms, "acks": 1,
                               "client.id": "streamrec-bench", "delivery.report.only.error": True})
         self._errors: list[str] = []
         self._unpolled = 0
@@ -69,7 +69,7 @@ def preload(configs: list[Config], events: list[GenEvent]) -> float:
     try:
         for config in configs:
             for key, value in payloads:
-                producer.send(config.events_topic, key=key, value=value)
+                producer.send(config.kafka.events_topic, key=key, value=value)
         producer.flush()
     finally:
         producer.close()
@@ -79,11 +79,11 @@ def preload(configs: list[Config], events: list[GenEvent]) -> float:
 def delete_topics(config: Config) -> None:
     from kafka.admin import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-bench")
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka.bootstrap, client_id="streamrec-bench")
     try:
-        admin.delete_topics([config.events_topic, config.dlq_topic, config.products_topic])
+        admin.delete_topics([config.kafka.events_topic, config.kafka.dlq_topic, config.kafka.products_topic])
     except Exception as exc:  # leftovers are harmless: the next run uses new names
-        log.warning("could not delete topics of %s: %s", config.events_topic, exc)
+        log.warning("could not delete topics of %s: %s", config.kafka.events_topic, exc)
     finally:
         admin.close()
 

@@ -109,9 +109,9 @@ def write_pieces(config: Config, cassandra_pid: Optional[int], rows: int = 2000)
     from streamrec.bench.procstat import read_stat
     from streamrec.connectors.cassandra import RecommendationWriter, drop_keyspace, ensure_schema
 
-    config = config.replace(keyspace="bench_pieces")
-    ensure_schema(config)
-    writer = RecommendationWriter(config)
+    config = config.replace(cassandra={"keyspace": "bench_pieces"})
+    ensure_schema(config.cassandra)
+    writer = RecommendationWriter(config.cassandra)
     writer.open()
     session = writer._session
     base = 1_700_000_000_000
@@ -164,5 +164,5 @@ def write_pieces(config: Config, cassandra_pid: Optional[int], rows: int = 2000)
             out.append((name, client, node))
     finally:
         writer.close()
-        drop_keyspace(config)
+        drop_keyspace(config.cassandra)
     return out

@@ -91,10 +91,12 @@ def prepare(opts: BenchOptions, profile: localstack.Profile, drops: list[Callabl
                                  start_ts=warm_start_ts, id_prefix="w",
                                  user_prefix="w").batch(opts.warmup_events) if opts.warmup_events > 0 else []
     # other job settings come from STREAMREC_* variables, as for `streamrec job run`
-    base = Config.from_env(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
-                           jars=str(artifacts.kafka_connector_jar), catalog_path=str(catalog_path),
-                           parallelism=opts.parallelism, checkpoint_interval_ms=opts.checkpoint_interval_ms,
-                           blas_threads=opts.blas_threads)  # the job pins its own BLAS; the env is for the baseline
+    base = Config.from_env(kafka={"bootstrap": profile.kafka_bootstrap}, cassandra={"port": profile.cassandra_port},
+                           job={"jars": str(artifacts.kafka_connector_jar), "parallelism": opts.parallelism,
+                                "checkpoint_interval_ms": opts.checkpoint_interval_ms,
+                                # the job pins its own BLAS; the env is for the baseline
+                                "blas_threads": opts.blas_threads},
+                           model={"catalog_path": str(catalog_path)})
     expected = final_recommendation_events(events, catalog, model_params(base))
     warm_expected = final_recommendation_events(warm_events, catalog, model_params(base))
     tag = uuid.uuid4().hex[:6]
@@ -102,11 +104,11 @@ def prepare(opts: BenchOptions, profile: localstack.Profile, drops: list[Callabl
     for name in opts.systems:
         short = name.replace("-", "_")
         configs[name] = base.replace(
-            keyspace=f"bench_{short}_{tag}", events_topic=f"bench-{tag}-{name}-events",
-            dlq_topic=f"bench-{tag}-{name}-dlq", products_topic=f"bench-{tag}-{name}-products",
-            consumer_group=f"bench-{tag}-{name}")
-        ensure_topics(configs[name], partitions=opts.partitions)
-        ensure_schema(configs[name])
+            cassandra={"keyspace": f"bench_{short}_{tag}"},
+            kafka={"events_topic": f"bench-{tag}-{name}-events", "dlq_topic": f"bench-{tag}-{name}-dlq",
+                   "products_topic": f"bench-{tag}-{name}-products", "consumer_group": f"bench-{tag}-{name}"})
+        ensure_topics(configs[name].kafka, partitions=opts.partitions)
+        ensure_schema(configs[name].cassandra)
     if warm_events:
         secs = preload(list(configs.values()), warm_events)
         say(f"{len(warm_events)} warm-up events pre-loaded into {len(configs)} topic(s) in {secs:.1f} s")
@@ -115,10 +117,10 @@ def prepare(opts: BenchOptions, profile: localstack.Profile, drops: list[Callabl
     cassandra_pids = status["cassandra"].pids
     warm: Optional[WarmUp] = None
     if opts.warmup_seconds > 0:
-        warm_config = base.replace(keyspace=f"bench_warmup_{tag}")
-        ensure_schema(warm_config)
+        warm_config = base.replace(cassandra={"keyspace": f"bench_warmup_{tag}"})
+        ensure_schema(warm_config.cassandra)
         if not opts.keep_data:  # not a service: dropped also with --keep-services
-            drops.append(lambda: drop_keyspace(warm_config))
+            drops.append(lambda: drop_keyspace(warm_config.cassandra))
         say(f"warming Cassandra up (until its JIT compiler is quiet, at most {opts.warmup_seconds:.0f} s)")
         warm = warm_up_cassandra(warm_config, catalog, lambda: cassandra_pids, opts.warmup_seconds)
         say(f"Cassandra warm-up: {warm.rows} rows in {warm.seconds:.0f} s, its JIT used "

@@ -80,23 +80,25 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
 
 
 def _measure(opts: QueryOptions, profile: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    from streamrec.config import Config
+    from streamrec.config import CassandraConfig, Config
     from streamrec.connectors.cassandra import QueryClient, drop_keyspace, ensure_schema, store_catalog
     from streamrec.model.catalog import Catalog
 
-    config = Config(cassandra_port=profile.cassandra_port, keyspace=f"bench_query_{uuid.uuid4().hex[:6]}")
+    config = Config(cassandra=CassandraConfig(port=profile.cassandra_port,
+                                              keyspace=f"bench_query_{uuid.uuid4().hex[:6]}"))
     rng = np.random.default_rng(opts.seed)
     try:
-        ensure_schema(config)
+        ensure_schema(config.cassandra)
         ids = tuple(f"p{i}" for i in range(opts.products))
         vectors = rng.normal(size=(opts.products, 8)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store_catalog(config, Catalog(ids, vectors, categories=tuple(f"c{i % 20}" for i in range(opts.products))))
+        store_catalog(config.cassandra, Catalog(ids, vectors,
+                                                categories=tuple(f"c{i % 20}" for i in range(opts.products))))
         store_rows(config, ids, opts.users, opts.k, rng)
         say(f"{opts.users} users' recommendations ({opts.k} each) and {opts.products} products stored")
         weights = 1.0 / np.arange(1, opts.users + 1) ** 0.8
         users = [f"user{int(i)}" for i in rng.choice(opts.users, size=opts.requests, p=weights / weights.sum())]
-        client = QueryClient(config)
+        client = QueryClient(config.cassandra)
         try:
             it = iter(users * 3)
             _timed(lambda: client.recommendations(next(it)), min(500, opts.requests))  # warm up
@@ -121,5 +123,5 @@ def _measure(opts: QueryOptions, profile: Any, say: Callable[[str], None]) -> di
             f"{record['recs_with_products_ms']} ms over {opts.requests} requests each -> {path}")
         return record
     finally:
-        drop_keyspace(config)
+        drop_keyspace(config.cassandra)
 

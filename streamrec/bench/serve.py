@@ -192,7 +192,7 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     from streamrec import localstack
     from streamrec.bench.query import store_rows
     from streamrec.bench.state import _profile
-    from streamrec.config import Config
+    from streamrec.config import CassandraConfig, Config, KafkaConfig, ServiceConfig
     from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_catalog
     from streamrec.connectors.kafka import ensure_topics
     from streamrec.model.catalog import Catalog
@@ -207,10 +207,11 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     say(f"Kafka on {profile.kafka_bootstrap}, Cassandra on 127.0.0.1:{profile.cassandra_port} "
         f"({profile.name} profile; started unless running)")
     tag = uuid.uuid4().hex[:6]
-    config = Config(kafka_bootstrap=profile.kafka_bootstrap, cassandra_port=profile.cassandra_port,
-                    keyspace=f"bench_serve_{tag}", events_topic=f"bench-serve-events-{tag}",
-                    products_topic=f"bench-serve-products-{tag}", dlq_topic=f"bench-serve-dlq-{tag}",
-                    serve_max_k=max(100, opts.k))
+    config = Config(kafka=KafkaConfig(bootstrap=profile.kafka_bootstrap, events_topic=f"bench-serve-events-{tag}",
+                                      products_topic=f"bench-serve-products-{tag}",
+                                      dlq_topic=f"bench-serve-dlq-{tag}"),
+                    cassandra=CassandraConfig(port=profile.cassandra_port, keyspace=f"bench_serve_{tag}"),
+                    service=ServiceConfig(max_k=max(100, opts.k)))
     rng = np.random.default_rng(opts.seed)
     work = localstack.run_dir(profile) / f"serve-{tag}"
     work.mkdir(parents=True, exist_ok=True)
@@ -218,12 +219,13 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
     services = contextlib.ExitStack()  # stops, at the end, only what this run started
     services.enter_context(localstack.ensure(profile, ["kafka", "cassandra"]))
     try:
-        ensure_topics(config, partitions=1)
-        ensure_schema(config)
+        ensure_topics(config.kafka, partitions=1)
+        ensure_schema(config.cassandra)
         ids = tuple(f"p{i}" for i in range(opts.products))
         vectors = rng.normal(size=(opts.products, 64)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        store_catalog(config, Catalog(ids, vectors, titles=tuple(f"product {i}" for i in range(opts.products)),
+        store_catalog(config.cassandra, Catalog(ids, vectors,
+                                                titles=tuple(f"product {i}" for i in range(opts.products)),
                                       categories=tuple(f"c{i % 20}" for i in range(opts.products))))
         store_rows(config, ids, opts.users, opts.stored_k, rng)
         say(f"{opts.users} users' recommendations ({opts.stored_k} each) and {opts.products} products stored")
@@ -300,10 +302,10 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
                 service.kill()
                 service.wait(10)
         try:
-            drop_keyspace(config)
-            admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-bench-serve")
+            drop_keyspace(config.cassandra)
+            admin = KafkaAdminClient(bootstrap_servers=config.kafka.bootstrap, client_id="streamrec-bench-serve")
             try:
-                admin.delete_topics([config.events_topic, config.products_topic, config.dlq_topic])
+                admin.delete_topics([config.kafka.events_topic, config.kafka.products_topic, config.kafka.dlq_topic])
             finally:
                 admin.close()
         finally:

@@ -75,13 +75,14 @@ def _job(catalog_path: str, local_dir: str) -> None:
     from streamrec.jobs.job import create_env
     from streamrec.jobs.pipeline import build_pipeline
 
-    config = Config.from_env(catalog_path=catalog_path)
+    config = Config.from_env(model={"catalog_path": catalog_path})
     env = create_env(config)
     bench_conf = Configuration()
     for key, value in cluster_state_settings(local_dir).items():
         bench_conf.set_string(key, value)
     env.configure(bench_conf)
-    raw = env.from_source(events_source(config), WatermarkStrategy.no_watermarks(), "kafka-events").uid("kafka-events")
+    raw = env.from_source(events_source(config.kafka), WatermarkStrategy.no_watermarks(),
+                          "kafka-events").uid("kafka-events")
     streams = build_pipeline(env, raw, config, CatalogFromConfig(config))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink
     streams.recommendations._j_data_stream.sinkTo(discard())
@@ -193,20 +194,14 @@ class _Run:
         self.local_dir.mkdir(parents=True)
         port = _free_port()
         self.config = Config.from_env(
-            kafka_bootstrap=kafka_bootstrap,
-            events_topic=f"state-{tag}",
-            dlq_topic=f"state-dlq-{tag}",
-            products_topic=f"state-products-{tag}",
-            consumer_group=f"state-{tag}",
-            parallelism=1,
-            # checkpoints only when the harness asks for one (REST), at the moments it measures
-            checkpoint_interval_ms=24 * 3_600_000,
-            checkpoint_dir=(self.work / "checkpoints").as_uri(),
-            state_backend=opts.backend,
-            state_incremental=opts.incremental,
-            minicluster_rest_port=port,
-            metrics_port="",
-            jars=jars,
+            kafka={"bootstrap": kafka_bootstrap, "events_topic": f"state-{tag}", "dlq_topic": f"state-dlq-{tag}",
+                   "products_topic": f"state-products-{tag}", "consumer_group": f"state-{tag}"},
+            job={"parallelism": 1,
+                 # checkpoints only when the harness asks for one (REST), at the moments it measures
+                 "checkpoint_interval_ms": 24 * 3_600_000,
+                 "checkpoint_dir": (self.work / "checkpoints").as_uri(), "state_backend": opts.backend,
+                 "state_incremental": opts.incremental, "minicluster_rest_port": port, "metrics_port": "",
+                 "jars": jars},
         )
         self.rest = FlinkRest(f"127.0.0.1:{port}", timeout=10)
         self.catalog_path = catalog_path
@@ -217,7 +212,7 @@ class _Run:
         from streamrec.connectors.kafka import ensure_topics
         from streamrec.runner import config_env
 
-        ensure_topics(self.config, partitions=2)
+        ensure_topics(self.config.kafka, partitions=2)
         log_file = self.work / "job.log"
         with open(log_file, "ab") as out:
             self.proc = subprocess.Popen(
@@ -259,7 +254,7 @@ class _Run:
     def state_records_in(self) -> int:
         self.check_alive()
         job = self.rest.job(self.jid)
-        name = STATE_VERTEX[self.config.hot_path]
+        name = STATE_VERTEX[self.config.job.hot_path]
         for v in job.get("vertices", []):
             if v.get("name", "").startswith(name):
                 return int(v.get("metrics", {}).get("read-records", 0))
@@ -321,7 +316,7 @@ def _produce(config: Config, events: Iterator[tuple[bytes, bytes]]) -> int:
     n = 0
     try:
         for key, value in events:
-            producer.send(config.events_topic, key, value)
+            producer.send(config.kafka.events_topic, key, value)
             n += 1
         producer.flush(300)
     finally:

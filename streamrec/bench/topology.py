@@ -55,7 +55,7 @@ def run_once(events: int, products: int, dim: int, users: int) -> dict[str, Any]
     from streamrec.jobs.pipeline import build_pipeline
 
     catalog = synthetic_catalog(products, dim)
-    config = Config.from_env(checkpoint_interval_ms=0)
+    config = Config.from_env(job={"checkpoint_interval_ms": 0})
     env = create_env(config)
     stream = iter(EventGenerator(catalog.product_ids, users, seed=1))
     raw = [next(stream).to_json() for _ in range(events)]

@@ -109,7 +109,7 @@ def prepare_event_id_read(session: Any) -> Any:
 def warm_up_cassandra(config: Config, catalog: Catalog, cassandra_pids: Callable[[], list[int]],
                       max_seconds: float = 180.0, detector: Optional[QuietDetector] = None,
                       batch_rows: int = 10, in_flight: int = 16) -> WarmUp:
-    """Write and read rows in ``config.keyspace`` until Cassandra's JIT is quiet or ``max_seconds`` pass.
+    """Write and read rows in ``config.cassandra.keyspace`` until Cassandra's JIT is quiet or ``max_seconds`` pass.
 
     The rows go in unlogged batches of ``batch_rows`` through :class:`RecommendationWriter`, as the
     job's sink sends them; every batch is followed by a read of one row, as the freshness poller and
@@ -119,7 +119,7 @@ def warm_up_cassandra(config: Config, catalog: Catalog, cassandra_pids: Callable
 
     detector = detector or QuietDetector()
     rows = warm_up_rows(catalog, config)
-    writer = RecommendationWriter(config)
+    writer = RecommendationWriter(config.cassandra)
     writer.open()
     session = writer._session  # the writer's session: its statements are prepared there
     read = prepare_event_id_read(session)

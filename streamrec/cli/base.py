@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import click
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, KafkaConfig, env_var
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,24 +18,29 @@ def _err(msg: str) -> None:
 
 
 def connection_options(fn: F) -> F:
-    """Connection options shared by every command; each also from an environment variable."""
+    """Connection options shared by every command; each also from its environment variable, and
+    each default the config's own (streamrec/config.py)."""
+    kafka, cassandra = KafkaConfig(), CassandraConfig()
     options = [
-        click.option("--kafka", "kafka_bootstrap", envvar="STREAMREC_KAFKA_BOOTSTRAP", show_envvar=True,
-                     default="127.0.0.1:9092", show_default=True, help="Kafka bootstrap servers."),
-        click.option("--cassandra", "cassandra_hosts", envvar="STREAMREC_CASSANDRA_HOSTS", show_envvar=True,
-                     default="127.0.0.1", show_default=True, help="Cassandra contact points (comma-separated)."),
-        click.option("--cassandra-port", envvar="STREAMREC_CASSANDRA_PORT", show_envvar=True, type=int,
-                     default=9042, show_default=True),
-        click.option("--keyspace", envvar="STREAMREC_KEYSPACE", show_envvar=True, default="streamrec",
-                     show_default=True),
+        click.option("--kafka", "kafka_bootstrap", envvar=env_var(KafkaConfig, "bootstrap"), show_envvar=True,
+                     default=kafka.bootstrap, show_default=True, help="Kafka bootstrap servers."),
+        click.option("--cassandra", "cassandra_hosts", envvar=env_var(CassandraConfig, "hosts"), show_envvar=True,
+                     default=cassandra.hosts, show_default=True, help="Cassandra contact points (comma-separated)."),
+        click.option("--cassandra-port", envvar=env_var(CassandraConfig, "port"), show_envvar=True, type=int,
+                     default=cassandra.port, show_default=True),
+        click.option("--keyspace", envvar=env_var(CassandraConfig, "keyspace"), show_envvar=True,
+                     default=cassandra.keyspace, show_default=True),
     ]
     for opt in reversed(options):
         fn = opt(fn)
     return fn
 
 
-def _config(**conn: Any) -> Config:
-    config = Config.from_env(**conn)
+def _config(kafka_bootstrap: Optional[str] = None, cassandra_hosts: Optional[str] = None,
+            cassandra_port: Optional[int] = None, keyspace: Optional[str] = None) -> Config:
+    """The config of the environment with the connection options (``connection_options``) on top."""
+    config = Config.from_env(kafka={"bootstrap": kafka_bootstrap},
+                             cassandra={"hosts": cassandra_hosts, "port": cassandra_port, "keyspace": keyspace})
     ctx = click.get_current_context(silent=True)
     if ctx is not None:  # the addresses an "unreachable" message names (_Main.invoke)
         ctx.meta["streamrec.config"] = config

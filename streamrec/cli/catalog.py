@@ -156,7 +156,7 @@ def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: boo
 
         with _progress("catalog load", quiet) as progress:
             progress.phase(f"writing {len(cat):,} products to Cassandra")
-            n = store_catalog(_config(**conn), cat)
+            n = store_catalog(_config(**conn).cassandra, cat)
         if not quiet:
             _err(f"loaded {n} products into Cassandra")
 
@@ -174,7 +174,7 @@ def catalog_load(file: str, quiet: bool, **conn: Any) -> None:
         progress.phase(f"reading {file}")
         cat = Catalog.load(file)
         progress.phase(f"writing {len(cat):,} products to Cassandra")
-        n = store_catalog(_config(**conn), cat)
+        n = store_catalog(_config(**conn).cassandra, cat)
     if not quiet:
         _err(f"loaded {n} products")
 
@@ -217,7 +217,7 @@ def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], 
     else:
         lines = file if file is not None else sys.stdin
     config = _config(**conn)
-    store = ProductStore(config)
+    store = ProductStore(config.cassandra)
     with _progress("publish", quiet, unit="lines read") as progress:
         try:
             parsed = parse_update_lines(progress.iterate(lines), dim=store.embedding_dim())
@@ -228,7 +228,7 @@ def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], 
     failed = [(n, why) for (n, _), why in zip(parsed.updates, errors) if why is not None]
     written = [(n, u) for (n, u), why in zip(parsed.updates, errors) if why is None]
     # a product-update record can be as large as the parser accepts (embeddings)
-    report = send_keyed(((n, u.product_id, u.to_json()) for n, u in written), config.products_topic, config,
+    report = send_keyed(((n, u.product_id, u.to_json()) for n, u in written), config.kafka.products_topic, config.kafka,
                         max_record_bytes=1024 * 1024)
     failed += report.rejected
     failed.sort()
@@ -237,12 +237,13 @@ def catalog_publish(file: Any, product_id: Optional[str], title: Optional[str], 
     for lineno, why in failed:
         _err(f"line {lineno}: not published: {why}")
     summary = {"published": report.sent, "bad": len(parsed.bad), "failed": len(failed),
-               "table": f"{config.keyspace}.products", "topic": config.products_topic,
+               "table": f"{config.cassandra.keyspace}.products", "topic": config.kafka.products_topic,
                "errors": [{"line": n, "error": why} for n, why in sorted(parsed.bad + failed)]}
     if output == "json":
         _print_json(summary)
     if not quiet:
-        _err(f"published {report.sent} update(s) to {config.keyspace}.products and {config.products_topic}, "
+        _err(f"published {report.sent} update(s) to {config.cassandra.keyspace}.products and "
+             f"{config.kafka.products_topic}, "
              f"bad {len(parsed.bad)}" + (f", failed {len(failed)}" if failed else ""))
     if parsed.bad or failed:
         sys.exit(1)
@@ -283,7 +284,7 @@ def evaluate_cmd(path: str, fmt: str, test_days: Optional[float], split: str, mo
     from streamrec.datasets import read_history
     from streamrec.model.model import ModelParams
 
-    params = ModelParams.from_config(Config.from_env())
+    params = ModelParams.from_config(Config.from_env().model)
     gap = ev.SESSION_GAP_MS[fmt]
     settings = ev.EvalSettings(
         test_days=test_days if test_days is not None else ev.DEFAULT_TEST_DAYS[fmt],

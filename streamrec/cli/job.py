@@ -12,7 +12,7 @@ from typing import Any, Optional
 import click
 
 from streamrec.cli.base import F, _err, connection_options, main
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, KafkaConfig, env_var
 
 # --- the job ----------------------------------------------------------------------------------
 
@@ -27,8 +27,9 @@ def job() -> None:
 
 def _job_env(conn: dict[str, Any], parallelism: Optional[int]) -> dict[str, str]:
     env = dict(os.environ)
-    names = {"kafka_bootstrap": "STREAMREC_KAFKA_BOOTSTRAP", "cassandra_hosts": "STREAMREC_CASSANDRA_HOSTS",
-             "cassandra_port": "STREAMREC_CASSANDRA_PORT", "keyspace": "STREAMREC_KEYSPACE"}
+    # the keys are connection_options' names
+    names = {"kafka_bootstrap": env_var(KafkaConfig, "bootstrap"), "cassandra_hosts": env_var(CassandraConfig, "hosts"),
+             "cassandra_port": env_var(CassandraConfig, "port"), "keyspace": env_var(CassandraConfig, "keyspace")}
     for key, var in names.items():
         if conn.get(key) is not None:
             env[var] = str(conn[key])

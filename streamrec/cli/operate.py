@@ -45,7 +45,7 @@ def produce(file: Any, raw: bool, quiet: bool, **conn: Any) -> None:
     for lineno, why in report.rejected:
         _err(f"line {lineno}: not sent: {why}")
     if not quiet:
-        _err(f"sent {report.sent} record(s) to {config.events_topic}"
+        _err(f"sent {report.sent} record(s) to {config.kafka.events_topic}"
              + (f", rejected {len(report.rejected)}" if report.rejected else ""))
     if report.rejected:
         sys.exit(1)
@@ -143,7 +143,7 @@ def verify_cmd(wait: float, dead_letters: bool, output: str, quiet: bool, **conn
         rows = []
         for name, t in (("events", report.events), ("recommendations", report.recommendations)):
             rows.append([name, t.expected, t.found, t.missing, t.extra, t.doubled, t.stale, t.different])
-        _table(f"{config.keyspace} vs {report.topic}: {report.records} records, {report.valid_events} valid, "
+        _table(f"{config.cassandra.keyspace} vs {report.topic}: {report.records} records, {report.valid_events} valid, "
                f"{report.users} users", ["table", "expected", "found", "missing", "extra", "doubled", "stale",
                                          "different"], rows)
         if report.dead_letters is not None:
@@ -170,7 +170,7 @@ def init(partitions: int, **conn: Any) -> None:
     from streamrec.connectors.kafka import ensure_topics
 
     config = _config(**conn)
-    ensure_topics(config, partitions)
-    ensure_schema(config)
-    _err(f"topics and keyspace {config.keyspace!r} ready")
+    ensure_topics(config.kafka, partitions)
+    ensure_schema(config.cassandra)
+    _err(f"topics and keyspace {config.cassandra.keyspace!r} ready")
 

@@ -46,7 +46,7 @@ def recs(user: str, k: int, exclude: tuple[str, ...], categories: tuple[str, ...
 
     user = _valid_user_id(user)
     by_category = bool(categories or exclude_categories)
-    client = QueryClient(_config(**conn))
+    client = QueryClient(_config(**conn).cassandra)
     try:
         stored = client.recommendations(user)
         # the same answer as the HTTP service's (streamrec.service), which also fills from trending
@@ -85,7 +85,7 @@ def events_cmd(user: str, limit: int, output: str, **conn: Any) -> None:
     from streamrec.connectors.cassandra import QueryClient
 
     user = _valid_user_id(user)
-    client = QueryClient(_config(**conn))
+    client = QueryClient(_config(**conn).cassandra)
     try:
         rows = client.events(user, limit)
         titles = client.titles(sorted({r["product_id"] for r in rows if r["product_id"]})) if output == "table" else {}
@@ -114,7 +114,7 @@ def similar(product: str, k: int, output: str, **conn: Any) -> None:
     from streamrec.connectors.cassandra import load_catalog
     from streamrec.query import similar_answer
 
-    cat = load_catalog(_config(**conn))
+    cat = load_catalog(_config(**conn).cassandra)
     try:
         answer = similar_answer(cat, product, k)  # the HTTP service's answer too
     except KeyError:
@@ -144,7 +144,7 @@ def serve(host: str, port: int, log_level: str, **conn: Any) -> None:
     """
     from streamrec.service import serve as run_service
 
-    config = _config(**conn).replace(serve_host=host, serve_port=port)
+    config = _config(**conn).replace(service={"host": host, "port": port})
     _err(f"streamrec service on http://{host}:{port}/ (API docs: /docs)")
     run_service(config, log_level=log_level)
 
@@ -169,7 +169,7 @@ def ab_report(output: str, **conn: Any) -> None:
     from streamrec.connectors.cassandra import QueryClient
     from streamrec.query import aggregate_variants
 
-    client = QueryClient(_config(**conn))
+    client = QueryClient(_config(**conn).cassandra)
     try:
         stats = aggregate_variants(client.variant_counters())
     finally:

@@ -24,10 +24,10 @@ def catalog_version(config: Config) -> tuple[str, ...]:
     rewritten at the same path is another catalog); the Cassandra table by hosts and keyspace (the
     job reads it once at its start and gets later products from the control stream, so within one
     job it has a single version)."""
-    if config.catalog_path:
-        st = os.stat(config.catalog_path)
-        return ("file", os.path.abspath(config.catalog_path), str(st.st_size), str(st.st_mtime_ns))
-    return ("cassandra", config.cassandra_hosts, str(config.cassandra_port), config.keyspace)
+    if config.model.catalog_path:
+        st = os.stat(config.model.catalog_path)
+        return ("file", os.path.abspath(config.model.catalog_path), str(st.st_size), str(st.st_mtime_ns))
+    return ("cassandra", config.cassandra.hosts, str(config.cassandra.port), config.cassandra.keyspace)
 
 
 class CatalogFromConfig:
@@ -49,12 +49,12 @@ class CatalogFromConfig:
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-            if self._config.catalog_path:
-                catalog = Catalog.load(self._config.catalog_path)
+            if self._config.model.catalog_path:
+                catalog = Catalog.load(self._config.model.catalog_path)
             else:
                 from streamrec.connectors.cassandra import load_catalog
 
-                catalog = load_catalog(self._config)
+                catalog = load_catalog(self._config.cassandra)
             _cache[key] = catalog
             while len(_cache) > CACHE_ENTRIES:
                 _cache.popitem(last=False)

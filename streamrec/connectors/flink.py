@@ -35,10 +35,10 @@ class CassandraWrite(ProcessFunction):
     """
 
     def __init__(self, config: Config) -> None:
-        self._writer = RecommendationWriter(config)
+        self._writer = RecommendationWriter(config.cassandra)
         # Thread mode has no bundles, so nothing would await the writes in flight before a checkpoint.
-        self._max_in_flight = 0 if config.python_execution_mode == "thread" else config.cassandra_max_in_flight
-        self._batch_rows = max(1, config.cassandra_batch_rows)
+        self._max_in_flight = 0 if config.job.python_execution_mode == "thread" else config.cassandra.max_in_flight
+        self._batch_rows = max(1, config.cassandra.batch_rows)
         self._pending: list[tuple[Any, tuple[Any, ...]]] = []  # statements of rows not sent yet
         self._pending_rows = 0
         self._in_flight: deque[tuple[Any, Optional[tuple[Any, ...]], Any]] = deque()
@@ -106,24 +106,24 @@ def discarding_sink() -> Sink:
 def uses_java_writer(config: Config) -> bool:
     """The Java sink writes unless the Python writer is asked for, or TLS is on (the Java sink
     speaks plain connections with optional username/password only)."""
-    return config.cassandra_writer == "java" and not config.cassandra_tls
+    return config.cassandra.writer == "java" and not config.cassandra.tls
 
 
 def java_cassandra_sink(config: Config) -> Sink:
     """``CassandraRowSink`` (java/src/main/java/streamrec/flink/) for the rows of RECOMMENDATION_ROW."""
     return Sink(java_class(SINK_CLASS_NAME)(
-        ",".join(config.cassandra_contact_points), config.cassandra_port, config.keyspace,
-        config.cassandra_username, config.cassandra_password,
-        insert_event_cql(config.keyspace), upsert_recommendations_cql(config.keyspace),
-        config.cassandra_batch_rows, max(1, config.cassandra_max_in_flight), config.cassandra_write_retries,
-        config.cassandra_batch_linger_ms, config.cassandra_write_consistency))
+        ",".join(config.cassandra.contact_points), config.cassandra.port, config.cassandra.keyspace,
+        config.cassandra.username, config.cassandra.password,
+        insert_event_cql(config.cassandra.keyspace), upsert_recommendations_cql(config.cassandra.keyspace),
+        config.cassandra.batch_rows, max(1, config.cassandra.max_in_flight), config.cassandra.write_retries,
+        config.cassandra.batch_linger_ms, config.cassandra.write_consistency))
 
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:
     if uses_java_writer(config):
         recommendations.sink_to(java_cassandra_sink(config)).name("save-cassandra").uid("save-cassandra")
         return
-    if config.cassandra_writer == "java":
+    if config.cassandra.writer == "java":
         log.warning("Cassandra TLS is on: the Python writer stores the rows (the Java sink has no TLS)")
     (
         recommendations.process(CassandraWrite(config))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, TextIO
 
-from streamrec.config import Config
+from streamrec.config import Config, KafkaConfig
 from streamrec.model.events import BAD_ID, MAX_ID_CHARS, NOT_JSON, OVERSIZED, text_problem
 
 # --- security ---------------------------------------------------------------------------------
@@ -18,35 +18,35 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _SHADED = "org.apache.flink.kafka.shaded."
 
 
-def _check_security(config: Config) -> tuple[bool, bool]:
+def _check_security(config: KafkaConfig) -> tuple[bool, bool]:
     """(uses TLS, uses SASL) for the configured protocol; raises on a setting Kafka would reject."""
-    protocol = config.kafka_security_protocol.upper()
+    protocol = config.security_protocol.upper()
     if protocol not in SECURITY_PROTOCOLS:
         raise ValueError(f"STREAMREC_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
-                         f"got {config.kafka_security_protocol!r}")
+                         f"got {config.security_protocol!r}")
     sasl = protocol.startswith("SASL_")
-    if sasl and config.kafka_sasl_mechanism.upper() not in SASL_MECHANISMS:
+    if sasl and config.sasl_mechanism.upper() not in SASL_MECHANISMS:
         raise ValueError(f"STREAMREC_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
-                         f"got {config.kafka_sasl_mechanism!r}")
-    if sasl and not (config.kafka_sasl_username and config.kafka_sasl_password):
+                         f"got {config.sasl_mechanism!r}")
+    if sasl and not (config.sasl_username and config.sasl_password):
         raise ValueError(f"{protocol} needs STREAMREC_KAFKA_SASL_USERNAME and STREAMREC_KAFKA_SASL_PASSWORD "
                          "(or STREAMREC_KAFKA_SASL_PASSWORD_FILE)")
     return protocol.endswith("SSL"), sasl
 
 
-def client_options(config: Config) -> dict[str, Any]:
+def client_options(config: KafkaConfig) -> dict[str, Any]:
     """Security arguments for the kafka-python clients (producer, consumer, admin)."""
     tls, sasl = _check_security(config)
-    options: dict[str, Any] = {"security_protocol": config.kafka_security_protocol.upper()}
+    options: dict[str, Any] = {"security_protocol": config.security_protocol.upper()}
     if sasl:
-        options.update(sasl_mechanism=config.kafka_sasl_mechanism.upper(),
-                       sasl_plain_username=config.kafka_sasl_username,
-                       sasl_plain_password=config.kafka_sasl_password)
+        options.update(sasl_mechanism=config.sasl_mechanism.upper(),
+                       sasl_plain_username=config.sasl_username,
+                       sasl_plain_password=config.sasl_password)
     if tls:
-        if config.kafka_tls_ca_file:
-            options["ssl_cafile"] = config.kafka_tls_ca_file
-        if config.kafka_tls_client_pem:
-            options["ssl_certfile"] = config.kafka_tls_client_pem
+        if config.tls_ca_file:
+            options["ssl_cafile"] = config.tls_ca_file
+        if config.tls_client_pem:
+            options["ssl_certfile"] = config.tls_client_pem
     return options
 
 
@@ -54,27 +54,27 @@ def _jaas_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def java_properties(config: Config) -> dict[str, str]:
+def java_properties(config: KafkaConfig) -> dict[str, str]:
     """The same settings as Kafka client properties for the job's KafkaSource/KafkaSink.
 
     The password ends up in ``sasl.jaas.config``, which Kafka's clients print as ``[hidden]``.
     """
     tls, sasl = _check_security(config)
-    props = {"security.protocol": config.kafka_security_protocol.upper()}
+    props = {"security.protocol": config.security_protocol.upper()}
     if sasl:
-        mechanism = config.kafka_sasl_mechanism.upper()
+        mechanism = config.sasl_mechanism.upper()
         module = ("common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
                   else "common.security.scram.ScramLoginModule")
         props["sasl.mechanism"] = mechanism
         props["sasl.jaas.config"] = (
-            f"{_SHADED}org.apache.kafka.{module} required username={_jaas_quote(config.kafka_sasl_username)} "
-            f"password={_jaas_quote(config.kafka_sasl_password)};"
+            f"{_SHADED}org.apache.kafka.{module} required username={_jaas_quote(config.sasl_username)} "
+            f"password={_jaas_quote(config.sasl_password)};"
         )
     if tls:
-        if config.kafka_tls_ca_file:
-            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": config.kafka_tls_ca_file})
-        if config.kafka_tls_client_pem:
-            props.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": config.kafka_tls_client_pem})
+        if config.tls_ca_file:
+            props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": config.tls_ca_file})
+        if config.tls_client_pem:
+            props.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": config.tls_client_pem})
     return props
 
 
@@ -106,14 +106,14 @@ def with_codec_jars(jars: list[str]) -> list[str]:
     return out
 
 
-def events_source(config: Config) -> Any:
+def events_source(config: KafkaConfig) -> Any:
     """KafkaSource over the events topic (see :func:`string_source`), fetching in batches as
     ``kafka_fetch_min_bytes`` / ``kafka_fetch_max_wait_ms`` say."""
     return string_source(config, config.events_topic, config.start_from_earliest,
-                         config.kafka_fetch_min_bytes, config.kafka_fetch_max_wait_ms)
+                         config.fetch_min_bytes, config.fetch_max_wait_ms)
 
 
-def products_source(config: Config) -> Any:
+def products_source(config: KafkaConfig) -> Any:
     """KafkaSource over the products topic, from its start: the topic is compacted, so it holds the
     latest update of every product, and applying an update twice changes nothing.
 
@@ -122,7 +122,7 @@ def products_source(config: Config) -> Any:
     return string_source(config, config.products_topic, True, 1, 500)
 
 
-def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_min_bytes: int = 1,
+def string_source(config: KafkaConfig, topic: str, start_from_earliest: bool, fetch_min_bytes: int = 1,
                   fetch_max_wait_ms: int = 500) -> Any:
     """KafkaSource over ``topic``: values as strings, offsets committed on checkpoints, committed
     records only (a transactional producer's aborted records never reach the job).
@@ -141,7 +141,7 @@ def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_m
     reset = KafkaOffsetResetStrategy.EARLIEST if start_from_earliest else KafkaOffsetResetStrategy.LATEST
     builder = (
         KafkaSource.builder()
-        .set_bootstrap_servers(config.kafka_bootstrap)
+        .set_bootstrap_servers(config.bootstrap)
         .set_topics(topic)
         .set_group_id(config.consumer_group)
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
@@ -156,7 +156,7 @@ def string_source(config: Config, topic: str, start_from_earliest: bool, fetch_m
     return builder.build()
 
 
-def dead_letter_sink(config: Config) -> Any:
+def dead_letter_sink(config: KafkaConfig) -> Any:
     from pyflink.common.serialization import SimpleStringSchema
     from pyflink.datastream.connectors.base import DeliveryGuarantee
     from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
@@ -166,7 +166,7 @@ def dead_letter_sink(config: Config) -> Any:
         builder = builder.set_property(key, value)
     return (
         builder
-        .set_bootstrap_servers(config.kafka_bootstrap)
+        .set_bootstrap_servers(config.bootstrap)
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(config.dlq_topic)
@@ -181,11 +181,11 @@ def dead_letter_sink(config: Config) -> Any:
 
 # --- admin ------------------------------------------------------------------------------------
 
-def ensure_topics(config: Config, partitions: int = 2) -> None:
+def ensure_topics(config: KafkaConfig, partitions: int = 2) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, client_id="streamrec-admin",
+    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap, client_id="streamrec-admin",
                              **client_options(config))
     try:
         existing = set(admin.list_topics())
@@ -282,29 +282,29 @@ def produce_lines(
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
-            key, why = _precheck(line, config.max_record_bytes, config.max_query_chars)
+            key, why = _precheck(line, config.limits.max_record_bytes, config.limits.max_query_chars)
             value = _line_bytes(line)
             if value is None or (why is not None and not raw):
                 report.rejected.append((lineno, why or f"not UTF-8 text ({NOT_JSON})"))
                 continue
             yield lineno, key, value
 
-    return _send_all(records(), config.events_topic, config, producer, report)
+    return _send_all(records(), config.kafka.events_topic, config.kafka, config.limits.max_record_bytes, producer,
+                     report)
 
 
-def new_producer(config: Config, max_record_bytes: Optional[int] = None) -> Any:
+def new_producer(config: KafkaConfig, max_record_bytes: int) -> Any:
     """The producer of the CLI's writers: acks=all and idempotence (a retry never doubles a record),
     the configured security options. ``max_record_bytes``: the largest record it must accept
-    (default: the events' limit, config.max_record_bytes)."""
+    (for events: the input limit, ``config.limits.max_record_bytes``)."""
     from kafka import KafkaProducer
 
-    limit = config.max_record_bytes if max_record_bytes is None else max_record_bytes
     return KafkaProducer(
-        bootstrap_servers=config.kafka_bootstrap,
+        bootstrap_servers=config.bootstrap,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
-        max_request_size=max(1024 * 1024, limit * 4),
+        max_request_size=max(1024 * 1024, max_record_bytes * 4),
         **client_options(config),
     )
 
@@ -312,24 +312,24 @@ def new_producer(config: Config, max_record_bytes: Optional[int] = None) -> Any:
 def send_keyed(
     records: Iterable[tuple[int, str, str]],
     topic: str,
-    config: Config,
+    config: KafkaConfig,
+    max_record_bytes: int,
     producer: Any = None,
-    max_record_bytes: Optional[int] = None,
 ) -> ProduceReport:
     """Send (line number, key, value) records to ``topic`` in order, keyed (a key's records stay in
     one partition, in order), and wait for the broker's answers: a refused or timed-out record is
     reported with its line number and not counted as sent. Same producer as :func:`produce_lines`.
     """
-    return _send_all(records, topic, config, producer, ProduceReport(), max_record_bytes)
+    return _send_all(records, topic, config, max_record_bytes, producer, ProduceReport())
 
 
 def _send_all(
     records: Iterable[tuple[int, Optional[str], Any]],
     topic: str,
-    config: Config,
+    config: KafkaConfig,
+    max_record_bytes: int,
     producer: Any,
     report: ProduceReport,
-    max_record_bytes: Optional[int] = None,
 ) -> ProduceReport:
     """The sending loop of produce_lines and send_keyed; ``producer`` None: a new one, closed at the end."""
     from kafka.errors import KafkaError
@@ -379,13 +379,13 @@ def read_lines(stream: TextIO) -> Iterator[str]:
     yield from stream
 
 
-def read_topic(config: Config, topic: str, timeout_ms: int = 5000) -> list[str]:
+def read_topic(config: KafkaConfig, topic: str, timeout_ms: int = 5000) -> list[str]:
     """Every record of a topic from the earliest offset (a bounded read, for tools and tests)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=config.kafka_bootstrap,
+        bootstrap_servers=config.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -98,63 +98,63 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
     local = "PYFLINK_GATEWAY_PORT" not in os.environ
     if local:
         _venv_first_on_path()
-        if config.metrics_port:
+        if config.job.metrics_port:
             _reporter_on_class_path()
     conf = Configuration()
     # A Python operator hands its results back to Java when a bundle ends (or a checkpoint barrier
     # arrives). At low input rates a bundle ends on time, so this bounds the latency the Python
     # steps add to a recommendation (see Config.python_bundle_time_ms).
-    conf.set_string("python.fn-execution.bundle.time", str(config.python_bundle_time_ms))
-    conf.set_string("python.fn-execution.bundle.size", str(config.python_bundle_size))
+    conf.set_string("python.fn-execution.bundle.time", str(config.job.python_bundle_time_ms))
+    conf.set_string("python.fn-execution.bundle.size", str(config.job.python_bundle_size))
     # The Cassandra writer awaits its writes in flight when PyFlink reads its gauge at each bundle
     # end (connectors/flink.py); keep Python metrics on even where a cluster turns them off.
     conf.set_string("python.metric.enabled", "true")
     # Keyed state the Python side caches; beyond it, every state access is a round trip to Java.
-    conf.set_string("python.state.cache-size", str(config.python_state_cache_size))
-    conf.set_string("python.execution-mode", config.python_execution_mode)
+    conf.set_string("python.state.cache-size", str(config.job.python_state_cache_size))
+    conf.set_string("python.execution-mode", config.job.python_execution_mode)
     # Never give up: a lost TaskManager or a Cassandra outage must end in recovery, not a FAILED
     # job (reliability targets 5, 6). Without this, a local minicluster (`streamrec job run`) only
     # restarts while checkpointing is on (Flink's fallback); set per job, it also wins over a
     # cluster's default. Same values as flink-conf/config.yaml.
     for key, value in RESTART_STRATEGY.items():
         conf.set_string(key, value)
-    if config.checkpoint_dir:
-        conf.set_string("execution.checkpointing.dir", config.checkpoint_dir)
-    elif local and config.checkpoint_interval_ms > 0:
+    if config.job.checkpoint_dir:
+        conf.set_string("execution.checkpointing.dir", config.job.checkpoint_dir)
+    elif local and config.job.checkpoint_interval_ms > 0:
         # Without a folder a minicluster keeps checkpoints in the JobManager's memory, which refuses
         # a state over 5 MB (~10,000 users): every checkpoint after that fails and fails the job
         # over, for good. The folder only serves restarts inside this run.
         conf.set_string("execution.checkpointing.dir", local_checkpoint_dir().as_uri())
-    if config.state_backend:
+    if config.job.state_backend:
         # Per job, over the cluster's default: `flink run` of a small job may keep its state on the heap.
-        conf.set_string("state.backend.type", config.state_backend)
-        conf.set_string("execution.checkpointing.incremental", str(config.state_incremental).lower())
+        conf.set_string("state.backend.type", config.job.state_backend)
+        conf.set_string("execution.checkpointing.incremental", str(config.job.state_incremental).lower())
     if local:
         # Python functions run with this process's interpreter (its venv has pyflink, pemja and our
         # code). Under `flink run`, -pyexec or the cluster's configuration decides.
         conf.set_string("python.executable", sys.executable)
-    if local and config.metrics_port:
-        for key, value in reporter_config(config.metrics_port).items():
+    if local and config.job.metrics_port:
+        for key, value in reporter_config(config.job.metrics_port).items():
             conf.set_string(key, value)
-    if local and config.minicluster_rest_port:
+    if local and config.job.minicluster_rest_port:
         # Under `flink run`, rest.port names the cluster the client submits to and must stay as the
         # client set it.
-        conf.set_string("rest.port", str(config.minicluster_rest_port))
+        conf.set_string("rest.port", str(config.job.minicluster_rest_port))
     env = StreamExecutionEnvironment.get_execution_environment(conf)
-    if config.parallelism > 0 or local:
-        env.set_parallelism(config.parallelism or 1)
+    if config.job.parallelism > 0 or local:
+        env.set_parallelism(config.job.parallelism or 1)
     # Keyed state is split into max-parallelism key groups; a savepoint only restores into the same
     # number. Flink derives it from the parallelism (128 up to parallelism 85, more above), so fix
     # it: a savepoint taken at any parallelism resumes at any other up to 128.
     env.set_max_parallelism(MAX_PARALLELISM)
-    env.set_buffer_timeout(config.buffer_timeout_ms)
-    if config.checkpoint_interval_ms > 0:
-        env.enable_checkpointing(config.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    env.set_buffer_timeout(config.job.buffer_timeout_ms)
+    if config.job.checkpoint_interval_ms > 0:
+        env.enable_checkpointing(config.job.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
         # Flink's default (0) fails the job over at the first checkpoint that fails or times out: one
         # slow checkpoint (a Cassandra hiccup under load) would cost a restart and a replay.
-        env.get_checkpoint_config().set_tolerable_checkpoint_failure_number(config.checkpoint_tolerable_failures)
+        env.get_checkpoint_config().set_tolerable_checkpoint_failure_number(config.job.checkpoint_tolerable_failures)
     # with the codec jar the shaded Kafka connector lacks (zstd-jni), wherever STREAMREC_JARS names the connector
-    jars = [j if "://" in j else f"file://{j}" for j in with_codec_jars(config.jar_list)]
+    jars = [j if "://" in j else f"file://{j}" for j in with_codec_jars(config.job.jar_list)]
     if jars:
         env.add_jars(*jars)
     # the events source's deserializer, the Cassandra sink (its driver shaded in), the popularity counter
@@ -165,15 +165,15 @@ def create_env(config: Config) -> StreamExecutionEnvironment:
 def build_job(config: Config) -> StreamExecutionEnvironment:
     env = create_env(config)
     raw = (
-        env.from_source(events_source(config), WatermarkStrategy.no_watermarks(), "kafka-events")
+        env.from_source(events_source(config.kafka), WatermarkStrategy.no_watermarks(), "kafka-events")
         .uid("kafka-events")
     )
     products = (
-        env.from_source(products_source(config), WatermarkStrategy.no_watermarks(), "kafka-products")
+        env.from_source(products_source(config.kafka), WatermarkStrategy.no_watermarks(), "kafka-products")
         .uid("kafka-products")
     )
     streams = build_pipeline(env, raw, config, CatalogFromConfig(config), products)
-    streams.dead_letters.sink_to(dead_letter_sink(config)).name("kafka-dlq").uid("kafka-dlq")
+    streams.dead_letters.sink_to(dead_letter_sink(config.kafka)).name("kafka-dlq").uid("kafka-dlq")
     attach_cassandra(streams.recommendations, config)
     return env
 

@@ -64,27 +64,27 @@ class PipelineStreams:
 
 
 def model_params(config: Config) -> ModelParams:
-    return ModelParams.from_config(config)
+    return ModelParams.from_config(config.model)
 
 
 def fail_once(config: Config) -> Optional[FailOnce]:
     """The ranker's test-only fault injection hook, or None (the default)."""
-    if config.fault_fail_once_after <= 0:
+    if config.faults.fail_once_after <= 0:
         return None
-    if not config.checkpoint_dir:
+    if not config.job.checkpoint_dir:
         raise ValueError("fault_fail_once_after needs checkpoint_dir (it fails after a completed checkpoint)")
-    if config.fault_fail_in_checkpoint_complete and config.hot_path != "batch":
+    if config.faults.fail_in_checkpoint_complete and config.job.hot_path != "batch":
         raise ValueError("fault_fail_in_checkpoint_complete needs the fast path (hot_path batch): "
                          "user-state throws it")
     # attempt 0 is user-state's when it fails inside checkpoint completion
-    first = 1 if config.fault_fail_in_checkpoint_complete else 0
-    return FailOnce(config.fault_fail_once_after, config.checkpoint_dir, config.fault_fail_times, first)
+    first = 1 if config.faults.fail_in_checkpoint_complete else 0
+    return FailOnce(config.faults.fail_once_after, config.job.checkpoint_dir, config.faults.fail_times, first)
 
 
 def _fail_in_checkpoint_complete(user_state: Any, config: Config) -> Any:
     """user-state with the test-only failure inside notifyCheckpointComplete armed, when configured."""
-    if config.fault_fail_once_after > 0 and config.fault_fail_in_checkpoint_complete:
-        return user_state.failInCheckpointComplete(int(config.fault_fail_once_after))
+    if config.faults.fail_once_after > 0 and config.faults.fail_in_checkpoint_complete:
+        return user_state.failInCheckpointComplete(int(config.faults.fail_once_after))
     return user_state
 
 
@@ -97,9 +97,9 @@ def popularity_counts(env: StreamExecutionEnvironment, events: DataStream, confi
     backlog of older events arrives at once."""
     add_support_jar(env)
     weights = get_gateway().jvm.java.util.HashMap()
-    for etype, weight in config.event_weights.items():
+    for etype, weight in config.model.event_weights.items():
         weights.put(str(etype), float(weight))
-    counter = java_class(POPULARITY_CLASS_NAME)(weights, int(config.trending_interval_ms))
+    counter = java_class(POPULARITY_CLASS_NAME)(weights, int(config.model.trending_interval_ms))
     j_stream = events._j_data_stream.transform("popularity", Types.STRING().get_java_type_info(), counter)
     return DataStream(j_stream).name("popularity").uid("popularity")
 
@@ -131,7 +131,7 @@ def parse_products(raw_products: Optional[DataStream], config: Config, catalog_l
     if raw_products is None:
         return None
     return raw_products.process(
-        ParseProducts(catalog_loader, config.max_record_bytes), output_type=CONTROL_ROW
+        ParseProducts(catalog_loader, config.limits.max_record_bytes), output_type=CONTROL_ROW
     ).name("parse-products").uid("parse-products")
 
 
@@ -150,7 +150,7 @@ def parse_events(raw: DataStream, products: Optional[DataStream], parser: ParseE
 def holds_unknown(config: Config, products: Optional[DataStream]) -> bool:
     """Whether the parser hands an event for an unknown product to await-products (the late
     catalog) instead of dead-lettering it: only with a wait and a products stream to wait on."""
-    return products is not None and config.unknown_product_wait_ms > 0
+    return products is not None and config.limits.unknown_product_wait_ms > 0
 
 
 def await_products(env: StreamExecutionEnvironment, parsed: DataStream, events: DataStream,
@@ -168,7 +168,8 @@ def await_products(env: StreamExecutionEnvironment, parsed: DataStream, events: 
     catalog = products._j_data_stream.keyBy(java_class(ROW_KEY_CLASS_NAME)(1))
     awaiting = java_class(AWAIT_PRODUCTS_CLASS_NAME)
     late = DataStream(waiting.connect(catalog).transform(
-        "await-products", EVENT_ROW.get_java_type_info(), awaiting.operator(int(config.unknown_product_wait_ms))))
+        "await-products", EVENT_ROW.get_java_type_info(),
+        awaiting.operator(int(config.limits.unknown_product_wait_ms))))
     late = late.name("await-products").uid("await-products")
     expired = DataStream(late._j_data_stream.getSideOutput(awaiting.deadLetters()))
     return events.union(late), dead_letters.union(expired)
@@ -181,8 +182,8 @@ def trending_and_control(env: StreamExecutionEnvironment, events: DataStream, pr
     popularity = popularity_counts(env, events, config)
     trending = (
         popularity.key_by(lambda _: 0, key_type=Types.INT())
-        .process(TrendingMerge(config.trending_half_life_minutes * 60_000, config.trending_size,
-                               config.trending_interval_ms), output_type=CONTROL_ROW)
+        .process(TrendingMerge(config.model.trending_half_life_minutes * 60_000, config.model.trending_size,
+                               config.model.trending_interval_ms), output_type=CONTROL_ROW)
         .name("trending").uid("trending")
     )
     return trending, trending if products is None else trending.union(products)
@@ -195,15 +196,15 @@ def build_pipeline(
     catalog_loader: CatalogLoader,
     raw_products: Optional[DataStream] = None,
 ) -> PipelineStreams:
-    variants = Variants.from_config(config)  # fails fast on bad STREAMREC_VARIANTS
-    if config.hot_path == "batch":
+    variants = Variants.from_config(config.model)  # fails fast on bad STREAMREC_VARIANTS
+    if config.job.hot_path == "batch":
         return build_batch_pipeline(env, raw_events, config, catalog_loader, raw_products, variants)
 
     products = parse_products(raw_products, config, catalog_loader)
 
     # str -> Row(EVENT_FIELDS); bad records -> side output
-    parsed = parse_events(raw_events, products, ParseEvents(catalog_loader, config.max_record_bytes,
-                                                            config.max_query_chars, config.max_ts_lead_ms,
+    parsed = parse_events(raw_events, products, ParseEvents(catalog_loader, config.limits.max_record_bytes,
+                                                            config.limits.max_query_chars, config.limits.max_ts_lead_ms,
                                                             holds_unknown(config, products)),
                           EVENT_ROW)
     # events for a product not known yet join the others once it is (before trending and key_by)
@@ -215,8 +216,8 @@ def build_pipeline(
     recommendations = (
         events.key_by(lambda e: e.user_id, key_type=Types.STRING())
         .connect(control.broadcast(CONTROL_STATE))
-        .process(Recommend(catalog_loader, variants, config.user_ttl_ms, fail_once(config),
-                           config.ann_min_products, config.ann_recall_floor, config.blas_threads),
+        .process(Recommend(catalog_loader, variants, config.model.user_ttl_ms, fail_once(config),
+                           config.model.ann_min_products, config.model.ann_recall_floor, config.job.blas_threads),
                  output_type=RECOMMENDATION_ROW)
         .name("update-and-recommend")
         # the uid of the keyed user state since the first release: savepoints keep restoring it
@@ -224,7 +225,7 @@ def build_pipeline(
     )
     # INTERNAL dead letters of events whose update or ranking raised (see Recommend)
     dead_letters = dead_letters.union(recommendations.get_side_output(DLQ_TAG))
-    recommendations = count_users_in_state(recommendations, config.user_ttl_ms)  # exact users_in_state
+    recommendations = count_users_in_state(recommendations, config.model.user_ttl_ms)  # exact users_in_state
     return PipelineStreams(recommendations=recommendations, dead_letters=dead_letters, trending=trending)
 
 
@@ -248,10 +249,11 @@ def build_batch_pipeline(
 
     # str -> byte[] (raw records, RecordBatcher's format)
     batches = _java_transform(raw_events, "batch-records", BATCH, java_class(RECORD_BATCHER_CLASS_NAME)(
-        config.batch_max_events, config.batch_max_bytes, config.batch_linger_ms).lingerUpTo(config.batch_max_linger_ms))
+        config.job.batch_max_events, config.job.batch_max_bytes, config.job.batch_linger_ms,
+    ).lingerUpTo(config.job.batch_max_linger_ms))
     # byte[] -> byte[] (valid events, one text block per batch); bad records -> side output
-    parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.max_record_bytes,
-                                                        config.max_query_chars, config.max_ts_lead_ms,
+    parsed = parse_events(batches, products, ParseBatch(catalog_loader, config.limits.max_record_bytes,
+                                                        config.limits.max_query_chars, config.limits.max_ts_lead_ms,
                                                         holds_unknown(config, products)), BATCH)
     # byte[] -> Row(EVENT_FIELDS), one per event
     events = _java_flat_map(parsed, "unbatch-events", EVENT_ROW, java_class(EVENT_UNBATCHER_CLASS_NAME)())
@@ -264,14 +266,14 @@ def build_batch_pipeline(
 
     # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
     user_state = _fail_in_checkpoint_complete(java_class(USER_STATE_CLASS_NAME)(
-        _java_set(variants.moving_types), variants.history_size, int(config.user_ttl_ms),
-        config.batch_max_events, config.batch_linger_ms).lingerUpTo(config.batch_max_linger_ms), config)
+        _java_set(variants.moving_types), variants.history_size, int(config.model.user_ttl_ms),
+        config.job.batch_max_events, config.job.batch_linger_ms).lingerUpTo(config.job.batch_max_linger_ms), config)
     user_batches = _java_transform(events, "user-state", BATCH, user_state, key=1)
     # byte[] -> byte[] (RecommendationUnbatcher's format); a user whose ranking raises -> side output
     answers = (
         user_batches.connect(control.broadcast(CONTROL_STATE))
-        .process(RankBatch(catalog_loader, variants, fail_once(config), config.ann_min_products,
-                           config.ann_recall_floor, config.blas_threads), output_type=BATCH)
+        .process(RankBatch(catalog_loader, variants, fail_once(config), config.model.ann_min_products,
+                           config.model.ann_recall_floor, config.job.blas_threads), output_type=BATCH)
         .name("rank").uid("rank")
     )
     dead_letters = dead_letters.union(answers.get_side_output(DLQ_TAG))
@@ -280,7 +282,7 @@ def build_batch_pipeline(
     top_k = jvm.java.util.HashMap()
     for name, params in variants.params.items():
         top_k.put(name, int(params.top_k))
-    hit_counter = java_class(HIT_COUNTER_CLASS_NAME)(top_k, int(config.user_ttl_ms))
+    hit_counter = java_class(HIT_COUNTER_CLASS_NAME)(top_k, int(config.model.user_ttl_ms))
     # Keyed by user without a shuffle: rank and the unbatcher run forward from user-state, so each
     # subtask already holds exactly the users of its key groups. A keyBy here cost a network hop
     # (serialising every row, and up to the buffer timeout of latency) for nothing.

@@ -22,7 +22,7 @@ from streamrec.config import (
     DEFAULT_HALF_LIFE_EVENTS,
     DEFAULT_TRANSITION_CONTEXT,
     DEFAULT_TRANSITION_WEIGHT,
-    Config,
+    ModelConfig,
 )
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
@@ -73,7 +73,7 @@ class ModelParams:
     transition_context: int = DEFAULT_TRANSITION_CONTEXT
 
     @classmethod
-    def from_config(cls, config: Config, **overrides: Any) -> ModelParams:
+    def from_config(cls, config: ModelConfig, **overrides: Any) -> ModelParams:
         """The model settings of ``config``; ``overrides`` (an A/B variant's) replace single settings."""
         values: dict[str, Any] = dict(
             event_weights=dict(config.event_weights),

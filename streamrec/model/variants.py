@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from streamrec.config import Config
+from streamrec.config import ModelConfig
 from streamrec.model.model import ModelParams
 
 
@@ -81,7 +81,7 @@ class Variants:
     params: Mapping[str, ModelParams]
 
     @classmethod
-    def from_config(cls, config: Config) -> Variants:
+    def from_config(cls, config: ModelConfig) -> Variants:
         parsed = parse_variants(config.variants)
         try:
             params = {name: ModelParams.from_config(config, **overrides) for name, _, overrides in parsed}

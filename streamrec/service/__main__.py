@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("kafka", "cassandra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = Config.from_env().replace(serve_host=args.host, serve_port=args.port)
+    config = Config.from_env().replace(service={"host": args.host, "port": args.port})
     args.url_file.parent.mkdir(parents=True, exist_ok=True)
     args.url_file.write_text(f"http://{args.host}:{args.port}/\n")
     serve(config)

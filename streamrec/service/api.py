@@ -119,10 +119,10 @@ def key_dependency(config: Config) -> Callable[..., Awaitable[None]]:
 
     # async, like every route that does not block: a plain def would cost a hop to the thread pool
     async def require_key(x_api_key: Optional[str] = Header(None, include_in_schema=False)) -> None:
-        if not config.serve_api_key:
+        if not config.service.api_key:
             return
         given = (x_api_key or "").encode("utf-8")
-        if not hmac.compare_digest(given, config.serve_api_key.encode("utf-8")):
+        if not hmac.compare_digest(given, config.service.api_key.encode("utf-8")):
             raise ApiError(401, UNAUTHORIZED, "missing or wrong X-API-Key")
 
     return require_key
@@ -135,8 +135,8 @@ class Context:
         self.config = config
         self.backend = backend
         self.metrics = metrics
-        self.origins = [o.strip() for o in config.serve_cors_origins.split(",") if o.strip()]
-        self.max_k = max_k = config.serve_max_k
+        self.origins = [o.strip() for o in config.service.cors_origins.split(",") if o.strip()]
+        self.max_k = max_k = config.service.max_k
         self.v1 = [Depends(key_dependency(config))]
         self.k_query = Query(10, ge=1, le=max_k, description=f"how many items, 1..{max_k}")
         self.n_query = Query(20, ge=1, le=max_k, description=f"the newest n, 1..{max_k}")

@@ -197,10 +197,10 @@ class TrendingTracker:
     its own; the job counts per minute of event time, this per event (the same order up to ties)."""
 
     def __init__(self, config: Config) -> None:
-        params = ModelParams.from_config(config)
+        params = ModelParams.from_config(config.model)
         self._weights = {t: w for t, w in params.event_weights.items() if w > 0}
         self._config = config
-        self._popularity = DecayedPopularity(config.trending_half_life_minutes * 60_000)
+        self._popularity = DecayedPopularity(config.model.trending_half_life_minutes * 60_000)
         self._now = 0
         self._lock = threading.Lock()
         self._cached: list[tuple[str, float]] = []
@@ -210,9 +210,9 @@ class TrendingTracker:
         # the job's clock rule with the service's clock: an event from the future must not move `_now`
         # (one at year 2999 would decay every real product to nothing, for good)
         parsed = parse_event(raw, known_products=known.index if known is not None else None,
-                             max_record_bytes=self._config.max_record_bytes,
-                             max_query_chars=self._config.max_query_chars,
-                             max_ts=latest_ts(int(time.time() * 1000), self._config.max_ts_lead_ms))
+                             max_record_bytes=self._config.limits.max_record_bytes,
+                             max_query_chars=self._config.limits.max_query_chars,
+                             max_ts=latest_ts(int(time.time() * 1000), self._config.limits.max_ts_lead_ms))
         if isinstance(parsed, Event):
             self.add(parsed)
 
@@ -228,7 +228,7 @@ class TrendingTracker:
     def top(self) -> list[tuple[str, float]]:
         with self._lock:
             if self._dirty:
-                self._cached = self._popularity.top(self._config.trending_size, self._now)
+                self._cached = self._popularity.top(self._config.model.trending_size, self._now)
                 self._dirty = False
             return self._cached
 
@@ -283,10 +283,11 @@ class LiveBackend:
         # protocol v4: v5 wraps every frame in a checksummed segment whose CRC24 the driver computes
         # in pure Python, ~8% of a recommendations request's CPU (profiled); v4 frames carry the
         # same requests and answers, and TCP (or TLS) already checks what crosses the wire
-        self._client = QueryClient(config, session=connect(config, config.keyspace, protocol_version=4))
+        self._client = QueryClient(config.cassandra, session=connect(config.cassandra, config.cassandra.keyspace,
+                                                                     protocol_version=4))
         self._client.prepare_many()
         self._reads = ReadBatcher(self._client)
-        self._producer = new_producer(config)
+        self._producer = new_producer(config.kafka, config.limits.max_record_bytes)
         self._catalog: Optional[Catalog] = None
         self._catalog_loaded_at = 0.0
         self._reload = threading.Event()
@@ -317,8 +318,9 @@ class LiveBackend:
     def send(self, events: Sequence[Event]) -> SendResult:
         from streamrec.connectors.kafka import send_keyed
 
-        report = send_keyed(((i, e.user_id, e.to_json()) for i, e in enumerate(events)), self._config.events_topic,
-                            self._config, producer=self._producer)
+        report = send_keyed(((i, e.user_id, e.to_json()) for i, e in enumerate(events)),
+                            self._config.kafka.events_topic,
+                            self._config.kafka, self._config.limits.max_record_bytes, producer=self._producer)
         failed = {i for i, _ in report.rejected}
         return SendResult(sent=[i for i in range(len(events)) if i not in failed], failed=list(report.rejected))
 
@@ -338,7 +340,7 @@ class LiveBackend:
         from streamrec.connectors.cassandra import load_catalog
 
         try:
-            catalog = load_catalog(self._config)
+            catalog = load_catalog(self._config.cassandra)
         except Exception as exc:  # an empty table or Cassandra away: keep what we have, say why
             log.warning("catalog not (re)loaded: %s: %s", type(exc).__name__, exc)
             self._catalog_loaded_at = time.monotonic()
@@ -361,19 +363,19 @@ class LiveBackend:
         from streamrec.connectors.kafka import client_options
 
         config = self._config
-        consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                 **client_options(config))
+        consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap, group_id=None, enable_auto_commit=False,
+                                 **client_options(config.kafka))
         try:
             parts: list[Any] = []
-            for topic in (config.events_topic, config.products_topic):
+            for topic in (config.kafka.events_topic, config.kafka.products_topic):
                 ids = consumer.partitions_for_topic(topic) or set()
                 parts += [TopicPartition(topic, p) for p in sorted(ids)]
             if not parts:
-                raise RuntimeError(f"no partitions yet for {config.events_topic} / {config.products_topic}")
+                raise RuntimeError(f"no partitions yet for {config.kafka.events_topic} / {config.kafka.products_topic}")
             consumer.assign(parts)
-            events = [tp for tp in parts if tp.topic == config.events_topic]
-            products = [tp for tp in parts if tp.topic == config.products_topic]
-            since = int(time.time() * 1000 - config.serve_trending_lookback_minutes * 60_000)
+            events = [tp for tp in parts if tp.topic == config.kafka.events_topic]
+            products = [tp for tp in parts if tp.topic == config.kafka.products_topic]
+            since = int(time.time() * 1000 - config.service.trending_lookback_minutes * 60_000)
             starts = consumer.offsets_for_times({tp: since for tp in events})
             ends = consumer.end_offsets(parts)
             for tp in events:
@@ -386,7 +388,7 @@ class LiveBackend:
             while not self._stop.is_set():
                 batches = consumer.poll(timeout_ms=500, max_records=5000)
                 for tp, records in batches.items():
-                    if tp.topic == config.products_topic:
+                    if tp.topic == config.kafka.products_topic:
                         self._reload.set()
                         continue
                     catalog = self._catalog
@@ -398,7 +400,7 @@ class LiveBackend:
                     consumer.end_offsets(parts)  # raises when the broker is gone
                     self._kafka_ok_at = checked = now
                 # no catalog yet (an empty table at start): try again every few seconds
-                every = 5.0 if self._catalog is None else config.serve_catalog_refresh_s
+                every = 5.0 if self._catalog is None else config.service.catalog_refresh_s
                 if self._reload.is_set() or now - self._catalog_loaded_at >= every:
                     self._reload.clear()
                     self._load_catalog()

@@ -136,7 +136,7 @@ def add_recommendations(app: ServiceApp, ctx: Context) -> None:
         body = await recommendations_json(user_id, k, exclude, category, exclude_category)
         return Response(body, media_type="application/json")
 
-    api_key = ctx.config.serve_api_key.encode("utf-8") if ctx.config.serve_api_key else None
+    api_key = ctx.config.service.api_key.encode("utf-8") if ctx.config.service.api_key else None
     cors = bool(ctx.origins)
     max_k = ctx.max_k
     requests_ok = metrics.requests.labels(RECOMMENDATIONS, "GET", "200")

@@ -91,12 +91,12 @@ def add_event_routes(app: ServiceApp, ctx: Context) -> None:
         the events topic (acks=all, idempotent), 202. Any invalid: 400 with each bad event's index
         and dead-letter code, and none of the batch is sent. A broker failure: 503 naming the indices
         that were sent and those that were not."""
-        body = await _read_body(request, config.serve_max_body_bytes)
-        raws = _split_batch(body, config.serve_max_batch)
+        body = await _read_body(request, config.service.max_body_bytes)
+        raws = _split_batch(body, config.service.max_batch)
         catalog = ctx.catalog_or_503()
-        max_ts = latest_ts(int(time.time() * 1000), config.max_ts_lead_ms)  # the job would refuse it (FUTURE_TS)
-        parsed = [parse_event(raw, known_products=catalog.index, max_record_bytes=config.max_record_bytes,
-                              max_query_chars=config.max_query_chars, max_ts=max_ts) for raw in raws]
+        max_ts = latest_ts(int(time.time() * 1000), config.limits.max_ts_lead_ms)  # the job would refuse it (FUTURE_TS)
+        parsed = [parse_event(raw, known_products=catalog.index, max_record_bytes=config.limits.max_record_bytes,
+                              max_query_chars=config.limits.max_query_chars, max_ts=max_ts) for raw in raws]
         bad = [(i, p) for i, p in enumerate(parsed) if isinstance(p, BadRecord)]
         if bad:
             metrics.events.labels("rejected").inc(len(bad))

@@ -55,14 +55,14 @@ class Verifier:
 
         self.config = config
         self.catalog = catalog if catalog is not None else CatalogFromConfig(config)()
-        self.expect = Expectation(self.catalog, Variants.from_config(config), config.max_record_bytes,
-                                  config.max_query_chars, config.user_ttl_ms,
-                                  ranks_every_event=config.hot_path == "per-event",
-                                  max_ts_lead_ms=config.max_ts_lead_ms,
-                                  unknown_product_wait_ms=config.unknown_product_wait_ms)
-        self._events = TopicReader(config, config.events_topic)
-        self._products = TopicReader(config, config.products_topic)
-        self._dlq: Optional[TopicReader] = TopicReader(config, config.dlq_topic) if dead_letters else None
+        self.expect = Expectation(self.catalog, Variants.from_config(config.model), config.limits.max_record_bytes,
+                                  config.limits.max_query_chars, config.model.user_ttl_ms,
+                                  ranks_every_event=config.job.hot_path == "per-event",
+                                  max_ts_lead_ms=config.limits.max_ts_lead_ms,
+                                  unknown_product_wait_ms=config.limits.unknown_product_wait_ms)
+        self._events = TopicReader(config, config.kafka.events_topic)
+        self._products = TopicReader(config, config.kafka.products_topic)
+        self._dlq: Optional[TopicReader] = TopicReader(config, config.kafka.dlq_topic) if dead_letters else None
         self._letters: list[Optional[bytes]] = []
         self._partitions: set[int] = set()
 
@@ -84,11 +84,12 @@ class Verifier:
         for (partition, _offset, value), record_ts in zip(new, self._events.timestamps):
             self._partitions.add(partition)
             self.expect.feed(value, partition, record_ts)
-        log.info("read %d new record(s) of %s (%d in all)", len(new), self.config.events_topic, self.expect.records)
+        log.info("read %d new record(s) of %s (%d in all)", len(new), self.config.kafka.events_topic,
+                 self.expect.records)
         stored_events, stored_recs = read_store(self.config)
         log.info("read %d event row(s) and %d recommendation row(s) from %s", len(stored_events), len(stored_recs),
-                 self.config.keyspace)
-        report = Report(topic=self.config.events_topic, partitions=len(self._partitions))
+                 self.config.cassandra.keyspace)
+        report = Report(topic=self.config.kafka.events_topic, partitions=len(self._partitions))
         compare(self.expect, stored_events, stored_recs, report,
                 self._letters if self._dlq is not None else None)
         report.seconds = round(time.monotonic() - started, 3)
@@ -103,7 +104,7 @@ class Verifier:
             return []
         out = []
         for _, _, value in records:
-            update = guarded(parse_product_update, value, self.catalog.dim, self.config.max_record_bytes)
+            update = guarded(parse_product_update, value, self.catalog.dim, self.config.limits.max_record_bytes)
             if not isinstance(update, BadRecord):
                 out.append(update.product_id)
         return out

@@ -27,14 +27,14 @@ class TopicReader:
 
         self.topic = topic
         self._consumer = KafkaConsumer(
-            bootstrap_servers=config.kafka_bootstrap,
+            bootstrap_servers=config.kafka.bootstrap,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1024 * 1024, config.max_record_bytes * 4),
+            max_partition_fetch_bytes=max(1024 * 1024, config.limits.max_record_bytes * 4),
             # as the job's source reads: an aborted transaction's records are no event of the topic
             isolation_level="read_committed",
-            **client_options(config),
+            **client_options(config.kafka),
         )
         self._assigned: list[Any] = []
 
@@ -89,14 +89,15 @@ def read_store(config: Config) -> tuple[list[tuple[EventKey, EventValue]], dict[
     """Every row of `events` and `recommendations` (prepared statements, paged)."""
     from streamrec.connectors.cassandra import connect, datetime_to_ms, qualified
 
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         ev = session.prepare(
-            f"SELECT user_id, ts, event_id, type, product_id, query FROM {qualified(config.keyspace, 'events')}")
+            "SELECT user_id, ts, event_id, type, product_id, query "
+            f"FROM {qualified(config.cassandra.keyspace, 'events')}")
         ev.fetch_size = 5000
         rc = session.prepare(
             "SELECT user_id, product_ids, scores, source, event_id, event_ts, updated_at, variant, impressions, hits "
-            f"FROM {qualified(config.keyspace, 'recommendations')}")
+            f"FROM {qualified(config.cassandra.keyspace, 'recommendations')}")
         rc.fetch_size = 5000
         events = [((r.user_id, datetime_to_ms(r.ts), r.event_id), (r.type, r.product_id, r.query))
                   for r in session.execute(ev, timeout=120)]

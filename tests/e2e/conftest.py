@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from streamrec import localstack
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, JobConfig, KafkaConfig, ModelConfig
 from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_catalog
 from streamrec.connectors.kafka import ensure_topics
 from streamrec.datasets import read_uci
@@ -107,21 +107,17 @@ def fresh_config(artifacts: localstack.Artifacts, catalog: Catalog) -> Iterator[
     """e2e_config for any scope (a module whose tests share one job run, too)."""
     tag = uuid.uuid4().hex[:8]
     config = Config(
-        kafka_bootstrap=f"127.0.0.1:{PROFILE.kafka_port}",
-        cassandra_port=PROFILE.cassandra_port,
-        keyspace=f"e2e_{tag}",
-        events_topic=f"events-{tag}",
-        dlq_topic=f"events-dlq-{tag}",
-        products_topic=f"products-{tag}",
-        consumer_group=f"streamrec-{tag}",
-        checkpoint_interval_ms=2000,
-        top_k=5,
-        jars=str(artifacts.kafka_connector_jar),
+        kafka=KafkaConfig(bootstrap=f"127.0.0.1:{PROFILE.kafka_port}", events_topic=f"events-{tag}",
+                          dlq_topic=f"events-dlq-{tag}", products_topic=f"products-{tag}",
+                          consumer_group=f"streamrec-{tag}"),
+        cassandra=CassandraConfig(port=PROFILE.cassandra_port, keyspace=f"e2e_{tag}"),
+        job=JobConfig(checkpoint_interval_ms=2000, jars=str(artifacts.kafka_connector_jar)),
+        model=ModelConfig(top_k=5),
     )
-    ensure_topics(config, partitions=2)
-    ensure_schema(config)
-    store_catalog(config, catalog)
+    ensure_topics(config.kafka, partitions=2)
+    ensure_schema(config.cassandra)
+    store_catalog(config.cassandra, catalog)
     try:
         yield config
     finally:
-        drop_keyspace(config)
+        drop_keyspace(config.cassandra)

@@ -66,7 +66,7 @@ class Stored:
 
 
 def read_store(config: Config) -> Stored:
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         events = [(r.user_id, r.event_id, datetime_to_ms(r.ts), r.type, r.product_id)
                   for r in session.execute("SELECT user_id, event_id, ts, type, product_id FROM events")]
@@ -78,11 +78,11 @@ def read_store(config: Config) -> Stored:
 
 
 def dead_letters(config: Config) -> list[dict]:
-    return [json.loads(x) for x in read_topic(config, config.dlq_topic, timeout_ms=3000)]
+    return [json.loads(x) for x in read_topic(config.kafka, config.kafka.dlq_topic, timeout_ms=3000)]
 
 
 def count_events(config: Config) -> int:
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         return int(session.execute("SELECT COUNT(*) FROM events").one()[0])
     finally:
@@ -91,7 +91,7 @@ def count_events(config: Config) -> int:
 
 def tombstones_read(config: Config, user_id: str) -> tuple[int, int]:
     """(live rows, tombstone cells) Cassandra reports reading for one user's events: a traced query."""
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         result = session.execute("SELECT * FROM events WHERE user_id = %s", (user_id,), trace=True)
         rows = list(result)

@@ -39,9 +39,9 @@ def send(config: Any, events: list[dict[str, Any]]) -> None:
     """A plain Kafka producer: JSON values keyed by user id."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap, acks="all")
     try:
-        futures = [producer.send(config.events_topic, key=e["user_id"].encode(), value=json.dumps(e).encode())
+        futures = [producer.send(config.kafka.events_topic, key=e["user_id"].encode(), value=json.dumps(e).encode())
                    for e in events]
         producer.flush()
         for f in futures:
@@ -53,7 +53,7 @@ def send(config: Any, events: list[dict[str, Any]]) -> None:
 def recommendation_row(config: Any, user: str) -> Any:
     from streamrec.connectors.cassandra import connect
 
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         return session.execute("SELECT product_ids, source, event_id, updated_at FROM recommendations "
                                "WHERE user_id = %s", (user,)).one()
@@ -64,7 +64,7 @@ def recommendation_row(config: Any, user: str) -> Any:
 def stored_events(config: Any) -> list[tuple[str, str, int]]:
     from streamrec.connectors.cassandra import connect
 
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         return [(r.user_id, r.event_id, datetime_to_ms(r.ts)) for r in session.execute(
             "SELECT user_id, event_id, ts FROM events")]
@@ -76,7 +76,7 @@ def stored_events(config: Any) -> list[tuple[str, str, int]]:
 def test_future_events_are_dead_letters_and_drive_neither_trending_nor_a_users_clock(
         e2e_config, uci_history, uci_catalog, tmp_path, hot_path):
     started = time.monotonic()
-    config = e2e_config.replace(minicluster_rest_port=free_port(), hot_path=hot_path)
+    config = e2e_config.replace(job={"minicluster_rest_port": free_port(), "hot_path": hot_path})
     history = uci_slice(uci_history, users=8, per_user=10)
     used = {e.product_id for e in history}
     spare = [p for p in uci_catalog.product_ids if p not in used]
@@ -96,7 +96,7 @@ def test_future_events_are_dead_letters_and_drive_neither_trending_nor_a_users_c
     last_of_shopper0 = event("s0-last", "shopper-0", now, "view", other)
 
     send(config, past + future[::2])  # in the topic before the job starts (a replay of history)
-    rest = FlinkRest(f"127.0.0.1:{config.minicluster_rest_port}")
+    rest = FlinkRest(f"127.0.0.1:{config.job.minicluster_rest_port}")
     with BackgroundJob(config, tmp_path / "job.log") as job:
         jid = wait_for(lambda: (rest.running_jobs() or [None])[0], timeout=240, what="the job to run",
                        on_timeout=job.log_tail)

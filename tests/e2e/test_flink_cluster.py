@@ -37,7 +37,7 @@ def _submit_and_check(profile, e2e_config, uci_history) -> None:
         store = read_store(e2e_config)
         assert sorted(e[1] for e in store.events) == sorted(e.event_id for e in events)
         assert set(store.recommendations) == {e.user_id for e in events}
-        assert all(len(items) == e2e_config.top_k * e2e_config.query_overfetch
+        assert all(len(items) == e2e_config.model.top_k * e2e_config.model.query_overfetch
                    for items, _, _ in store.recommendations.values())
     finally:
         for j in cluster_jobs(profile):

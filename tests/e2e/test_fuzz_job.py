@@ -170,10 +170,10 @@ def as_the_job_reads(value: Optional[bytes]) -> str:
 def send(config: Any, records: list[Record]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all", linger_ms=20,
+    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap, acks="all", linger_ms=20,
                              max_request_size=1024 * 1024)
     try:
-        futures = [producer.send(config.events_topic, key=r.key, value=r.value) for r in records]
+        futures = [producer.send(config.kafka.events_topic, key=r.key, value=r.value) for r in records]
         producer.flush()
         for f in futures:
             f.get(timeout=60)
@@ -193,7 +193,7 @@ def fuzzed(services, artifacts, uci_catalog, tmp_path_factory):
     started = time.monotonic()
     with fresh_config(artifacts, uci_catalog) as base:
         port = free_port()
-        config = base.replace(minicluster_rest_port=port)
+        config = base.replace(job={"minicluster_rest_port": port})
         half = len(records) // 2
         send(config, records[:half])  # these sit in the topic before the job starts
         rest = FlinkRest(f"127.0.0.1:{port}")
@@ -218,7 +218,7 @@ def fuzzed(services, artifacts, uci_catalog, tmp_path_factory):
         dlq = dead_letters(config)
         from streamrec.connectors.cassandra import connect
 
-        session = connect(config, config.keyspace)
+        session = connect(config.cassandra, config.cassandra.keyspace)
         try:
             queries = {(r.user_id, r.event_id): r.query for r in session.execute("SELECT user_id, event_id, query "
                                                                                "FROM events")}

@@ -37,8 +37,8 @@ def replayed(request, e2e_config, uci_history, tmp_path):
     # pair of settings a user may choose: the same events must give the same store
     mode, writer = request.param
     # checkpoints far apart: a row that waited for one (rather than for its batch's linger) would show
-    job_config = e2e_config.replace(python_execution_mode=mode, cassandra_writer=writer,
-                                    checkpoint_interval_ms=60_000)
+    job_config = e2e_config.replace(job={"python_execution_mode": mode, "checkpoint_interval_ms": 60_000},
+                                    cassandra={"writer": writer})
     events = uci_slice(uci_history, users=12, per_user=30)
     # two shoppers look at the same product; only the second then searches for "lantern"
     ts = events[-1].ts + 1000
@@ -54,7 +54,7 @@ def replayed(request, e2e_config, uci_history, tmp_path):
                  what="dead letters", on_timeout=job.log_tail)
         # then the stream goes quiet, and one more shopper clicks
         lone = Event("s-4", "shopper-quiet", ts + 2000, "click", "85123A")
-        reader = QueryClient(e2e_config)  # what `streamrec recs` reads with
+        reader = QueryClient(e2e_config.cassandra)  # what `streamrec recs` reads with
         try:
             produce(e2e_config, [lone], malformed=False)
             sent = time.monotonic()  # the click is in Kafka
@@ -99,7 +99,7 @@ def test_the_job_stores_every_event_once_and_routes_bad_ones_to_the_dead_letter_
         if user.startswith("shopper-"):
             continue
         # over-fetched so that query-side filters still leave top_k
-        assert len(items) == e2e_config.top_k * e2e_config.query_overfetch and source == "personal"
+        assert len(items) == e2e_config.model.top_k * e2e_config.model.query_overfetch and source == "personal"
         assert not set(items) & bought[user], f"user {user} was recommended something they bought"
         assert scores == sorted(scores, reverse=True)
 

@@ -42,8 +42,8 @@ def letters_with_times(config: Any) -> list[tuple[dict[str, Any], int]]:
 
     from streamrec.connectors.kafka import client_options
 
-    consumer = KafkaConsumer(config.dlq_topic, bootstrap_servers=config.kafka_bootstrap, group_id=None,
-                             auto_offset_reset="earliest", consumer_timeout_ms=3000, **client_options(config))
+    consumer = KafkaConsumer(config.kafka.dlq_topic, bootstrap_servers=config.kafka.bootstrap, group_id=None,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000, **client_options(config.kafka))
     try:
         return [(json.loads(r.value), r.timestamp) for r in consumer]
     finally:
@@ -61,8 +61,8 @@ def publish(config: Any, product: dict[str, Any]) -> None:
 def test_an_event_sent_just_before_its_product_is_stored_and_one_for_a_product_never_published_waits_then_is_dead(
         e2e_config, uci_catalog, tmp_path, hot_path):
     started = time.monotonic()
-    config = e2e_config.replace(minicluster_rest_port=free_port(), hot_path=hot_path,
-                                unknown_product_wait_ms=WAIT_MS)
+    config = e2e_config.replace(job={"minicluster_rest_port": free_port(), "hot_path": hot_path},
+                                limits={"unknown_product_wait_ms": WAIT_MS})
     known = uci_catalog.product_ids[:3]
     # pointing away from the products the users touch: the new product enters no list, so the lists
     # written before it was published still equal what verify computes with it in the catalog
@@ -77,7 +77,7 @@ def test_an_event_sent_just_before_its_product_is_stored_and_one_for_a_product_n
              event("after-2", "buyer", now + 2, "view", known[1])]
     never = event("never-1", "lost", now + 3, "view", "NEVER-PUBLISHED")
 
-    rest = FlinkRest(f"127.0.0.1:{config.minicluster_rest_port}")
+    rest = FlinkRest(f"127.0.0.1:{config.job.minicluster_rest_port}")
     with BackgroundJob(config, tmp_path / "job.log") as job:
         jid = wait_for(lambda: (rest.running_jobs() or [None])[0], timeout=240, what="the job to run",
                        on_timeout=job.log_tail)

@@ -62,7 +62,7 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
     want_errors = Counter(code for code, _ in MALFORMED) + Counter({FUTURE_TS: 1})
     assert len(want_types) == 6  # every type
 
-    config = e2e_config.replace(metrics_port=str(PORT), hot_path=hot_path)
+    config = e2e_config.replace(job={"metrics_port": str(PORT), "hot_path": hot_path})
     with BackgroundJob(config, tmp_path / "job.log") as job:
         sent = produce(e2e_config, events)  # the valid events with MALFORMED in the middle
         assert produce_lines([future], e2e_config, raw=True).sent == 1

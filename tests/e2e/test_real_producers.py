@@ -36,7 +36,7 @@ HEADERS = [("origin", b"librdkafka"), ("trace-id", b"\x00\x01\xff"), ("empty", N
 def producer(config: Any, **settings: Any) -> Any:
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": config.kafka_bootstrap, "acks": "all", "linger.ms": 5, **settings})
+    return Producer({"bootstrap.servers": config.kafka.bootstrap, "acks": "all", "linger.ms": 5, **settings})
 
 
 def sent_all(p: Any) -> None:
@@ -68,8 +68,8 @@ def produced(services, artifacts, uci_catalog, tmp_path_factory):
     sent: dict[str, list[Event]] = {}
     with fresh_config(artifacts, uci_catalog) as base:
         port = free_port()
-        config = base.replace(minicluster_rest_port=port)
-        topic = config.events_topic
+        config = base.replace(job={"minicluster_rest_port": port})
+        topic = config.kafka.events_topic
         by_codec = {c: producer(config, **{"compression.type": c}) for c in CODECS}
         for n, (codec, p) in enumerate(by_codec.items()):  # before the job starts: they sit in the topic
             sent[f"{codec} (before start)"] = events_for(f"{codec}-early", 3, 6, products, t0 + n)
@@ -90,7 +90,7 @@ def produced(services, artifacts, uci_catalog, tmp_path_factory):
             produce(by_codec["snappy"], topic, sent["other key"],
                     key=lambda e: b"session-" + e.user_id.encode()[::-1], headers=[("h", b"v")])
 
-            tx = producer(config, **{"transactional.id": f"streamrec-test-{config.keyspace}",
+            tx = producer(config, **{"transactional.id": f"streamrec-test-{config.cassandra.keyspace}",
                                      "compression.type": "zstd"})
             tx.init_transactions(60)
             for label, commit in (("txn committed", True), ("txn aborted", False), ("txn committed after", True)):
@@ -106,7 +106,7 @@ def produced(services, artifacts, uci_catalog, tmp_path_factory):
             report = verify_cli(config, wait=60)
             assert job.alive(), job.log_tail()
         store = read_store(config)
-        read_back = read_topic(config, topic)
+        read_back = read_topic(config.kafka, topic)
     figures = {"test": "real producers (librdkafka)", "sent": {k: len(v) for k, v in sent.items()},
                "stored": len(store.events), "dead_letters": report["dead_letters"]["found"], "restarts": restarts,
                "verify_records": report["records"], "seconds": round(time.monotonic() - started, 1)}

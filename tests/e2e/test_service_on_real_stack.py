@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, JobConfig, KafkaConfig, ModelConfig
 from streamrec.connectors.cassandra import drop_keyspace, ensure_schema, store_catalog
 from streamrec.connectors.kafka import ensure_topics
 from streamrec.runner import BackgroundJob, config_env, wait_for
@@ -89,13 +89,15 @@ class Service:
 def live(services, artifacts, uci_catalog, tmp_path_factory) -> Iterator[tuple[Config, Service, BackgroundJob]]:
     tag = uuid.uuid4().hex[:8]
     config = Config(
-        kafka_bootstrap=f"127.0.0.1:{PROFILE.kafka_port}", cassandra_port=PROFILE.cassandra_port,
-        keyspace=f"e2e_{tag}", events_topic=f"events-{tag}", dlq_topic=f"events-dlq-{tag}",
-        products_topic=f"products-{tag}", consumer_group=f"streamrec-{tag}", checkpoint_interval_ms=2000,
-        top_k=5, trending_interval_ms=500, jars=str(artifacts.kafka_connector_jar))
-    ensure_topics(config, partitions=2)
-    ensure_schema(config)
-    store_catalog(config, uci_catalog)
+        kafka=KafkaConfig(bootstrap=f"127.0.0.1:{PROFILE.kafka_port}", events_topic=f"events-{tag}",
+                          dlq_topic=f"events-dlq-{tag}", products_topic=f"products-{tag}",
+                          consumer_group=f"streamrec-{tag}"),
+        cassandra=CassandraConfig(port=PROFILE.cassandra_port, keyspace=f"e2e_{tag}"),
+        job=JobConfig(checkpoint_interval_ms=2000, jars=str(artifacts.kafka_connector_jar)),
+        model=ModelConfig(top_k=5, trending_interval_ms=500))
+    ensure_topics(config.kafka, partitions=2)
+    ensure_schema(config.cassandra)
+    store_catalog(config.cassandra, uci_catalog)
     logs = tmp_path_factory.mktemp("service")
     try:
         with BackgroundJob(config, logs / "job.log") as job:
@@ -107,7 +109,7 @@ def live(services, artifacts, uci_catalog, tmp_path_factory) -> Iterator[tuple[C
             finally:
                 service.stop()
     finally:
-        drop_keyspace(config)
+        drop_keyspace(config.cassandra)
 
 
 def _cli(config: Config, *args: str) -> Any:

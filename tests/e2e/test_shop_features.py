@@ -56,7 +56,7 @@ class Shop:
     def __init__(self, config, job: BackgroundJob) -> None:
         self.config = config
         self.job = job
-        self.client = QueryClient(config)
+        self.client = QueryClient(config.cassandra)
         self.n = 0
 
     def send(self, user: str, etype: str, product: Optional[str] = None, query: Optional[str] = None,
@@ -84,7 +84,7 @@ class Shop:
 def category(uci_catalog) -> str:
     """The category most present in the list of a user who viewed 85123A and clicked 71053: the
     one variant B excludes."""
-    params = ModelParams.from_config(Config())
+    params = ModelParams.from_config(Config().model)
     state = UserState()
     for i, (etype, pid) in enumerate((("view", "85123A"), ("click", "71053"))):
         state = apply_event(state, Event(f"c{i}", "c", T0 + i, etype, pid), uci_catalog, params)
@@ -95,8 +95,8 @@ def category(uci_catalog) -> str:
 @pytest.fixture
 def shop(e2e_config, uci_history, uci_catalog, category, tmp_path):
     config = e2e_config.replace(
-        variants=json.dumps({"A": {"share": 1}, "B": {"share": 1, "exclude_categories": category}}),
-        cold_start_events=2, user_ttl_ms=HOUR, trending_interval_ms=500)
+        model={"variants": json.dumps({"A": {"share": 1}, "B": {"share": 1, "exclude_categories": category}}),
+               "cold_start_events": 2, "user_ttl_ms": HOUR, "trending_interval_ms": 500})
     with BackgroundJob(config, tmp_path / "job.log") as job:
         s = Shop(config, job)
         try:
@@ -114,11 +114,11 @@ def test_a_shop_gets_filters_trending_ttl_variants_and_a_live_catalog(shop, uci_
              on_timeout=shop.job.log_tail)
     time.sleep(3)  # the last second's popularity reaches the trending list
     # what the trending list must be: the crowd's purchases, decayed by event time
-    params = ModelParams.from_config(config)
-    popularity = DecayedPopularity(config.trending_half_life_minutes * 60_000)
+    params = ModelParams.from_config(config.model)
+    popularity = DecayedPopularity(config.model.trending_half_life_minutes * 60_000)
     for e in crowd:
         popularity.add(e.product_id, e.ts, params.event_weights[e.type])
-    expected_trending = popularity.top(config.trending_size, max(e.ts for e in crowd))
+    expected_trending = popularity.top(config.model.trending_size, max(e.ts for e in crowd))
 
     # --- cold start: a search with no known word does not move a new user: trending
     # (until the first trending list reaches the job, a new user gets nothing: no row is written)
@@ -127,9 +127,9 @@ def test_a_shop_gets_filters_trending_ttl_variants_and_a_live_catalog(shop, uci_
         return row if row.source == "trending" else None
     row = wait_for(trending_row, timeout=90, what="a trending row for a new user", interval=0.5,
                    on_timeout=shop.job.log_tail)
-    assert len(row.product_ids) == config.top_k * config.query_overfetch
+    assert len(row.product_ids) == config.model.top_k * config.model.query_overfetch
     want = trending_recommendation(expected_trending, [], uci_catalog,
-                                   Variants.from_config(config).for_user("newbie")[1])
+                                   Variants.from_config(config.model).for_user("newbie")[1])
     # the job decays per minute of event time: equal up to ties at the end of the list
     assert len(set(row.product_ids) & set(want.product_ids)) >= len(want.product_ids) - 3
     assert row.scores == sorted(row.scores, reverse=True)
@@ -160,7 +160,7 @@ def test_a_shop_gets_filters_trending_ttl_variants_and_a_live_catalog(shop, uci_
     b_user = user_in("B", "bee")
     shop.act(b_user, "view", "85123A")
     b_row = shop.act(b_user, "click", "71053")
-    assert b_row.variant == "B" and len(b_row.product_ids) == config.top_k * config.query_overfetch
+    assert b_row.variant == "B" and len(b_row.product_ids) == config.model.top_k * config.model.query_overfetch
     assert not any(uci_catalog.categories[uci_catalog.index[p]] == category for p in b_row.product_ids)
     a_user = user_in("A", "ay")
     shop.act(a_user, "view", "85123A")

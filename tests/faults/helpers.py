@@ -112,7 +112,7 @@ def flink_run(profile: localstack.Profile, config: Config, parallelism: int, sav
     """`flink run -d -p <parallelism>` of the job on the profile's cluster; returns the job id.
     The config leaves the parallelism to Flink (STREAMREC_PARALLELISM unset), so `-p` decides, as
     it does for any Flink job."""
-    assert config.parallelism == 0, "flink run -p sets the parallelism here"
+    assert config.job.parallelism == 0, "flink run -p sets the parallelism here"
     cmd = [str(localstack.flink_bin("flink")), "run", "-d", "-m", profile.flink_rest, "-p", str(parallelism)]
     if savepoint:
         cmd += ["-s", savepoint]  # and no --allowNonRestoredState: every piece of state must map
@@ -157,7 +157,7 @@ def streamrec_job_upgrade(profile: localstack.Profile, config: Config, directory
 
 def recommendation_of(config: Config, user: str) -> Optional[tuple[str, list[str]]]:
     """(the event id that last updated ``user``'s recommendations, the products) or None."""
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         row = session.execute(session.prepare(
             "SELECT event_id, product_ids FROM recommendations WHERE user_id = ?"), (user,), timeout=60).one()
@@ -364,8 +364,8 @@ class PacedProducer(threading.Thread):
 
         from streamrec.connectors.kafka import client_options
 
-        producer = KafkaProducer(bootstrap_servers=self.config.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                 linger_ms=5, max_request_size=1024 * 1024, **client_options(self.config))
+        producer = KafkaProducer(bootstrap_servers=self.config.kafka.bootstrap, acks="all", enable_idempotence=True,
+                                 linger_ms=5, max_request_size=1024 * 1024, **client_options(self.config.kafka))
         try:
             for start in range(0, len(self.lines), self.chunk):
                 if not self._go.is_set():
@@ -427,9 +427,9 @@ def user_sequences(config: Config, expected: list[tuple[str, str, int]]) -> Sequ
     for user, event_id, ts in expected:
         by_user.setdefault(user, []).append((ts, event_id))
     report = SequenceReport(users=len(by_user), expected=len(expected))
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
-        ks = config.keyspace
+        ks = config.cassandra.keyspace
         read = session.prepare(f"SELECT ts, event_id FROM {ks}.events WHERE user_id = ?")
         read.fetch_size = 5000
         stored_ids: Counter[str] = Counter()
@@ -461,7 +461,7 @@ def _ms(dt: Any) -> int:
 
 
 def count_events(config: Config) -> int:
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         return int(session.execute(session.prepare("SELECT COUNT(*) FROM events"), timeout=60).one()[0])
     finally:
@@ -470,7 +470,7 @@ def count_events(config: Config) -> int:
 
 def store_snapshot(config: Config) -> dict[str, Any]:
     """Every stored cell with its write timestamp: a replay must leave all of them as they were."""
-    session = connect(config, config.keyspace)
+    session = connect(config.cassandra, config.cassandra.keyspace)
     try:
         events = sorted(
             (r.user_id, str(r.ts), r.event_id, r.type, r.product_id, r.query, r.wt)
@@ -519,11 +519,11 @@ def committed_offsets_reached(config: Config, group: str) -> bool:
 
     from streamrec.connectors.kafka import client_options
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap, **client_options(config))
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap, group_id=None, **client_options(config))
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka.bootstrap, **client_options(config.kafka))
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap, group_id=None, **client_options(config.kafka))
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
-        committed = {tp: m.offset for tp, m in offsets.items() if tp.topic == config.events_topic}
+        committed = {tp: m.offset for tp, m in offsets.items() if tp.topic == config.kafka.events_topic}
         if not committed:
             return False
         end = consumer.end_offsets(list(committed))

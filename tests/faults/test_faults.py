@@ -125,7 +125,7 @@ def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, 
     checks = last_bits = 0
     for parallelism in (1, 2):
         group = f"replay-{uuid.uuid4().hex[:6]}"
-        replay_config = config.replace(consumer_group=group)
+        replay_config = config.replace(kafka={"consumer_group": group})
         t0 = time.monotonic()
         rjid = flink_run(profile, replay_config, parallelism=parallelism)
         while not committed_offsets_reached(replay_config, group):
@@ -139,7 +139,8 @@ def test_poison_pills_never_restart_the_job_and_replays_change_nothing(cluster, 
         # the replay re-sends every dead letter; the UNKNOWN_PRODUCT one only once its wait for the
         # product is over (STREAMREC_UNKNOWN_PRODUCT_WAIT_MS), which may be after the offsets are committed
         total = sum(codes.values()) * (parallelism + 1)
-        wait_for(lambda total=total: len(dead_letters(config)) >= total, timeout=config.unknown_product_wait_ms / 1000
+        wait_for(lambda total=total: len(dead_letters(config)) >= total,
+                 timeout=config.limits.unknown_product_wait_ms / 1000
                  + 120, interval=2, what=f"{total} dead letters after replay {parallelism}")
         after = store_snapshot(config)
         changed = snapshot_diff(before, after)
@@ -161,8 +162,8 @@ def _send_null_record(config) -> None:
     """A tombstone (null value) on the events topic: not an event, must be a dead letter."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap, acks="all")
-    producer.send(config.events_topic, key=b"null-user", value=None).get(timeout=60)
+    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap, acks="all")
+    producer.send(config.kafka.events_topic, key=b"null-user", value=None).get(timeout=60)
     producer.close()
 
 
@@ -432,9 +433,10 @@ def test_operator_fails_five_times_once_inside_checkpoint_completion_in_the_mini
     started = time.monotonic()
     figures = Figures(f"fail x{FAILURES}, 1st in notifyCheckpointComplete")
     port = free_port()
-    config = e2e_config.replace(parallelism=2, checkpoint_dir=(tmp_path / "checkpoints").as_uri(),
-                                fault_fail_once_after=30, fault_fail_times=FAILURES,
-                                fault_fail_in_checkpoint_complete=True, minicluster_rest_port=port)
+    config = e2e_config.replace(job={"parallelism": 2, "checkpoint_dir": (tmp_path / "checkpoints").as_uri(),
+                                     "minicluster_rest_port": port}, faults={"fail_once_after": 30,
+                                                                             "fail_times": FAILURES,
+                                                                             "fail_in_checkpoint_complete": True})
     monkeypatch.setenv("FLINK_LOG_DIR", str(tmp_path / "flink-log"))
     events = varied(uci_slice(uci_history, users=16, per_user=90))
     rest = FlinkRest(f"127.0.0.1:{port}")

@@ -56,8 +56,8 @@ class Store:
     """Point reads of `events` (one session for the whole test)."""
 
     def __init__(self, config: Config) -> None:
-        self.session = connect(config, config.keyspace)
-        ks = config.keyspace
+        self.session = connect(config.cassandra, config.cassandra.keyspace)
+        ks = config.cassandra.keyspace
         self._one = self.session.prepare(
             f"SELECT event_id FROM {ks}.events WHERE user_id = ? AND ts = ? AND event_id = ?")
         self._newest = self.session.prepare(f"SELECT event_id FROM {ks}.events WHERE user_id = ? LIMIT 1")
@@ -135,7 +135,7 @@ def test_a_hot_users_burst_does_not_stall_other_users_and_its_state_stays_bounde
     from streamrec.connectors.kafka import new_producer, produce_lines
 
     store = Store(config)
-    probe_producer = new_producer(config)
+    probe_producer = new_producer(config.kafka, config.limits.max_record_bytes)
     probes: list[Probe] = []
     try:
         jid = flink_run(profile, config, parallelism=2)
@@ -189,7 +189,7 @@ def test_a_hot_users_burst_does_not_stall_other_users_and_its_state_stays_bounde
     # most the catalog), not its 100,000 events (plus the backend's fixed per-key-group overhead);
     # and its rows expire
     assert state_after is not None and state_after < burst_bytes / 20, (state_after, burst_bytes)
-    assert table_ttl == config.events_ttl_s > 0 and row_ttl is not None and 0 < row_ttl <= table_ttl
+    assert table_ttl == config.cassandra.events_ttl_s > 0 and row_ttl is not None and 0 < row_ttl <= table_ttl
 
     def fresh(group: list[Probe]) -> str:
         lat = [p.stored_at - p.sent_at for p in group if p.stored_at is not None]

@@ -94,7 +94,7 @@ def test_jobmanager_killed_twice_while_events_flow_the_job_resumes_from_zookeepe
         for round_ in range(KILLS):
             seen = wait_progress(config, seen, timeout=300, what=f"progress before kill {round_ + 1}")
             # a completed checkpoint since the start (or the last recovery): the new leader resumes from it
-            time.sleep(2 * config.checkpoint_interval_ms / 1000)
+            time.sleep(2 * config.job.checkpoint_interval_ms / 1000)
             t0 = time.monotonic()
             _kill_jobmanager(profile)
             assert producer.is_alive(), "events stopped flowing before this kill: produce more slowly"

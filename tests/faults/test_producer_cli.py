@@ -38,7 +38,7 @@ def test_produce_reports_bad_lines_with_their_numbers(e2e_config, tmp_path):
     assert any(x.startswith("line 5: not sent: over 65536 bytes") for x in err), err
     assert any(x.startswith("line 6: not sent: not a JSON object") for x in err), err
     assert "sent 3 record(s)" in out.stderr and "rejected 3" in out.stderr
-    got = [json.loads(v) for v in read_topic(e2e_config, e2e_config.events_topic, timeout_ms=5000)]
+    got = [json.loads(v) for v in read_topic(e2e_config.kafka, e2e_config.kafka.events_topic, timeout_ms=5000)]
     assert [g["event_id"] for g in got] == ["p0", "p1", "p2"]  # one key, one partition: in order
 
     # --raw sends everything as it is (the job's dead-letter path judges), still nothing silently lost

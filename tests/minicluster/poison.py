@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from streamrec.config import Config
+from streamrec.config import Config, JobConfig, ModelConfig
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.model.catalog import Catalog
 from streamrec.model.model import ModelParams
@@ -43,7 +43,8 @@ def main(records_path: str, catalog_path: str) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     Catalog(tuple(f"p{i}" for i in range(20)), vectors).save(catalog_path)
     # the per-event operator (Recommend); the batch path ranks in RankBatch, which has tests of its own
-    config = Config(catalog_path=catalog_path, top_k=3, parallelism=1, hot_path="per-event")
+    config = Config(model=ModelConfig(catalog_path=catalog_path, top_k=3), job=JobConfig(parallelism=1,
+                                                                                         hot_path="per-event"))
     with open(records_path, encoding="utf-8") as fh:
         raw = json.load(fh)
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, JobConfig, ModelConfig
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.jobs.pipeline import build_pipeline, model_params
 from streamrec.model.catalog import Catalog
@@ -38,8 +38,8 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     # small batches, so that a user's events span several of them
-    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="batch", batch_max_events=16,
-                    transition_weight=0.3, transition_context=3)
+    config = Config(model=ModelConfig(catalog_path=str(path), top_k=5, transition_weight=0.3, transition_context=3),
+                    job=JobConfig(parallelism=2, hot_path="batch", batch_max_events=16))
 
     r = random.Random(5)
     valid = []
@@ -87,7 +87,7 @@ def test_each_batch_ranks_a_user_once_for_their_newest_event_as_the_offline_mode
         rows.sort(key=lambda r: r["write_ts"])  # grows with every event of a user: processing order
         state = UserState()
         for n, row in enumerate(rows, start=1):
-            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.user_ttl_ms)
+            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.model.user_ttl_ms)
             assert row["write_ts"] == write_timestamp_us(state)
             assert row["variant"] == "default"
             assert 0 <= row["hits"] <= row["impressions"] < n

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, JobConfig, ModelConfig
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.jobs.pipeline import build_pipeline, model_params
 from streamrec.model.catalog import Catalog
@@ -64,7 +64,8 @@ def run(tmp_path_factory):
     catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors)
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
-    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="per-event")
+    config = Config(model=ModelConfig(catalog_path=str(path), top_k=5), job=JobConfig(parallelism=2,
+                                                                                      hot_path="per-event"))
 
     r = random.Random(5)
     valid = []
@@ -114,7 +115,7 @@ def test_recommendations_equal_the_offline_model_replayed_in_the_jobs_order(run)
         rows.sort(key=lambda r: r["write_ts"])  # grows with every event of a user: processing order
         state = UserState()
         for row in rows:
-            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.user_ttl_ms)
+            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.model.user_ttl_ms)
             assert row["write_ts"] == write_timestamp_us(state)
             assert (row["variant"], row["impressions"], row["hits"]) == ("default", state.impressions, state.hits)
             if is_cold(state, params):
@@ -137,7 +138,8 @@ def test_users_with_a_product_signal_get_k_recommendations(run):
     _, config, _, recs, _ = run
     personal = [r for r in recs if r["source"] == "personal"]
     # over-fetched, so that query-side filters still leave top_k
-    assert personal and all(len(r["product_ids"]) == config.top_k * config.query_overfetch for r in personal)
+    stored = config.model.top_k * config.model.query_overfetch
+    assert personal and all(len(r["product_ids"]) == stored for r in personal)
 
 
 def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
@@ -149,7 +151,7 @@ def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
     from streamrec.model.trending import popularity_rows
     from streamrec.udfs.operators import EVENT_ROW
 
-    config = Config(trending_interval_ms=50)
+    config = Config(model=ModelConfig(trending_interval_ms=50))
     r = random.Random(8)
     products = ["p1", "p2", 'odd "id" \\ with\ttab', "ünïcode-é"]
     events = []
@@ -171,7 +173,7 @@ def test_the_jvm_popularity_counter_passes_on_every_events_weight_once():
     want: dict = defaultdict(lambda: [0.0, 0])
     for e in events:
         if e.product_id is not None:
-            w = max(0.0, config.event_weights.get(e.type, 0.0))  # a negative weight counts as none
+            w = max(0.0, config.model.event_weights.get(e.type, 0.0))  # a negative weight counts as none
             want[(e.product_id, e.ts // 60_000)][0] += w
             want[(e.product_id, e.ts // 60_000)][1] = max(want[(e.product_id, e.ts // 60_000)][1], e.ts)
     assert got.keys() == want.keys() and {p for p, _ in want} == set(products)

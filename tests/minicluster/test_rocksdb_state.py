@@ -10,7 +10,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, JobConfig, ModelConfig
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.jobs.pipeline import build_pipeline, model_params
 from streamrec.model.catalog import Catalog
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.minicluster
 def test_the_job_asks_flink_for_the_configured_backend_and_incremental_checkpoints(tmp_path):
     from streamrec.jobs.job import create_env
 
-    env = create_env(Config(checkpoint_dir=tmp_path.as_uri(), state_backend="rocksdb", state_incremental=True))
+    env = create_env(Config(job=JobConfig(checkpoint_dir=tmp_path.as_uri(), state_backend="rocksdb",
+                                          state_incremental=True)))
     conf = env._j_stream_execution_environment.getConfiguration()
     assert conf.toMap().get("state.backend.type") == "rocksdb"
     assert conf.toMap().get("execution.checkpointing.incremental") == "true"
@@ -44,7 +45,8 @@ def run(tmp_path_factory):
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     # small batches: a user's events span many batches, so their state is read back from RocksDB
-    config = Config(catalog_path=str(path), top_k=5, parallelism=2, hot_path="batch", batch_max_events=8)
+    config = Config(model=ModelConfig(catalog_path=str(path), top_k=5), job=JobConfig(parallelism=2, hot_path="batch",
+                                                                                      batch_max_events=8))
 
     r = random.Random(11)
     valid = [
@@ -94,5 +96,5 @@ def test_each_users_state_grows_event_by_event_as_the_offline_model_computes_it(
         rows.sort(key=lambda r: r["write_ts"])  # grows with every event of a user: processing order
         state = UserState()
         for row in rows:
-            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.user_ttl_ms)
+            state = apply_event(state, by_id[row["event_id"]], catalog, params, config.model.user_ttl_ms)
             assert row["write_ts"] == write_timestamp_us(state), (user, row["event_id"])

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from streamrec.config import DEFAULT_EVENT_WEIGHTS, Config
+from streamrec.config import DEFAULT_EVENT_WEIGHTS, Config, ModelConfig
 from streamrec.model.batch import (
     FAILED,
     BatchRanker,
@@ -110,12 +110,12 @@ def test_a_user_whose_ranking_raises_has_each_event_of_the_batch_dead_lettered_a
 
 def test_the_columnar_ranking_gives_every_variant_the_lists_of_the_per_user_ranking():
     cat = catalog(n=400, d=8)
-    variants = Variants.from_config(Config(top_k=4, variants=json.dumps({
+    variants = Variants.from_config(Config(model=ModelConfig(top_k=4, variants=json.dumps({
         "A": {"share": 1},
         "B": {"share": 1, "exclude_purchased": False, "half_life_events": 2.0,
               "event_weights": {**DEFAULT_EVENT_WEIGHTS, "view": 0.0}},
         "C": {"share": 1, "exclude_cart": False, "cold_start_events": 3},
-    })))
+    }))).model)
     live = LiveCatalog(cat, variants)
     live.set_trending('[["p7", 3.0], ["p8", 2.0], ["p9", 1.0]]')
     rng = np.random.default_rng(9)

@@ -28,7 +28,7 @@ from streamrec.bench.generator import (
 from streamrec.bench.procstat import CpuSampler, Group, descendants, interpolate, parse_stat
 from streamrec.bench.profile import bundle_thread, categorize, read_raw, summarize, top_functions
 from streamrec.bench.watch import _event_seq, steady_rate
-from streamrec.config import Config
+from streamrec.config import Config, KafkaConfig, ModelConfig
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event, parse_event
 from streamrec.model.model import UserState, excluded_ids, recommend_batch, update_user
@@ -129,7 +129,7 @@ def test_final_recommendation_events_follow_the_model():
 
 def test_baseline_rows_equal_the_shared_model_functions_one_by_one_and_batched():
     cat, events = _events(600, users=40)
-    params = model_params(Config(top_k=5))
+    params = model_params(Config(model=ModelConfig(top_k=5)))
     parsed = [to_event(e) for e in events]
 
     naive = BaselineModel(cat, params)
@@ -446,7 +446,8 @@ def _paced_warm_up(monkeypatch, compiler_busy_for: float, max_seconds: float):
     started = clock.now
     monkeypatch.setattr(freshness, "compiler_cpu", lambda pids: min(clock.now - started, compiler_busy_for))
     gen = EventGenerator(["p1", "p2", "p3"], users=5, seed=3, id_prefix="t", user_prefix="w")
-    warm = freshness.warm_up_trickle(Config(events_topic="warm-events"), gen, rate=200.0, pid_sources=[lambda: [1]],
+    warm = freshness.warm_up_trickle(Config(kafka=KafkaConfig(events_topic="warm-events")), gen, rate=200.0,
+                                     pid_sources=[lambda: [1]],
                                      max_seconds=max_seconds, look_every=0.05, clock=clock.time, sleep=clock.sleep,
                                      detector=QuietDetector(window=0.3, quiet_cores=0.05, min_seconds=0.3))
     return warm, fake
@@ -482,7 +483,8 @@ def test_a_system_without_a_jit_compiler_gets_no_extra_warm_up_rounds():
     def no_session(*_: object) -> None:
         raise AssertionError("a round ran")
 
-    warm = warm_up_jit(no_session, PythonService(), Config(), None, BenchOptions(systems=("baseline",)),  # type: ignore[arg-type]
+    warm = warm_up_jit(no_session, PythonService(), Config(), None, BenchOptions(systems=("baseline",)),
+                        # type: ignore[arg-type]
                        0, lambda: None)
     assert (warm.rounds, warm.events, warm.quiet) == (0, 0, True)
 

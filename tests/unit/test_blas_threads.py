@@ -52,7 +52,7 @@ def numpy_blas_threads():
 
 threadpool_limits(limits=2, user_api="blas")
 catalog = Catalog(("a", "b"), np.eye(2, dtype=np.float32))
-op = Recommend(lambda: catalog, Variants.from_config(Config()), blas_threads=int(sys.argv[1]))
+op = Recommend(lambda: catalog, Variants.from_config(Config().model), blas_threads=int(sys.argv[1]))
 seen = {"before": numpy_blas_threads()}
 op.open(FakeRuntimeContext())
 seen["open"] = numpy_blas_threads()
@@ -72,8 +72,8 @@ def run_operator(threads: int) -> dict[str, list[int]]:
 
 
 def test_the_operator_runs_blas_on_one_thread_by_default_and_gives_the_setting_back():
-    assert Config().blas_threads == 1
-    assert run_operator(Config().blas_threads) == {"before": [2], "open": [1], "closed": [2]}
+    assert Config().job.blas_threads == 1
+    assert run_operator(Config().job.blas_threads) == {"before": [2], "open": [1], "closed": [2]}
 
 
 def test_zero_leaves_the_library_default():
@@ -81,4 +81,4 @@ def test_zero_leaves_the_library_default():
 
 
 def test_the_setting_comes_from_the_environment():
-    assert Config.from_env({"STREAMREC_BLAS_THREADS": "3"}).blas_threads == 3
+    assert Config.from_env({"STREAMREC_BLAS_THREADS": "3"}).job.blas_threads == 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, JobConfig
 from streamrec.connectors.flink import CassandraWrite
 
 
@@ -75,8 +75,8 @@ class FakeContext:
 
 
 def writer_op(max_in_flight: int, fake: FakeWriter, batch_rows: int = 1, mode: str = "process") -> CassandraWrite:
-    op = CassandraWrite(Config(cassandra_max_in_flight=max_in_flight, cassandra_batch_rows=batch_rows,
-                               python_execution_mode=mode))
+    op = CassandraWrite(Config(cassandra=CassandraConfig(max_in_flight=max_in_flight, batch_rows=batch_rows),
+                               job=JobConfig(python_execution_mode=mode)))
     op._writer = fake
     return op
 
@@ -183,7 +183,7 @@ def test_a_missing_product_or_query_is_left_unset_not_stored_as_a_tombstone():
     from streamrec.connectors.cassandra import RecommendationWriter
     from streamrec.udfs.operators import RECOMMENDATION_FIELDS
 
-    writer = RecommendationWriter(Config())
+    writer = RecommendationWriter(Config().cassandra)
     writer._insert_event, writer._upsert_recs = "insert_event", "upsert_recs"  # prepared on open() otherwise
 
     def row(event_id, etype, product_id, query):

@@ -32,7 +32,7 @@ def catalog_file(tmp_path: Path) -> Iterator[Path]:
 
 
 def _config(path: Path) -> Config:
-    return Config.from_env().replace(catalog_path=str(path))
+    return Config.from_env().replace(model={"catalog_path": str(path)})
 
 
 def test_one_job_shares_one_copy_also_across_pickling(catalog_file: Path) -> None:
@@ -65,8 +65,8 @@ def test_the_cache_is_bounded(catalog_file: Path) -> None:
 
 
 def test_cassandra_catalogs_are_keyed_by_job_and_address() -> None:
-    config = Config.from_env().replace(catalog_path="")
+    config = Config.from_env().replace(model={"catalog_path": ""})
     a, b = CatalogFromConfig(config), CatalogFromConfig(config)
     assert (a.job, *catalog_module.catalog_version(config)) != (b.job, *catalog_module.catalog_version(config))
-    other = config.replace(keyspace="elsewhere")
+    other = config.replace(cassandra={"keyspace": "elsewhere"})
     assert catalog_module.catalog_version(config) != catalog_module.catalog_version(other)

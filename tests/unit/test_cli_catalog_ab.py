@@ -296,7 +296,7 @@ def test_product_upsert_cql_sets_only_the_given_columns():
 def test_product_store_prepares_one_statement_per_field_set_and_keeps_other_fields(fake_session):
     fake_session.products["p1"] = {"title": "Lamp", "category": "lamps", "price": 10.0, "in_stock": True,
                                    "embedding": [1.0, 0.0]}
-    store = ProductStore(Config())
+    store = ProductStore(Config().cassandra)
     errors = store.upsert([
         ProductUpdate("p1", in_stock=False),
         ProductUpdate("p2", title="Mug", price=3.5, embedding=(0.0, 1.0)),
@@ -323,7 +323,7 @@ def test_product_store_prepares_one_statement_per_field_set_and_keeps_other_fiel
 
 def test_product_store_reports_a_failed_write_for_that_update_only(fake_session):
     fake_session.fail_write = lambda values: values[0] == "bad"
-    store = ProductStore(Config(), session=fake_session, concurrency=1)
+    store = ProductStore(Config().cassandra, session=fake_session, concurrency=1)
     errors = store.upsert([ProductUpdate("a", in_stock=True), ProductUpdate("bad", in_stock=True),
                            ProductUpdate("c", in_stock=True)])
     assert errors[0] is None and errors[2] is None
@@ -333,7 +333,7 @@ def test_product_store_reports_a_failed_write_for_that_update_only(fake_session)
 
 
 def test_product_store_embedding_dim_is_the_first_non_empty_embedding(fake_session):
-    store = ProductStore(Config())
+    store = ProductStore(Config().cassandra)
     assert store.embedding_dim() is None
     fake_session.products.update({"a": {"title": "no vector"}, "b": {"embedding": [0.1, 0.2, 0.3]}})
     assert store.embedding_dim() == 3
@@ -342,7 +342,7 @@ def test_product_store_embedding_dim_is_the_first_non_empty_embedding(fake_sessi
 def test_query_client_products_folds_titles_and_chunks_the_in_list(fake_session):
     fake_session.products.update({f"p{i}": {"title": f"T{i}", "category": "c" if i % 2 else None}
                                   for i in range(250)})
-    client = QueryClient(Config())
+    client = QueryClient(Config().cassandra)
     assert "SELECT product_id, category, title, price FROM products WHERE product_id IN ?" in fake_session.prepared
     ids = [f"p{i}" for i in range(250)] + ["p1", "unknown"]
     info = client.products(ids)
@@ -354,7 +354,7 @@ def test_query_client_products_folds_titles_and_chunks_the_in_list(fake_session)
 
 def test_query_client_reads_variant_counters_in_pages(fake_session):
     fake_session.counters = [CounterRow("a", 3, 1), CounterRow(None, None, None)]
-    client = QueryClient(Config())
+    client = QueryClient(Config().cassandra)
     assert list(client.variant_counters()) == [("a", 3, 1), (None, None, None)]
     assert fake_session.fetch_sizes[-1] == cass.AB_FETCH_SIZE == 5000
 
@@ -363,7 +363,7 @@ def test_query_client_reads_variant_counters_in_pages(fake_session):
 
 def test_send_keyed_uses_the_idempotent_producer_and_reports_refusals(fake_kafka):
     records = [(1, "p1", '{"product_id":"p1"}'), (4, "p2", '{"product_id":"p2"}'), (5, "p1", '{"product_id":"p1"}')]
-    report = kafka_conn.send_keyed(records, "products", Config())
+    report = kafka_conn.send_keyed(records, "products", Config().kafka, Config().limits.max_record_bytes)
     (producer,) = fake_kafka
     assert producer.settings["acks"] == "all" and producer.settings["enable_idempotence"] is True
     assert producer.closed
@@ -371,7 +371,8 @@ def test_send_keyed_uses_the_idempotent_producer_and_reports_refusals(fake_kafka
     assert report.sent == 3 and report.rejected == []
 
     refusing = FakeProducer(refuse=lambda key: key == b"p2")
-    report = kafka_conn.send_keyed(records, "products", Config(), producer=refusing)
+    report = kafka_conn.send_keyed(records, "products", Config().kafka, Config().limits.max_record_bytes,
+                                   producer=refusing)
     assert report.sent == 2 and [n for n, _ in report.rejected] == [4]
     assert "NotEnoughReplicas" in report.rejected[0][1]
     assert not refusing.closed  # a producer it was given is the caller's

@@ -91,9 +91,9 @@ def test_the_driver_errors_are_recognised_anywhere_in_the_chain():
     from cassandra.cluster import NoHostAvailable
     from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-    from streamrec.config import Config
+    from streamrec.config import CassandraConfig, Config, KafkaConfig
 
-    config = Config(kafka_bootstrap="k:1", cassandra_hosts="c1,c2", cassandra_port=7)
+    config = Config(kafka=KafkaConfig(bootstrap="k:1"), cassandra=CassandraConfig(hosts="c1,c2", port=7))
     down = NoHostAvailable("Unable to connect to any servers", {"c1:7": ConnectionRefusedError(111, "refused")})
     assert unreachable(down, config) == Unreachable("Cassandra", "c1,c2:7", "connection refused")
     assert unreachable(KafkaConnectionError(), config).service == "Kafka"  # type: ignore[union-attr]
@@ -122,7 +122,7 @@ def test_job_run_checks_kafka_then_cassandra_before_it_starts_a_job(env):
 
 @pytest.mark.unit
 def test_the_reachability_check_takes_every_bootstrap_address_and_contact_point():
-    from streamrec.config import Config
+    from streamrec.config import CassandraConfig, Config, KafkaConfig
     from streamrec.unreachable import check_reachable
 
     with socket.socket() as listener:
@@ -130,9 +130,9 @@ def test_the_reachability_check_takes_every_bootstrap_address_and_contact_point(
         listener.listen()
         port = listener.getsockname()[1]
         # the first of each list is closed, the second answers: reachable
-        check_reachable(Config(kafka_bootstrap=f"127.0.0.1:{closed_port()},127.0.0.1:{port}",
-                               cassandra_hosts="127.0.0.1", cassandra_port=port), timeout=2)
+        check_reachable(Config(kafka=KafkaConfig(bootstrap=f"127.0.0.1:{closed_port()},127.0.0.1:{port}"),
+                               cassandra=CassandraConfig(hosts="127.0.0.1", port=port)), timeout=2)
         with pytest.raises(Unreachable) as down:
-            check_reachable(Config(kafka_bootstrap=f"127.0.0.1:{port}", cassandra_hosts="127.0.0.1",
-                                   cassandra_port=closed_port()), timeout=2)
+            check_reachable(Config(kafka=KafkaConfig(bootstrap=f"127.0.0.1:{port}"),
+                                   cassandra=CassandraConfig(hosts="127.0.0.1", port=closed_port())), timeout=2)
         assert down.value.service == "Cassandra" and down.value.detail == "connection refused"

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, ModelConfig
 from streamrec.model.batch import decode_events, encode_raw_batch, parse_batch
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import BAD_ID, ERROR_CODES, FUTURE_TS, BadRecord, Event, latest_ts, parse_event
@@ -33,8 +33,8 @@ def ev(event_id: str, ts: int, user: str = "u1", product: str = "p1") -> str:
 
 
 def test_the_default_lead_is_five_minutes_and_comes_from_its_env_var():
-    assert Config().max_ts_lead_ms == 300_000
-    assert Config.from_env({"STREAMREC_MAX_TS_LEAD_MS": "60000"}).max_ts_lead_ms == 60_000
+    assert Config().limits.max_ts_lead_ms == 300_000
+    assert Config.from_env({"STREAMREC_MAX_TS_LEAD_MS": "60000"}).limits.max_ts_lead_ms == 60_000
     assert FUTURE_TS in ERROR_CODES
 
 
@@ -126,7 +126,7 @@ def test_the_services_trending_list_is_not_moved_by_events_from_the_future(monke
     from streamrec.service import backend
 
     monkeypatch.setattr(backend, "time", _Clock(NOW))
-    tracker = backend.TrendingTracker(Config(trending_size=2))
+    tracker = backend.TrendingTracker(Config(model=ModelConfig(trending_size=2)))
     for i in range(3):
         tracker.add_raw(ev(f"r{i}", NOW - 60_000 * i, product="p1").encode(), _catalog())
     tracker.add_raw(ev("y2999", YEAR_2999, product="p2").encode(), _catalog())

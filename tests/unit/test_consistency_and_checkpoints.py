@@ -13,34 +13,34 @@ import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config
 from streamrec.connectors import cassandra as cass
 from streamrec.model.catalog import Catalog
 
 pytestmark = pytest.mark.unit
 
-CLUSTER = Config(cassandra_write_consistency="LOCAL_QUORUM", cassandra_read_consistency="LOCAL_QUORUM")
+CLUSTER = Config(cassandra=CassandraConfig(write_consistency="LOCAL_QUORUM", read_consistency="LOCAL_QUORUM"))
 
 
 def test_the_defaults_suit_one_node_and_the_env_vars_set_a_cluster():
     c = Config()
-    assert (c.cassandra_write_consistency, c.cassandra_read_consistency) == ("LOCAL_ONE", "LOCAL_ONE")
-    assert c.checkpoint_tolerable_failures == 3
+    assert (c.cassandra.write_consistency, c.cassandra.read_consistency) == ("LOCAL_ONE", "LOCAL_ONE")
+    assert c.job.checkpoint_tolerable_failures == 3
     e = Config.from_env({"STREAMREC_CASSANDRA_WRITE_CONSISTENCY": "LOCAL_QUORUM",
                          "STREAMREC_CASSANDRA_READ_CONSISTENCY": "QUORUM",
                          "STREAMREC_CHECKPOINT_TOLERABLE_FAILURES": "0"})
-    assert (e.cassandra_write_consistency, e.cassandra_read_consistency, e.checkpoint_tolerable_failures) == (
+    assert (e.cassandra.write_consistency, e.cassandra.read_consistency, e.job.checkpoint_tolerable_failures) == (
         "LOCAL_QUORUM", "QUORUM", 0)
 
 
 @pytest.mark.parametrize("changes, var", [
-    ({"cassandra_write_consistency": "LOCAL_QUORUMM"}, "STREAMREC_CASSANDRA_WRITE_CONSISTENCY"),
-    ({"cassandra_read_consistency": "ANY"}, "STREAMREC_CASSANDRA_READ_CONSISTENCY"),  # a write-only level
-    ({"checkpoint_tolerable_failures": -1}, "STREAMREC_CHECKPOINT_TOLERABLE_FAILURES"),
+    ({"cassandra": {"write_consistency": "LOCAL_QUORUMM"}}, "STREAMREC_CASSANDRA_WRITE_CONSISTENCY"),
+    ({"cassandra": {"read_consistency": "ANY"}}, "STREAMREC_CASSANDRA_READ_CONSISTENCY"),  # a write-only level
+    ({"job": {"checkpoint_tolerable_failures": -1}}, "STREAMREC_CHECKPOINT_TOLERABLE_FAILURES"),
 ])
 def test_settings_that_cannot_work_are_refused_with_their_variable(changes, var):
     with pytest.raises(ValueError, match=var):
-        Config(**changes)
+        Config().replace(**changes)
 
 
 class FakeStatement:
@@ -84,14 +84,14 @@ def sessions(monkeypatch) -> list[FakeSession]:
 
 
 def test_a_session_reads_at_the_read_level(sessions):
-    cass.connect(Config(cassandra_read_consistency="LOCAL_QUORUM"), "ks")
+    cass.connect(Config(cassandra=CassandraConfig(read_consistency="LOCAL_QUORUM")).cassandra, "ks")
     assert sessions[0].profiles[EXEC_PROFILE_DEFAULT].consistency_level == ConsistencyLevel.LOCAL_QUORUM
-    cass.connect(Config(), "ks")
+    cass.connect(Config().cassandra, "ks")
     assert sessions[1].profiles[EXEC_PROFILE_DEFAULT].consistency_level == ConsistencyLevel.LOCAL_ONE
 
 
 def test_the_python_writer_writes_rows_and_batches_at_the_write_level(sessions):
-    writer = cass.RecommendationWriter(CLUSTER.replace(cassandra_read_consistency="ONE"))
+    writer = cass.RecommendationWriter(CLUSTER.replace(cassandra={"read_consistency": "ONE"}).cassandra)
     writer.open()
     assert [s.consistency_level for s in sessions[0].prepared] == [ConsistencyLevel.LOCAL_QUORUM] * 2
     from cassandra.query import SimpleStatement
@@ -101,7 +101,7 @@ def test_the_python_writer_writes_rows_and_batches_at_the_write_level(sessions):
 
 
 def test_catalog_publish_writes_at_the_write_level(sessions):
-    store = cass.ProductStore(CLUSTER)
+    store = cass.ProductStore(CLUSTER.cassandra)
     stmt = store._statement(("in_stock",))
     assert stmt.consistency_level == ConsistencyLevel.LOCAL_QUORUM
 
@@ -112,7 +112,7 @@ def test_catalog_load_writes_at_the_write_level(sessions, monkeypatch):
     monkeypatch.setattr(cassandra.concurrent, "execute_concurrent_with_args",
                         lambda session, stmt, args, **kw: [(True, None)] * len(args))
     catalog = Catalog(("p1",), np.ones((1, 2), dtype=np.float32))
-    assert cass.store_catalog(CLUSTER, catalog) == 1
+    assert cass.store_catalog(CLUSTER.cassandra, catalog) == 1
     assert sessions[0].prepared[0].consistency_level == ConsistencyLevel.LOCAL_QUORUM
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, FaultInjection, JobConfig
 from streamrec.jobs.pipeline import fail_once
 from streamrec.udfs.operators import FailOnce
 
@@ -97,8 +97,8 @@ def test_it_fails_n_times_each_attempt_after_a_checkpoint_newer_than_its_restore
 
 
 def test_the_ranker_leaves_attempt_0_to_the_failure_in_checkpoint_completion(tmp_path):
-    config = Config(fault_fail_once_after=5, fault_fail_times=3, fault_fail_in_checkpoint_complete=True,
-                    checkpoint_dir=str(tmp_path))
+    config = Config(faults=FaultInjection(fail_once_after=5, fail_times=3, fail_in_checkpoint_complete=True),
+                    job=JobConfig(checkpoint_dir=str(tmp_path)))
     _complete_checkpoint(tmp_path)
     for attempt, fails in ((0, False), (1, True), (2, True), (3, False)):
         hook = fail_once(config)
@@ -112,20 +112,21 @@ def test_the_ranker_leaves_attempt_0_to_the_failure_in_checkpoint_completion(tmp
         else:
             hook.record(5)
     with pytest.raises(ValueError, match="fast path"):
-        fail_once(config.replace(hot_path="per-event"))
+        fail_once(config.replace(job={"hot_path": "per-event"}))
 
 
 def test_settings_from_the_environment():
     config = Config.from_env({"STREAMREC_FAULT_FAIL_ONCE_AFTER": "40", "STREAMREC_FAULT_FAIL_TIMES": "5",
                               "STREAMREC_FAULT_FAIL_IN_CHECKPOINT_COMPLETE": "true"})
-    assert (config.fault_fail_once_after, config.fault_fail_times, config.fault_fail_in_checkpoint_complete) == (
+    assert (config.faults.fail_once_after, config.faults.fail_times, config.faults.fail_in_checkpoint_complete) == (
         40, 5, True)
-    assert Config().fault_fail_times == 1 and not Config().fault_fail_in_checkpoint_complete
+    assert Config().faults.fail_times == 1 and not Config().faults.fail_in_checkpoint_complete
 
 
 def test_off_by_default_and_refused_without_a_checkpoint_dir():
     assert fail_once(Config()) is None
-    assert Config.from_env({"STREAMREC_FAULT_FAIL_ONCE_AFTER": "60"}).fault_fail_once_after == 60
+    assert Config.from_env({"STREAMREC_FAULT_FAIL_ONCE_AFTER": "60"}).faults.fail_once_after == 60
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        fail_once(Config(fault_fail_once_after=5))
-    assert isinstance(fail_once(Config(fault_fail_once_after=5, checkpoint_dir="/tmp/x")), FailOnce)
+        fail_once(Config(faults=FaultInjection(fail_once_after=5)))
+    assert isinstance(fail_once(Config(faults=FaultInjection(fail_once_after=5),
+                                       job=JobConfig(checkpoint_dir="/tmp/x"))), FailOnce)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from streamrec.config import Config
+from streamrec.config import Config, LimitsConfig
 from streamrec.model.batch import decode_events, encode_raw_batch, parse_batch
 from streamrec.model.events import FUTURE_TS, UNKNOWN_PRODUCT, BadRecord, Event, parse_event, waiting_event
 from streamrec.model.model import UserState, apply_event, recommend_users, remember_shown, write_timestamp_us
@@ -28,10 +28,10 @@ def ev(event_id: str, product: str, ts: int = NOW - 1000, user: str = "u1", etyp
 
 
 def test_the_wait_defaults_to_30_s_comes_from_its_env_var_and_is_never_negative():
-    assert Config().unknown_product_wait_ms == 30_000
-    assert Config.from_env({"STREAMREC_UNKNOWN_PRODUCT_WAIT_MS": "0"}).unknown_product_wait_ms == 0
+    assert Config().limits.unknown_product_wait_ms == 30_000
+    assert Config.from_env({"STREAMREC_UNKNOWN_PRODUCT_WAIT_MS": "0"}).limits.unknown_product_wait_ms == 0
     with pytest.raises(ValueError, match="STREAMREC_UNKNOWN_PRODUCT_WAIT_MS"):
-        Config(unknown_product_wait_ms=-1)
+        Config(limits=LimitsConfig(unknown_product_wait_ms=-1))
 
 
 def test_only_an_event_valid_but_for_its_product_may_wait():

@@ -266,10 +266,10 @@ def test_time_decay_halves_the_past_every_half_life_of_event_time():
 def test_model_params_come_from_the_config_with_the_same_defaults():
     from streamrec.config import Config
 
-    assert ModelParams.from_config(Config()) == ModelParams(dict(DEFAULT_EVENT_WEIGHTS), candidates=30)
+    assert ModelParams.from_config(Config().model) == ModelParams(dict(DEFAULT_EVENT_WEIGHTS), candidates=30)
     env = Config.from_env({"STREAMREC_HALF_LIFE_EVENTS": "3", "STREAMREC_HALF_LIFE_DAYS": "7",
                            "STREAMREC_TOP_K": "4", "STREAMREC_EXCLUDE_PURCHASED": "false"})
-    p = ModelParams.from_config(env)
+    p = ModelParams.from_config(env.model)
     assert (p.half_life_events, p.half_life_days, p.top_k, p.exclude_purchased) == (3.0, 7.0, 4, False)
 
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from streamrec.cli import main
-from streamrec.config import Config
+from streamrec.config import CassandraConfig, Config, KafkaConfig
 from streamrec.connectors import cassandra as cass
 from streamrec.connectors import kafka as kafka_conn
 
@@ -26,10 +26,10 @@ def test_secrets_come_from_the_environment_or_a_file(tmp_path):
     f = tmp_path / "pw"
     f.write_text(SECRET + "\n")
     c = Config.from_env({"STREAMREC_CASSANDRA_PASSWORD_FILE": str(f), "STREAMREC_KAFKA_SASL_PASSWORD": "k"})
-    assert c.cassandra_password == SECRET and c.kafka_sasl_password == "k"
+    assert c.cassandra.password == SECRET and c.kafka.sasl_password == "k"
     # the variable itself wins over the file
     both = {"STREAMREC_CASSANDRA_PASSWORD": "direct", "STREAMREC_CASSANDRA_PASSWORD_FILE": str(f)}
-    assert Config.from_env(both).cassandra_password == "direct"
+    assert Config.from_env(both).cassandra.password == "direct"
 
 
 def test_an_unreadable_secret_file_names_the_variable_not_the_content(tmp_path):
@@ -38,10 +38,10 @@ def test_an_unreadable_secret_file_names_the_variable_not_the_content(tmp_path):
 
 
 def test_secrets_never_show_in_repr_or_json():
-    c = Config(cassandra_username="app", cassandra_password=SECRET, kafka_sasl_password=SECRET)
+    c = Config(cassandra=CassandraConfig(username="app", password=SECRET), kafka=KafkaConfig(sasl_password=SECRET))
     assert SECRET not in repr(c) and SECRET not in str(c)
     assert SECRET not in c.to_json()
-    assert json.loads(c.to_json())["cassandra_password"] == "***"
+    assert json.loads(c.to_json())["cassandra"]["password"] == "***"
 
 
 def test_help_shows_variable_names_never_values(monkeypatch):
@@ -55,15 +55,15 @@ def test_help_shows_variable_names_never_values(monkeypatch):
 
 
 def test_cassandra_username_password_and_tls(tmp_path):
-    assert cass.security_options(Config()) == {}
-    opts = cass.security_options(Config(cassandra_username="app", cassandra_password=SECRET, cassandra_tls=True,
-                                        cassandra_tls_ca_file=SYSTEM_CAS))
+    assert cass.security_options(Config().cassandra) == {}
+    opts = cass.security_options(Config(cassandra=CassandraConfig(username="app", password=SECRET, tls=True,
+                                                                  tls_ca_file=SYSTEM_CAS)).cassandra)
     assert opts["auth_provider"].username == "app" and opts["auth_provider"].password == SECRET
     context = opts["ssl_context"]
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname and context.minimum_version >= ssl.TLSVersion.TLSv1_2
     with pytest.raises(ValueError, match="STREAMREC_CASSANDRA_USERNAME"):
-        cass.security_options(Config(cassandra_password=SECRET))
+        cass.security_options(Config(cassandra=CassandraConfig(password=SECRET)).cassandra)
 
 
 def test_connect_passes_the_security_options_to_the_driver(monkeypatch):
@@ -79,17 +79,17 @@ def test_connect_passes_the_security_options_to_the_driver(monkeypatch):
     import cassandra.cluster
 
     monkeypatch.setattr(cassandra.cluster, "Cluster", FakeCluster)
-    cass.connect(Config(cassandra_username="app", cassandra_password=SECRET, cassandra_tls=True), "ks")
+    cass.connect(Config(cassandra=CassandraConfig(username="app", password=SECRET, tls=True)).cassandra, "ks")
     assert seen["auth_provider"].password == SECRET and isinstance(seen["ssl_context"], ssl.SSLContext)
 
 
 def test_kafka_sasl_ssl_for_python_and_java_clients():
-    c = Config(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="app",
-               kafka_sasl_password='p"w\\', kafka_tls_ca_file="/ca.pem", kafka_tls_client_pem="/me.pem")
-    py = kafka_conn.client_options(c)
+    c = Config(kafka=KafkaConfig(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="app",
+                                 sasl_password='p"w\\', tls_ca_file="/ca.pem", tls_client_pem="/me.pem"))
+    py = kafka_conn.client_options(c.kafka)
     assert py == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "app",
                   "sasl_plain_password": 'p"w\\', "ssl_cafile": "/ca.pem", "ssl_certfile": "/me.pem"}
-    java = kafka_conn.java_properties(c)
+    java = kafka_conn.java_properties(c.kafka)
     assert java["security.protocol"] == "SASL_SSL" and java["sasl.mechanism"] == "SCRAM-SHA-512"
     # the connector jar shades the Kafka client: the unshaded login module class would not load
     assert java["sasl.jaas.config"] == (
@@ -97,17 +97,17 @@ def test_kafka_sasl_ssl_for_python_and_java_clients():
         'username="app" password="p\\"w\\\\";')
     assert java["ssl.truststore.type"] == "PEM" and java["ssl.truststore.location"] == "/ca.pem"
     assert java["ssl.keystore.location"] == "/me.pem"
-    assert kafka_conn.client_options(Config()) == {"security_protocol": "PLAINTEXT"}
+    assert kafka_conn.client_options(Config().kafka) == {"security_protocol": "PLAINTEXT"}
 
 
 def test_kafka_settings_that_cannot_work_are_refused():
     with pytest.raises(ValueError, match="SECURITY_PROTOCOL"):
-        kafka_conn.client_options(Config(kafka_security_protocol="TLS"))
+        kafka_conn.client_options(Config(kafka=KafkaConfig(security_protocol="TLS")).kafka)
     with pytest.raises(ValueError, match="SASL_USERNAME"):
-        kafka_conn.java_properties(Config(kafka_security_protocol="SASL_PLAINTEXT"))
+        kafka_conn.java_properties(Config(kafka=KafkaConfig(security_protocol="SASL_PLAINTEXT")).kafka)
     with pytest.raises(ValueError, match="SASL_MECHANISM"):
-        kafka_conn.client_options(Config(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="GSSAPI",
-                                         kafka_sasl_username="a", kafka_sasl_password="b"))
+        kafka_conn.client_options(Config(kafka=KafkaConfig(security_protocol="SASL_SSL", sasl_mechanism="GSSAPI",
+                                                           sasl_username="a", sasl_password="b")).kafka)
 
 
 def test_the_producer_uses_acks_all_and_idempotence(monkeypatch):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from streamrec.config import Config
+from streamrec.config import Config, ServiceConfig
 from streamrec.connectors.cassandra import StoredRecommendations
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import ERROR_CODES, BadRecord, Event, parse_event
@@ -88,7 +88,7 @@ def backend() -> FakeQueryBackend:
 
 
 def client_for(backend: FakeQueryBackend, **settings: Any) -> TestClient:
-    return TestClient(create_app(Config(**settings), backend))
+    return TestClient(create_app(Config(service=ServiceConfig(**settings)), backend))
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_bad_parameters_are_400_with_a_code(client: TestClient, path: str) -> No
 
 
 def test_the_k_limit_is_a_setting(backend: FakeQueryBackend) -> None:
-    client = client_for(backend, serve_max_k=5)
+    client = client_for(backend, max_k=5)
     assert client.get("/v1/trending?k=5").status_code == 200
     assert client.get("/v1/trending?k=6").status_code == 400
 
@@ -282,7 +282,7 @@ def test_a_kafka_failure_says_which_events_were_sent(client: TestClient, backend
 
 
 def test_size_and_batch_limits(backend: FakeQueryBackend) -> None:
-    client = client_for(backend, serve_max_body_bytes=2000, serve_max_batch=3)
+    client = client_for(backend, max_body_bytes=2000, max_batch=3)
     r = client.post("/v1/events", content=json.dumps([event(i) for i in range(20)]))
     assert (r.status_code, r.json()["error"]) == (413, "TOO_LARGE")
 
@@ -302,7 +302,7 @@ def test_size_and_batch_limits(backend: FakeQueryBackend) -> None:
 
 def test_the_api_key_guards_v1_and_is_never_logged(backend: FakeQueryBackend, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
-    client = client_for(backend, serve_api_key="s3cret-key")
+    client = client_for(backend, api_key="s3cret-key")
     for headers in ({}, {"X-API-Key": "wrong"}):
         r = client.get("/v1/users/u1/recommendations", headers=headers)
         assert (r.status_code, r.json()["error"]) == (401, "UNAUTHORIZED")
@@ -311,18 +311,18 @@ def test_the_api_key_guards_v1_and_is_never_logged(backend: FakeQueryBackend, ca
     assert client.get("/v1/users/u1/recommendations", headers={"X-API-Key": "s3cret-key"}).status_code == 200
     assert client.get("/healthz").status_code == 200  # probes need no key
     assert "s3cret-key" not in caplog.text
-    assert "s3cret-key" not in repr(Config(serve_api_key="s3cret-key"))
-    assert "s3cret-key" not in Config(serve_api_key="s3cret-key").to_json()
+    assert "s3cret-key" not in repr(Config(service=ServiceConfig(api_key="s3cret-key")))
+    assert "s3cret-key" not in Config(service=ServiceConfig(api_key="s3cret-key")).to_json()
 
 
 def test_the_api_key_comes_from_a_file(tmp_path: Any) -> None:
     path = tmp_path / "key"
     path.write_text("from-file\n")
-    assert Config.from_env({"STREAMREC_SERVE_API_KEY_FILE": str(path)}).serve_api_key == "from-file"
+    assert Config.from_env({"STREAMREC_SERVE_API_KEY_FILE": str(path)}).service.api_key == "from-file"
 
 
 def test_cors_allows_only_the_configured_origins(backend: FakeQueryBackend) -> None:
-    client = client_for(backend, serve_cors_origins="https://shop.example, https://admin.example")
+    client = client_for(backend, cors_origins="https://shop.example, https://admin.example")
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
     r = client.options("/v1/events", headers={"Origin": "https://shop.example", **preflight})
     assert r.headers.get("access-control-allow-origin") == "https://shop.example"
@@ -431,7 +431,7 @@ def test_the_fast_path_answers_exactly_as_fastapi_does(backend: FakeQueryBackend
 
 
 def test_the_fast_path_leaves_cors_requests_and_wrong_keys_to_fastapi(backend: FakeQueryBackend) -> None:
-    client = client_for(backend, serve_api_key="s3cret", serve_cors_origins="https://shop.example")
+    client = client_for(backend, api_key="s3cret", cors_origins="https://shop.example")
     url = "/v1/users/u1/recommendations?k=1"
     assert client.get(url, headers={"X-API-Key": "s3cret"}).status_code == 200
     for headers in ({}, {"X-API-Key": "s3cret "}, {"X-API-Key": "wrong"}):

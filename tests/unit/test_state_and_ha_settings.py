@@ -7,16 +7,16 @@ import pytest
 import yaml
 
 from streamrec import localstack
-from streamrec.config import Config
+from streamrec.config import Config, JobConfig
 from streamrec.localstack.flinkconf import _write_flink_conf, ha_enabled
 
 
 def test_the_state_backend_is_the_clusters_unless_a_job_names_one():
-    assert Config().state_backend == ""
+    assert Config().job.state_backend == ""
     config = Config.from_env({"STREAMREC_STATE_BACKEND": "hashmap", "STREAMREC_STATE_INCREMENTAL": "false"})
-    assert (config.state_backend, config.state_incremental) == ("hashmap", False)
+    assert (config.job.state_backend, config.job.state_incremental) == ("hashmap", False)
     with pytest.raises(ValueError, match="STREAMREC_STATE_BACKEND"):
-        Config(state_backend="forst-typo")
+        Config(job=JobConfig(state_backend="forst-typo"))
 
 
 def test_the_cluster_configuration_keeps_users_in_rocksdb_with_incremental_checkpoints():

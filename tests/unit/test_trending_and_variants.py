@@ -56,17 +56,17 @@ def test_bad_shares_are_refused():
 
 
 def test_variants_come_from_json_with_their_own_settings():
-    from streamrec.config import Config
+    from streamrec.config import Config, ModelConfig
     from streamrec.model.variants import Variants
 
-    v = Variants.from_config(Config(variants='{"A": {"share": 1}, "B": {"share": 1, "top_k": 4, '
-                                              '"exclude_categories": "toys,garden"}}'))
+    v = Variants.from_config(Config(model=ModelConfig(variants='{"A": {"share": 1}, "B": {"share": 1, "top_k": 4, '
+                                              '"exclude_categories": "toys,garden"}}')).model)
     names = {v.for_user(f"user{i}")[0] for i in range(200)}
     assert names == {"A", "B"}
     assert v.params["A"].top_k == 10 and v.params["B"].top_k == 4 and v.params["B"].candidates == 12
     assert v.params["B"].exclude_categories == frozenset({"toys", "garden"})
     assert v.for_user("user7") == v.for_user("user7")
-    assert Variants.from_config(Config()).for_user("x")[0] == "default"
+    assert Variants.from_config(Config().model).for_user("x")[0] == "default"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -77,11 +77,11 @@ def test_variants_come_from_json_with_their_own_settings():
     ('{"A": {"top_k": "many"}}', "STREAMREC_VARIANTS"),
 ])
 def test_bad_variant_settings_are_refused_with_the_reason(text, message):
-    from streamrec.config import Config
+    from streamrec.config import Config, ModelConfig
     from streamrec.model.variants import Variants
 
     with pytest.raises(ValueError, match=message):
-        Variants.from_config(Config(variants=text))
+        Variants.from_config(Config(model=ModelConfig(variants=text)).model)
 
 
 def test_popularity_batches_from_the_jvm_and_rows_of_an_older_savepoint_read_alike():

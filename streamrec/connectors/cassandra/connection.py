@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Optional
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig
 
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
@@ -20,23 +20,23 @@ def _check_ident(name: str) -> str:
     return name
 
 
-def security_options(config: Config) -> dict[str, Any]:
+def security_options(config: CassandraConfig) -> dict[str, Any]:
     """``Cluster(...)`` arguments for username/password and TLS (empty when neither is configured)."""
     options: dict[str, Any] = {}
-    if config.cassandra_username:
+    if config.username:
         from cassandra.auth import PlainTextAuthProvider
 
-        options["auth_provider"] = PlainTextAuthProvider(config.cassandra_username, config.cassandra_password)
-    elif config.cassandra_password:
+        options["auth_provider"] = PlainTextAuthProvider(config.username, config.password)
+    elif config.password:
         raise ValueError("STREAMREC_CASSANDRA_PASSWORD is set but STREAMREC_CASSANDRA_USERNAME is not")
-    if config.cassandra_tls:
+    if config.tls:
         import ssl
 
-        context = ssl.create_default_context(cafile=config.cassandra_tls_ca_file or None)
+        context = ssl.create_default_context(cafile=config.tls_ca_file or None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.check_hostname = config.cassandra_tls_check_hostname
-        if config.cassandra_tls_cert_file:
-            context.load_cert_chain(config.cassandra_tls_cert_file, config.cassandra_tls_key_file or None)
+        context.check_hostname = config.tls_check_hostname
+        if config.tls_cert_file:
+            context.load_cert_chain(config.tls_cert_file, config.tls_key_file or None)
         options["ssl_context"] = context
     return options
 
@@ -48,10 +48,10 @@ def consistency_level(name: str) -> int:
     return int(ConsistencyLevel.name_to_value[name.upper()])
 
 
-def for_writes(statement: Any, config: Config) -> Any:
+def for_writes(statement: Any, config: CassandraConfig) -> Any:
     """``statement`` with the write consistency level (STREAMREC_CASSANDRA_WRITE_CONSISTENCY); a
     session's own statements go at the read level (``connect``)."""
-    statement.consistency_level = consistency_level(config.cassandra_write_consistency)
+    statement.consistency_level = consistency_level(config.write_consistency)
     return statement
 
 
@@ -73,7 +73,7 @@ def named_tuple_rows(colnames: Any, rows: Any) -> list[Any]:
     return [row_type(*row) for row in rows]
 
 
-def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: float = 10.0,
+def connect(config: CassandraConfig, keyspace: Optional[str] = None, connect_timeout: float = 10.0,
             protocol_version: int = 5) -> Any:
     """A cassandra-driver Session (the Cluster is reachable as ``session.cluster``). Its requests go
     at the read consistency level (STREAMREC_CASSANDRA_READ_CONSISTENCY) unless a statement says
@@ -82,11 +82,11 @@ def connect(config: Config, keyspace: Optional[str] = None, connect_timeout: flo
     from cassandra.policies import DCAwareRoundRobinPolicy
 
     profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(),
-                               consistency_level=consistency_level(config.cassandra_read_consistency),
+                               consistency_level=consistency_level(config.read_consistency),
                                row_factory=named_tuple_rows)
     cluster = Cluster(
-        contact_points=config.cassandra_contact_points,
-        port=config.cassandra_port,
+        contact_points=config.contact_points,
+        port=config.port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=protocol_version,
         connect_timeout=connect_timeout,

@@ -9,14 +9,14 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig
 from streamrec.connectors.cassandra import connection
 from streamrec.connectors.cassandra.connection import datetime_to_ms, qualified
 from streamrec.model.catalog import Catalog
 from streamrec.query import ProductInfo
 
 
-def load_catalog(config: Config) -> Catalog:
+def load_catalog(config: CassandraConfig) -> Catalog:
     session = connection.connect(config, config.keyspace)
     try:
         rows = list(session.execute("SELECT product_id, title, category, price, in_stock, embedding FROM products"))
@@ -76,7 +76,7 @@ AB_FETCH_SIZE = 5000
 class QueryClient:
     """Reads what the job wrote; used by the CLI and the query service."""
 
-    def __init__(self, config: Config, session: Any = None) -> None:
+    def __init__(self, config: CassandraConfig, session: Any = None) -> None:
         """``session``: one made by :func:`connect` with other options (the HTTP service's)."""
         self._session = session if session is not None else connection.connect(config, config.keyspace)
         ks = config.keyspace

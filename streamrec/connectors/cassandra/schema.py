@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig
 from streamrec.connectors.cassandra import connection
 from streamrec.connectors.cassandra.connection import _check_ident
 
 
 def schema_statements(keyspace: str, replication_factor: int, events_ttl_s: int = 0) -> list[str]:
     """The keyspace and tables. ``events_ttl_s`` is the events table's retention (its
-    default_time_to_live; 0: none): Config.events_ttl_s, docs/GUARANTEES.md."""
+    default_time_to_live; 0: none): CassandraConfig.events_ttl_s, docs/GUARANTEES.md."""
     ks = _check_ident(keyspace)
     # frozen collections: every write replaces the whole list, and a frozen value is overwritten
     # in place instead of leaving a tombstone per write as a non-frozen list would.
@@ -39,7 +39,7 @@ def schema_statements(keyspace: str, replication_factor: int, events_ttl_s: int 
 ADDED_COLUMNS = {"recommendations": [("variant", "text"), ("impressions", "bigint"), ("hits", "bigint")]}
 
 
-def ensure_schema(config: Config) -> None:
+def ensure_schema(config: CassandraConfig) -> None:
     from cassandra import InvalidRequest
 
     session = connection.connect(config)
@@ -72,7 +72,7 @@ def _ensure_events_ttl(session: Any, ks: str, events_ttl_s: int) -> None:
         session.execute(f"ALTER TABLE {ks}.events WITH default_time_to_live = {int(events_ttl_s)}", timeout=60)
 
 
-def drop_keyspace(config: Config) -> None:
+def drop_keyspace(config: CassandraConfig) -> None:
     session = connection.connect(config)
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {_check_ident(config.keyspace)}", timeout=60)

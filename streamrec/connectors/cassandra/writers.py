@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from streamrec.config import Config
+from streamrec.config import CassandraConfig
 from streamrec.connectors.cassandra import connection
 from streamrec.connectors.cassandra.connection import _ms_to_datetime, for_writes, qualified
 from streamrec.model.catalog import Catalog
@@ -44,7 +44,7 @@ class RecommendationWriter:
     before the checkpoint barrier passes.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: CassandraConfig) -> None:
         self._config = config
         self._session: Any = None
 
@@ -105,11 +105,11 @@ class RecommendationWriter:
 
     def _retry_delay(self, attempt: int, exc: BaseException) -> Optional[float]:
         """Seconds to wait before retry ``attempt`` (0-based) after ``exc``; None: give up."""
-        if attempt >= self._config.cassandra_write_retries:
+        if attempt >= self._config.write_retries:
             return None
         delay = min(8.0, 0.5 * 2**attempt)
         log.warning("Cassandra write failed (%s: %s); retry %d/%d in %.1f s", type(exc).__name__, exc,
-                    attempt + 1, self._config.cassandra_write_retries, delay)
+                    attempt + 1, self._config.write_retries, delay)
         return delay
 
     def execute_with_retries(self, statement: Any, values: Optional[tuple[Any, ...]],
@@ -147,7 +147,7 @@ def await_statements(writer: Any, sent: Iterable[tuple[Any, Optional[tuple[Any, 
 # ---------------------------------------------------------------------------------------------
 # catalog table
 
-def store_catalog(config: Config, catalog: Catalog) -> int:
+def store_catalog(config: CassandraConfig, catalog: Catalog) -> int:
     from cassandra.concurrent import execute_concurrent_with_args
 
     session = connection.connect(config, config.keyspace)
@@ -209,7 +209,7 @@ class ProductStore:
     flight at once. Every statement is idempotent (a plain upsert): a retry rewrites the same cells.
     """
 
-    def __init__(self, config: Config, session: Any = None, concurrency: int = 64) -> None:
+    def __init__(self, config: CassandraConfig, session: Any = None, concurrency: int = 64) -> None:
         self._own = session is None
         self._session = connection.connect(config, config.keyspace) if session is None else session
         self._keyspace = config.keyspace
