@@ -12,7 +12,7 @@ from typing import Any, Optional
 import click
 
 from streamrec.cli.base import F, _err, connection_options, main
-from streamrec.config import CassandraConfig, Config, KafkaConfig, env_var
+from streamrec.config import CassandraConfig, Config, JobConfig, KafkaConfig, env_var
 
 # --- the job ----------------------------------------------------------------------------------
 
@@ -137,8 +137,8 @@ def stop_with_savepoint(rest: str, jid: str, directory: Optional[str], timeout: 
 def _submit_options(fn: F) -> F:
     """The options `job submit` and `job upgrade` share."""
     options = [
-        click.option("-m", "--jobmanager", envvar="STREAMREC_FLINK_REST", show_envvar=True, default="127.0.0.1:8081",
-                     show_default=True, help="Flink REST address of the cluster."),
+        click.option("-m", "--jobmanager", envvar=env_var(JobConfig, "flink_rest"), show_envvar=True,
+                     default=JobConfig().flink_rest, show_default=True, help="Flink REST address of the cluster."),
         click.option("-p", "--parallelism", type=click.IntRange(1, 64)),
         click.option("--python", "python_exec", default=None,
                      help="A Python with streamrec installed at this path on every TaskManager (a cluster that "
@@ -231,8 +231,8 @@ _STOP_TIMEOUT = click.option("--stop-timeout", type=float, default=600, show_def
 
 
 @job.command("stop")
-@click.option("-m", "--jobmanager", envvar="STREAMREC_FLINK_REST", show_envvar=True, default="127.0.0.1:8081",
-              show_default=True, help="Flink REST address of the cluster.")
+@click.option("-m", "--jobmanager", envvar=env_var(JobConfig, "flink_rest"), show_envvar=True,
+              default=JobConfig().flink_rest, show_default=True, help="Flink REST address of the cluster.")
 @_JOB
 @_SAVEPOINT_DIR
 @_STOP_TIMEOUT

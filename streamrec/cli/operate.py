@@ -19,6 +19,7 @@ from streamrec.cli.base import (
     main,
     terminal_safe,
 )
+from streamrec.config import ServiceConfig, env_var
 
 # --- producing --------------------------------------------------------------------------------
 
@@ -57,8 +58,8 @@ def produce(file: Any, raw: bool, quiet: bool, **conn: Any) -> None:
 @click.option("--ports", envvar="STREAMREC_METRICS_PORT", show_envvar=True, default="9249-9258", show_default=True,
               help="Flink's Prometheus reporter port or range (the JobManager and each TaskManager take one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Host of the reporters.")
-@click.option("--service", "service_url", envvar="STREAMREC_METRICS_SERVICE_URL", show_envvar=True,
-              default="http://127.0.0.1:8000", show_default=True,
+@click.option("--service", "service_url", envvar=env_var(ServiceConfig, "metrics_url"), show_envvar=True,
+              default=ServiceConfig().metrics_url, show_default=True,
               help="Base URL of `streamrec serve` ('' to skip it).")
 @click.option("--full", is_flag=True,
               help="Every series (each quantile of each histogram) instead of one line per metric.")

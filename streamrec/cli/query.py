@@ -18,12 +18,13 @@ from streamrec.cli.base import (
     connection_options,
     main,
 )
+from streamrec.config import ModelConfig, ServiceConfig, env_var
 
 # --- query side -------------------------------------------------------------------------------
 
 @main.command()
 @click.argument("user")
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True,
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=ModelConfig().top_k, show_default=True,
               help="How many items (fewer when fewer candidates pass the filters).")
 @click.option("--exclude", "exclude", multiple=True, metavar="P1,P2",
               help="Never show these products (repeatable or comma-separated).")
@@ -127,10 +128,10 @@ def similar(product: str, k: int, output: str, **conn: Any) -> None:
 
 
 @main.command()
-@click.option("--host", envvar="STREAMREC_SERVE_HOST", show_envvar=True, default="127.0.0.1", show_default=True,
-              help="Address to listen on.")
-@click.option("--port", envvar="STREAMREC_SERVE_PORT", show_envvar=True, type=click.IntRange(0, 65535), default=8000,
-              show_default=True, help="Port to listen on.")
+@click.option("--host", envvar=env_var(ServiceConfig, "host"), show_envvar=True, default=ServiceConfig().host,
+              show_default=True, help="Address to listen on.")
+@click.option("--port", envvar=env_var(ServiceConfig, "port"), show_envvar=True, type=click.IntRange(0, 65535),
+              default=ServiceConfig().port, show_default=True, help="Port to listen on.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @connection_options
