@@ -1,10 +1,12 @@
 """Configuration: sections with defaults from the contract, every field from its STREAMREC_* variable."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
-from streamrec.config import Config, FaultInjection, JobConfig, KafkaConfig, ModelConfig, ServiceConfig
+from streamrec.config import Config, FaultInjection, JobConfig, KafkaConfig, ModelConfig, ServiceConfig, env_name
 
 
 def test_defaults_match_the_local_contract():
@@ -95,6 +97,19 @@ def test_only_the_events_source_batches_its_fetches_the_idle_products_source_kee
     kafka.events_source(config.kafka)
     kafka.products_source(config.kafka)
     assert built == {"ev": (4096, 10), "pr": (1, 500)}
+
+
+def test_the_readme_lists_every_setting_with_its_variable_field_and_default():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for section, f in Config.settings():
+        row = f"| `{env_name(f)}`"
+        assert row in readme, f"README's settings table lacks {env_name(f)}"
+        line = next(line for line in readme.splitlines() if line.startswith(row))
+        assert f"| `{section}.{f.name}` |" in line, line
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = ("(empty)" if value == "" else json.dumps(value, separators=(",", ":")) if isinstance(value, dict)
+                 else str(value).lower() if isinstance(value, bool) else str(value))
+        assert line.endswith(f"| {shown} |") or line.endswith(f"| `{shown}` |"), line
 
 
 def test_every_setting_reads_from_its_variable_and_travels_to_a_child_process_unchanged():
