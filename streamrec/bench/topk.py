@@ -2,7 +2,7 @@
 
 For each catalog size and dataset: events/s per core (one query = one event's top-k, asked in
 batches of ``batch`` users, BLAS and faiss pinned to one thread with threadpoolctl) and recall@10
-against the exact answer of the job's own function (:func:`streamrec.model.model.top_k_batch`).
+against the exact answer of the job's own function (:func:`streamrec.model.topk.top_k_batch`).
 IVF and HNSW are swept over their search knob (nprobe, efSearch); every point is recorded, and the
 summary picks the fastest setting that reaches the recall floor.
 
@@ -187,7 +187,7 @@ def _timed(search: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, batc
 
 
 def _numpy_search(catalog: Catalog, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    from streamrec.model.model import top_k_batch
+    from streamrec.model.topk import top_k_batch
 
     def search(q: np.ndarray) -> np.ndarray:
         rows, _ = top_k_batch(q, catalog, k)

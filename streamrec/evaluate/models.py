@@ -20,9 +20,9 @@ from streamrec.model.history import fold_vectors
 from streamrec.model.model import (
     ModelParams,
     recommend_batch,
-    select_top_rows,
     transition_scores,
 )
+from streamrec.model.topk import select_top_rows
 
 
 class Recommender(Protocol):

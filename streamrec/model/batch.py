@@ -30,9 +30,9 @@ from streamrec.model.model import (
     Recommendation,
     UserState,
     recommend_users,
-    top_k_flat,
     trending_recommendation,
 )
+from streamrec.model.topk import top_k_flat
 from streamrec.model.transitions import context_triplets, transition_boost
 
 RS = "\x1e"

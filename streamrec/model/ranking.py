@@ -27,7 +27,7 @@ NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def exact_top_k(user_vectors: np.ndarray, catalog: Catalog, k: int, exclude: Sequence[Sequence[int]] = (),
                 eligible: Optional[np.ndarray] = None, boost: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    from streamrec.model.model import top_k_batch
+    from streamrec.model.topk import top_k_batch
 
     return top_k_batch(user_vectors, catalog, k, exclude, eligible, boost)
 
@@ -96,7 +96,7 @@ class Ranker:
 
     def top_k(self, user_vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]],
               eligible: np.ndarray, boost: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Like :func:`streamrec.model.model.top_k_batch`: (rows, scores), -1/NaN where fewer.
+        """Like :func:`streamrec.model.topk.top_k_batch`: (rows, scores), -1/NaN where fewer.
         ``boost`` (the transition term, (b, n) sparse): with the index, the candidates are the
         index's plus the products the boost names, each scored exactly (cosine + boost)."""
         if self.ann is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamrec.model.catalog import Catalog
-from streamrec.model.model import top_k_batch
+from streamrec.model.topk import top_k_batch
 
 
 def similar_products(catalog: Catalog, product_id: str, k: int) -> list[tuple[str, float]]:

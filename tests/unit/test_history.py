@@ -101,7 +101,7 @@ def test_the_history_keeps_only_moving_events_and_is_bounded_by_the_half_life():
 
 
 def test_the_batch_selection_picks_each_rows_top_k_exactly_as_the_one_row_selection():
-    from streamrec.model.model import select_top, select_top_rows
+    from streamrec.model.topk import select_top, select_top_rows
 
     rng = np.random.default_rng(11)
     for n, k in [(10_000, 30), (2_000, 10), (500, 30), (40, 5)]:

@@ -14,11 +14,10 @@ from streamrec.model.model import (
     recommend_batch,
     recommend_users,
     remember_shown,
-    select_top,
-    top_k_batch,
     update_user,
     write_timestamp_us,
 )
+from streamrec.model.topk import select_top, top_k_batch
 
 PARAMS = ModelParams(event_weights=DEFAULT_EVENT_WEIGHTS, half_life_events=2.0, top_k=3)
 

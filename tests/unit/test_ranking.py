@@ -4,8 +4,8 @@ calibrated to the recall floor, with the same filters as the exact search."""
 import numpy as np
 
 from streamrec.model.catalog import Catalog
-from streamrec.model.model import top_k_batch
 from streamrec.model.ranking import Ranker, recall_at_k, user_like_queries
+from streamrec.model.topk import top_k_batch
 
 
 def clustered_catalog(n=6000, d=16, clusters=60, seed=2) -> Catalog:

@@ -140,8 +140,8 @@ def test_the_jobs_batched_ranking_adds_the_transition_term_as_the_offline_model_
 
 
 def test_with_the_ivf_index_a_product_the_transition_term_names_is_ranked_even_far_from_the_user():
-    from streamrec.model.model import top_k_batch
     from streamrec.model.ranking import Ranker, user_like_queries
+    from streamrec.model.topk import top_k_batch
     from tests.unit.test_ranking import clustered_catalog
 
     cat = clustered_catalog()
