@@ -6,21 +6,16 @@ import logging
 import os
 import shlex
 import subprocess
-import time
+from pathlib import Path
 
 from streamrec.localstack.fetch import fetch
 from streamrec.localstack.paths import _java, _java_major, _svc_dir, java_home
 from streamrec.localstack.processes import (
-    _alive_check,
-    _check_ports,
     _port_open,
     _render,
-    _service_lock,
-    _service_pids,
     _spawn,
+    _start_service,
     _stop_service,
-    _wait,
-    _write_pid,
 )
 from streamrec.localstack.profiles import LOOPBACK, LocalStackError, Profile
 
@@ -120,73 +115,59 @@ def _cassandra_ready(p: Profile) -> bool:
 
 def start_cassandra(p: Profile, timeout: float = 180) -> None:
     """Cassandra 5.0 on Java 17; returns once CQL answers ``SELECT release_version``."""
-    started = time.monotonic()
     art = fetch()
-    d = _svc_dir(p, "cassandra")
-    proc: subprocess.Popen[bytes] | None = None
-    with _service_lock(p, "cassandra"):
-        if _service_pids(p, "cassandra"):
-            log.info("cassandra (%s) is already running; waiting until it answers", p.name)
-        else:
-            home = java_home()
-            major = _java_major(home)
-            if major is not None and major not in (11, 17):
-                raise LocalStackError(
-                    f"Cassandra 5.0 runs on Java 11 or 17 only; {home} is Java {major}. "
-                    "Set STREAMREC_JAVA_HOME to a JDK 17."
-                )
-            _check_ports(p, "cassandra")
-            logs, conf = d / "logs", d / "conf"
-            for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "triggers", "logs", "conf"):
-                (d / sub).mkdir(parents=True, exist_ok=True)
-            yaml_path = _render(
-                "cassandra.yaml",
-                conf / "cassandra.yaml",
-                profile=p.name,
-                dir=d,
-                storage_port=p.cassandra_storage_port,
-                native_port=p.cassandra_port,
+
+    def launch(d: Path) -> subprocess.Popen[bytes]:
+        home = java_home()
+        major = _java_major(home)
+        if major is not None and major not in (11, 17):
+            raise LocalStackError(
+                f"Cassandra 5.0 runs on Java 11 or 17 only; {home} is Java {major}. "
+                "Set STREAMREC_JAVA_HOME to a JDK 17."
             )
-            logback = _render("cassandra-logback.xml", conf / "logback.xml")
-            cmd = [
-                _java(),
-                *_CASSANDRA_JVM,
-                # after the defaults, so that they win (HotSpot takes the last of a repeated option)
-                *shlex.split(os.environ.get("STREAMREC_CASSANDRA_JVM_OPTS", "")),
-                *_CASSANDRA_JPMS,
-                *_CASSANDRA_FAST_START,
-                # jamm measures object sizes for memtable accounting; Cassandra refuses to run without it.
-                f"-javaagent:{art.jamm_jar}",
-                f"-Dcassandra.config={yaml_path.as_uri()}",
-                # Keep stdout/stderr open (they go to cassandra.out); otherwise it closes them as a daemon.
-                "-Dcassandra-foreground=yes",
-                f"-Dcassandra.storagedir={d}",
-                f"-Dcassandra.logdir={logs}",
-                f"-Dlogback.configurationFile={logback.as_uri()}",
-                # JMX bound to localhost on this profile's port (nodetool -p <port>); the RMI server
-                # port stays ephemeral.
-                f"-Dcassandra.jmx.local.port={p.cassandra_jmx_port}",
-                # Cassandra's start-up check asks for this: an OutOfMemoryError must stop the node rather
-                # than leave it running in an unknown state.
-                "-XX:+ExitOnOutOfMemoryError",
-                # An empty triggers folder in the run dir silences a warning every minute.
-                f"-Dcassandra.triggers_dir={d / 'triggers'}",
-                "-cp",
-                str(art.cassandra_classpath[0].parent / "*"),
-                "org.apache.cassandra.service.CassandraDaemon",
-            ]
-            proc = _spawn(cmd, logs / "cassandra.out", cwd=d)
-            _write_pid(d / "cassandra.pid", proc.pid)
-    _wait(
-        f"cassandra ({p.name}) on {LOOPBACK}:{p.cassandra_port}",
-        lambda: _cassandra_ready(p),
-        _alive_check(proc, p, "cassandra"),
-        timeout,
-        [d / "logs" / "cassandra.out", d / "logs" / "system.log"],
-        proc,
-    )
-    elapsed = time.monotonic() - started
-    log.info("cassandra (%s) ready on %s:%d after %.1f s", p.name, LOOPBACK, p.cassandra_port, elapsed)
+        logs, conf = d / "logs", d / "conf"
+        for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw", "triggers", "logs", "conf"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        yaml_path = _render(
+            "cassandra.yaml",
+            conf / "cassandra.yaml",
+            profile=p.name,
+            dir=d,
+            storage_port=p.cassandra_storage_port,
+            native_port=p.cassandra_port,
+        )
+        logback = _render("cassandra-logback.xml", conf / "logback.xml")
+        cmd = [
+            _java(),
+            *_CASSANDRA_JVM,
+            # after the defaults, so that they win (HotSpot takes the last of a repeated option)
+            *shlex.split(os.environ.get("STREAMREC_CASSANDRA_JVM_OPTS", "")),
+            *_CASSANDRA_JPMS,
+            *_CASSANDRA_FAST_START,
+            # jamm measures object sizes for memtable accounting; Cassandra refuses to run without it.
+            f"-javaagent:{art.jamm_jar}",
+            f"-Dcassandra.config={yaml_path.as_uri()}",
+            # Keep stdout/stderr open (they go to cassandra.out); otherwise it closes them as a daemon.
+            "-Dcassandra-foreground=yes",
+            f"-Dcassandra.storagedir={d}",
+            f"-Dcassandra.logdir={logs}",
+            f"-Dlogback.configurationFile={logback.as_uri()}",
+            # JMX bound to localhost on this profile's port (nodetool -p <port>); the RMI server
+            # port stays ephemeral.
+            f"-Dcassandra.jmx.local.port={p.cassandra_jmx_port}",
+            # Cassandra's start-up check asks for this: an OutOfMemoryError must stop the node rather
+            # than leave it running in an unknown state.
+            "-XX:+ExitOnOutOfMemoryError",
+            # An empty triggers folder in the run dir silences a warning every minute.
+            f"-Dcassandra.triggers_dir={d / 'triggers'}",
+            "-cp",
+            str(art.cassandra_classpath[0].parent / "*"),
+            "org.apache.cassandra.service.CassandraDaemon",
+        ]
+        return _spawn(cmd, logs / "cassandra.out", cwd=d)
+
+    _start_service(p, "cassandra", f"{LOOPBACK}:{p.cassandra_port}", launch, lambda: _cassandra_ready(p), timeout,
+                   ["logs/cassandra.out", "logs/system.log"])
 
 
 def stop_cassandra(p: Profile, grace: float = 30) -> None:

@@ -7,21 +7,17 @@ import logging
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from streamrec.localstack.fetch import fetch
 from streamrec.localstack.paths import _java, _svc_dir
 from streamrec.localstack.processes import (
-    _alive_check,
-    _check_ports,
     _port_open,
     _render,
-    _service_lock,
-    _service_pids,
     _spawn,
+    _start_service,
     _stop_service,
     _tail_text,
-    _wait,
-    _write_pid,
 )
 from streamrec.localstack.profiles import LocalStackError, Profile
 
@@ -57,63 +53,51 @@ def start_kafka(p: Profile, timeout: float = 90) -> None:
     """Single-node KRaft broker+controller; returns once it answers a metadata request."""
     started = time.monotonic()
     art = fetch()
-    d = _svc_dir(p, "kafka")
-    proc: subprocess.Popen[bytes] | None = None
-    with _service_lock(p, "kafka"):
-        if _service_pids(p, "kafka"):
-            log.info("kafka (%s) is already running; waiting until it answers", p.name)
-        else:
-            _check_ports(p, "kafka")
-            data, logs, conf = d / "data", d / "logs", d / "conf"
-            for folder in (data, logs, conf):
-                folder.mkdir(parents=True, exist_ok=True)
-            props = _render(
-                "kafka-server.properties",
-                conf / "server.properties",
-                profile=p.name,
-                kafka_port=p.kafka_port,
-                controller_port=p.kafka_controller_port,
-                data_dir=data,
-            )
-            log4j = _render("kafka-log4j2.properties", conf / "log4j2.properties", log_dir=logs)
-            # A folder wildcard instead of 46 jar paths keeps `ps` output and the logs readable.
-            classpath = str(art.kafka_classpath[0].parent / "*")
-            jvm = [
-                _java(),
-                "-Xms256m",
-                "-Xmx512m",
-                # Kafka's own launcher defaults (kafka-run-class.sh): short G1 pauses.
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
-                "-XX:InitiatingHeapOccupancyPercent=35",
-                "-XX:+ExplicitGCInvokesConcurrent",
-                "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={log4j.as_uri()}",
-                f"-Dkafka.logs.dir={logs}",
-                "-cp",
-                classpath,
-            ]
-            if not (data / "meta.properties").exists():
-                # KRaft needs its storage formatted once with a cluster id.
-                cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(), "-c", str(props)]
-                fmt = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=120)
-                if fmt.returncode != 0:
-                    raise LocalStackError(
-                        f"formatting Kafka storage failed (exit {fmt.returncode}):\n"
-                        + _tail_text(fmt.stdout + fmt.stderr, 30)
-                    )
-                log.info("formatted kafka storage in %.1f s", time.monotonic() - started)
-            proc = _spawn([*jvm, "kafka.Kafka", str(props)], logs / "kafka.out", cwd=d)
-            _write_pid(d / "kafka.pid", proc.pid)
-    _wait(
-        f"kafka ({p.name}) on {p.kafka_bootstrap}",
-        lambda: _kafka_ready(p),
-        _alive_check(proc, p, "kafka"),
-        timeout,
-        [d / "logs" / "kafka.out", d / "logs" / "server.log"],
-        proc,
-    )
-    log.info("kafka (%s) ready on %s after %.1f s", p.name, p.kafka_bootstrap, time.monotonic() - started)
+
+    def launch(d: Path) -> subprocess.Popen[bytes]:
+        data, logs, conf = d / "data", d / "logs", d / "conf"
+        for folder in (data, logs, conf):
+            folder.mkdir(parents=True, exist_ok=True)
+        props = _render(
+            "kafka-server.properties",
+            conf / "server.properties",
+            profile=p.name,
+            kafka_port=p.kafka_port,
+            controller_port=p.kafka_controller_port,
+            data_dir=data,
+        )
+        log4j = _render("kafka-log4j2.properties", conf / "log4j2.properties", log_dir=logs)
+        # A folder wildcard instead of 46 jar paths keeps `ps` output and the logs readable.
+        classpath = str(art.kafka_classpath[0].parent / "*")
+        jvm = [
+            _java(),
+            "-Xms256m",
+            "-Xmx512m",
+            # Kafka's own launcher defaults (kafka-run-class.sh): short G1 pauses.
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j.as_uri()}",
+            f"-Dkafka.logs.dir={logs}",
+            "-cp",
+            classpath,
+        ]
+        if not (data / "meta.properties").exists():
+            # KRaft needs its storage formatted once with a cluster id.
+            cmd = [*jvm, "kafka.tools.StorageTool", "format", "-t", _kafka_cluster_id(), "-c", str(props)]
+            fmt = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=120)
+            if fmt.returncode != 0:
+                raise LocalStackError(
+                    f"formatting Kafka storage failed (exit {fmt.returncode}):\n"
+                    + _tail_text(fmt.stdout + fmt.stderr, 30)
+                )
+            log.info("formatted kafka storage in %.1f s", time.monotonic() - started)
+        return _spawn([*jvm, "kafka.Kafka", str(props)], logs / "kafka.out", cwd=d)
+
+    _start_service(p, "kafka", p.kafka_bootstrap, launch, lambda: _kafka_ready(p), timeout,
+                   ["logs/kafka.out", "logs/server.log"])
 
 
 def stop_kafka(p: Profile, grace: float = 30) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from streamrec.localstack.paths import _PKG_DIR, _marker, run_dir
+from streamrec.localstack.paths import _PKG_DIR, _marker, _svc_dir, run_dir
 from streamrec.localstack.profiles import LOOPBACK, PROFILES, LocalStackError, PortInUseError, Profile
 
 log = logging.getLogger("streamrec.localstack")
@@ -277,6 +277,27 @@ def _service_lock(p: Profile, service: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
         yield
+
+
+def _start_service(p: Profile, service: str, where: str, launch: Callable[[Path], subprocess.Popen[bytes]],
+                   ready: Callable[[], bool], timeout: float, logs: Sequence[str]) -> None:
+    """Start ``service`` of profile ``p`` unless it runs, and return once ``ready`` holds. Under the
+    service's lock: a running one is only waited for; else its ports must be free, ``launch(folder)``
+    spawns it and its pid is recorded. ``where``: its address in messages; ``logs``: the files of its
+    folder whose tails a failed start shows."""
+    started = time.monotonic()
+    d = _svc_dir(p, service)
+    proc: subprocess.Popen[bytes] | None = None
+    with _service_lock(p, service):
+        if _service_pids(p, service):
+            log.info("%s (%s) is already running; waiting until it answers", service, p.name)
+        else:
+            _check_ports(p, service)
+            proc = launch(d)
+            _write_pid(d / f"{service}.pid", proc.pid)
+    _wait(f"{service} ({p.name}) on {where}", ready, _alive_check(proc, p, service), timeout,
+          [d / name for name in logs], proc)
+    log.info("%s (%s) ready on %s after %.1f s", service, p.name, where, time.monotonic() - started)
 
 
 def _stop_service(p: Profile, service: str, grace: float, pid_files: Iterable[Path]) -> None:

@@ -6,19 +6,14 @@ from __future__ import annotations
 import logging
 import socket
 import subprocess
-import time
+from pathlib import Path
 
 from streamrec.localstack.fetch import fetch
 from streamrec.localstack.paths import _java, _svc_dir
 from streamrec.localstack.processes import (
-    _alive_check,
-    _check_ports,
-    _service_lock,
-    _service_pids,
     _spawn,
+    _start_service,
     _stop_service,
-    _wait,
-    _write_pid,
 )
 from streamrec.localstack.profiles import LOOPBACK, LocalStackError, Profile
 
@@ -43,62 +38,49 @@ def start_zookeeper(p: Profile, timeout: float = 60) -> None:
     """A standalone ZooKeeper server on the profile's ``zookeeper_port``; returns once it answers."""
     if not p.zookeeper_port:
         raise LocalStackError(f"profile {p.name!r} has no zookeeper_port")
-    started = time.monotonic()
     art = fetch()
-    d = _svc_dir(p, "zookeeper")
-    proc: subprocess.Popen[bytes] | None = None
-    with _service_lock(p, "zookeeper"):
-        if _service_pids(p, "zookeeper"):
-            log.info("zookeeper (%s) is already running; waiting until it answers", p.name)
-        else:
-            _check_ports(p, "zookeeper")
-            data, logs = d / "data", d / "logs"
-            for folder in (data, logs):
-                folder.mkdir(parents=True, exist_ok=True)
-            conf = d / "zoo.cfg"
-            conf.write_text(
-                f"tickTime={TICK_MS}\n"
-                f"dataDir={data}\n"
-                f"clientPort={p.zookeeper_port}\n"
-                f"clientPortAddress={LOOPBACK}\n"
-                "maxClientCnxns=0\n"
-                # no AdminServer (an HTTP server on 8080 by default, which would collide across profiles)
-                "admin.enableServer=false\n"
-                "4lw.commands.whitelist=srvr,ruok\n"
-                # the local stack keeps no history: snapshots and logs of a test run are purged
-                "autopurge.purgeInterval=1\n"
-            )
-            # logback's default without a file is DEBUG on the console: INFO to the .out file instead
-            logback = d / "logback.xml"
-            logback.write_text(
-                '<configuration><appender name="OUT" class="ch.qos.logback.core.ConsoleAppender"><encoder>'
-                "<pattern>%d{ISO8601} %-5level [%thread] %logger{36} - %msg%n</pattern></encoder></appender>"
-                '<root level="INFO"><appender-ref ref="OUT"/></root></configuration>\n'
-            )
-            classpath = str(art.zookeeper_classpath[0].parent / "*")
-            cmd = [
-                _java(),
-                "-Xms64m",
-                "-Xmx256m",
-                "-Djava.awt.headless=true",
-                f"-Dzookeeper.log.dir={logs}",
-                f"-Dlogback.configurationFile={logback}",
-                "-cp",
-                classpath,
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-                str(conf),
-            ]
-            proc = _spawn(cmd, logs / "zookeeper.out", cwd=d)
-            _write_pid(d / "zookeeper.pid", proc.pid)
-    _wait(
-        f"zookeeper ({p.name}) on {LOOPBACK}:{p.zookeeper_port}",
-        lambda: _zookeeper_ready(p),
-        _alive_check(proc, p, "zookeeper"),
-        timeout,
-        [d / "logs" / "zookeeper.out"],
-        proc,
-    )
-    log.info("zookeeper (%s) ready on port %d after %.1f s", p.name, p.zookeeper_port, time.monotonic() - started)
+
+    def launch(d: Path) -> subprocess.Popen[bytes]:
+        data, logs = d / "data", d / "logs"
+        for folder in (data, logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        conf = d / "zoo.cfg"
+        conf.write_text(
+            f"tickTime={TICK_MS}\n"
+            f"dataDir={data}\n"
+            f"clientPort={p.zookeeper_port}\n"
+            f"clientPortAddress={LOOPBACK}\n"
+            "maxClientCnxns=0\n"
+            # no AdminServer (an HTTP server on 8080 by default, which would collide across profiles)
+            "admin.enableServer=false\n"
+            "4lw.commands.whitelist=srvr,ruok\n"
+            # the local stack keeps no history: snapshots and logs of a test run are purged
+            "autopurge.purgeInterval=1\n"
+        )
+        # logback's default without a file is DEBUG on the console: INFO to the .out file instead
+        logback = d / "logback.xml"
+        logback.write_text(
+            '<configuration><appender name="OUT" class="ch.qos.logback.core.ConsoleAppender"><encoder>'
+            "<pattern>%d{ISO8601} %-5level [%thread] %logger{36} - %msg%n</pattern></encoder></appender>"
+            '<root level="INFO"><appender-ref ref="OUT"/></root></configuration>\n'
+        )
+        classpath = str(art.zookeeper_classpath[0].parent / "*")
+        cmd = [
+            _java(),
+            "-Xms64m",
+            "-Xmx256m",
+            "-Djava.awt.headless=true",
+            f"-Dzookeeper.log.dir={logs}",
+            f"-Dlogback.configurationFile={logback}",
+            "-cp",
+            classpath,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(conf),
+        ]
+        return _spawn(cmd, logs / "zookeeper.out", cwd=d)
+
+    _start_service(p, "zookeeper", f"{LOOPBACK}:{p.zookeeper_port}", launch, lambda: _zookeeper_ready(p), timeout,
+                   ["logs/zookeeper.out"])
 
 
 def stop_zookeeper(p: Profile, grace: float = 15) -> None:
