@@ -8,6 +8,11 @@ from typing import Any, Optional
 
 import click
 
+from streamrec.config import JobConfig, ModelConfig
+
+# the job's and the model's defaults, where an option's default is a config setting's
+_JOB, _MODEL = JobConfig(), ModelConfig()
+
 _E2E_OPTIONS = [
     click.option("--systems", default="streamrec,baseline", show_default=True,
                  help="Comma-separated: streamrec, baseline (naive, per event), baseline-batched."),
@@ -23,7 +28,8 @@ _E2E_OPTIONS = [
     click.option("--partitions", type=click.IntRange(1), default=2, show_default=True),
     click.option("--parallelism", type=click.IntRange(1, 64), default=1, show_default=True,
                  help="Parallelism of the streamrec job."),
-    click.option("--checkpoint-interval-ms", type=click.IntRange(0), default=10_000, show_default=True),
+    click.option("--checkpoint-interval-ms", type=click.IntRange(0), default=_JOB.checkpoint_interval_ms,
+                 show_default=True),
     click.option("--fresh-rate", type=float, default=0.0,
                  help="Events/s of the freshness phase (default: --fresh-fraction x the maximum rate)."),
     click.option("--fresh-fraction", type=float, default=0.8, show_default=True,
@@ -36,7 +42,7 @@ _E2E_OPTIONS = [
     click.option("--fresh-low-rate", type=float, default=100.0, show_default=True,
                  help="A second freshness phase at this fixed, modest rate (0: skip)."),
     click.option("--probe-rate", type=float, default=5.0, show_default=True, help="Probe events per second."),
-    click.option("--blas-threads", type=click.IntRange(0), default=1, show_default=True,
+    click.option("--blas-threads", type=click.IntRange(0), default=_JOB.blas_threads, show_default=True,
                  help="OPENBLAS/OMP/MKL_NUM_THREADS for both systems (0: leave unset)."),
     click.option("--python-worker-mode", type=click.Choice(["loopback", "process"]), default=None,
                  help="Where the minicluster runs the job's Python operators: loopback (PyFlink's default "
@@ -153,7 +159,7 @@ def e2e_cmd(**kw: Any) -> None:
 @click.option("--datasets", default="random,uci", show_default=True,
               help="random: uniform unit vectors; uci: the UCI catalog and real user vectors (plus "
                    "jittered copies of it at the larger sizes).")
-@click.option("--recall-floor", type=float, default=0.95, show_default=True)
+@click.option("--recall-floor", type=float, default=_MODEL.ann_recall_floor, show_default=True)
 @click.option("--hnsw-m", type=click.IntRange(4, 128), default=32, show_default=True)
 @click.option("--hnsw-ef-construction", type=click.IntRange(8, 1024), default=64, show_default=True)
 @click.option("--hnsw-max-size", type=click.IntRange(1), default=10_000_000, show_default=True,
@@ -200,7 +206,8 @@ def query_cmd(users: int, products: int, requests: int, results_path: str) -> No
 @bench.command("serve")
 @click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--products", type=click.IntRange(40), default=10_000, show_default=True)
-@click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True, help="Items per request.")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=_MODEL.top_k, show_default=True,
+              help="Items per request.")
 @click.option("--seconds", type=click.FloatRange(1), default=10.0, show_default=True, help="Per load phase.")
 @click.option("--rates", default="500,1000", show_default=True, help="Constant-rate phases, requests/s.")
 @click.option("--concurrency", "concurrencies", default="1,8,32", show_default=True,
@@ -306,7 +313,7 @@ def profile_cmd(files: tuple[str, ...], top: int) -> None:
 
 
 @bench.command("report")
-@click.option("--recall-floor", type=float, default=0.95, show_default=True)
+@click.option("--recall-floor", type=float, default=_MODEL.ann_recall_floor, show_default=True)
 def report_cmd(recall_floor: float) -> None:
     """Markdown tables of bench/results.jsonl and bench/topk.jsonl (medians of runs; for BENCHMARKS.md)."""
     from streamrec.bench import results

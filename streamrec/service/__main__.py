@@ -12,15 +12,15 @@ import logging
 import sys
 from pathlib import Path
 
-from streamrec.config import Config
+from streamrec.config import Config, ServiceConfig
 from streamrec.service import serve
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streamrec.service")
     parser.add_argument("--url-file", required=True, type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=ServiceConfig().host)
+    parser.add_argument("--port", type=int, default=ServiceConfig().port)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("kafka", "cassandra"):
