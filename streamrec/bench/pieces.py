@@ -1,10 +1,10 @@
 """`streamrec bench pieces`: CPU per event of each piece of the per-event work, one thread.
 
 The model's pieces need nothing running (parse, update + pickled state, top-k at several batch
-sizes, top-k once per user per batch, faiss flat). With ``cassandra_port`` the write forms are
-measured too, against a live Cassandra (client CPU of this process and the node's CPU per event):
-the job's writer (one row at a time, waiting for each), rows in flight together, the events insert
-alone, unlogged batches.
+sizes, top-k once per user per batch, the fast path's ranker per batch size, faiss flat). With
+``cassandra_port`` the write forms are measured too, against a live Cassandra (client CPU of this
+process and the node's CPU per event): the job's writer (one row at a time, waiting for each), rows
+in flight together, the events insert alone, unlogged batches.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import numpy as np
 from streamrec.bench.baseline import OutputRow, _write_concurrently, model_params
 from streamrec.bench.generator import EventGenerator, synthetic_catalog
 from streamrec.config import Config
+from streamrec.model.batch import BatchRanker, UserRequest, encode_rank_request
+from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event, parse_event
-from streamrec.model.model import UserState, recommend_batch, update_user
+from streamrec.model.live import LiveCatalog
+from streamrec.model.model import ModelParams, UserState, apply_event, recommend_batch, update_user
+from streamrec.model.variants import Variants
 
 
 def _cpu_us(fn: Callable[[], Any], n: int) -> float:
@@ -87,6 +91,7 @@ def model_pieces(products: int = 10_000, dim: int = 64, events: int = 20_000, us
 
         cost = _cpu_us(rank_latest, n)
         out.append((f"top-k once per user per 1000 events ({distinct / n:.2f} queries/event)", cost))
+        out.extend(fast_path_rank(parsed, cat, params))
         try:
             import faiss
         except ImportError:
@@ -101,6 +106,35 @@ def model_pieces(products: int = 10_000, dim: int = 64, events: int = 20_000, us
                 index.search(q[i:i + 256], 10)
 
         out.append(("faiss flat, batch of 256 (no filters)", _cpu_us(flat, len(q))))
+    return out
+
+
+def fast_path_rank(events: list[Event], cat: Catalog, params: ModelParams,
+                   sizes: tuple[int, ...] = (25, 150, 350, 512)) -> list[tuple[str, float]]:
+    """The fast path's ranker (``BatchRanker.rank``, the rank operator's whole Python step) on
+    ``UserStateOperator`` batches of each size: each user of a batch once, in their newest state.
+    Why a busy job lingers for full batches (``STREAMREC_BATCH_MAX_LINGER_MS``): the CPU per event
+    falls with the batch, from the per-batch steps and from users met more than once in it."""
+    live = LiveCatalog(cat, Variants.single(params))
+    ranker = BatchRanker(live)
+    states: dict[str, UserState] = {}
+    newest: list[tuple[str, UserRequest]] = []
+    for e in events:
+        state = apply_event(states.get(e.user_id, UserState()), e, cat, params)
+        states[e.user_id] = state
+        newest.append((e.user_id, UserRequest(e.user_id, state.history, state.purchased, state.cart)))
+    out = []
+    for size in sizes:
+        batches = []
+        for i in range(0, len(newest), size):
+            users = dict(newest[i:i + size])  # a user's newest state wins, as in the JVM operator
+            batches.append(encode_rank_request(b"", list(users.values())))
+
+        def rank(batches: list[bytes] = batches) -> None:
+            for b in batches:
+                ranker.rank(b)
+
+        out.append((f"fast path rank, batches of {size} events", _cpu_us(rank, len(newest))))
     return out
 
 

@@ -67,4 +67,6 @@ def test_model_pieces_measures_every_piece():
     pieces = dict(model_pieces(products=200, dim=8, events=1_200, users=50))
     assert "parse_event" in pieces and "update_user + pickled state" in pieces
     assert any(name.startswith("top-k once per user") for name in pieces)
+    assert [n for n in pieces if n.startswith("fast path rank")] == [
+        f"fast path rank, batches of {size} events" for size in (25, 150, 350, 512)]
     assert all(us >= 0 for us in pieces.values())

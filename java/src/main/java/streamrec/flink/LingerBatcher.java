@@ -13,9 +13,9 @@ import org.apache.flink.streaming.api.operators.BoundedOneInput;
  * is full enough at {@code lingerMs} to fill by {@code maxLingerMs} at the rate it filled so far
  * ({@code fill * maxLingerMs >= lingerMs}). A quiet stream keeps the short linger (freshness); a busy
  * one gets full batches, as at its maximum rate, instead of smaller ones that cost more per element
- * (each batch is a call into Python, and the ranker ranks each user once per batch). Without that,
- * the job spent more CPU per event at 80% of its maximum rate than at the maximum itself
- * (docs/benchmark-history.md).
+ * (each batch is a call into Python, and the ranker ranks each user once per batch): `streamrec bench
+ * pieces` measured the ranker at ~60 us per event in batches of 150 events and ~40 us in batches of
+ * 350-512 (BENCHMARKS.md, "Batch size and CPU per event").
  */
 abstract class LingerBatcher<OUT> extends AbstractStreamOperator<OUT> implements BoundedOneInput {
     private static final long serialVersionUID = 1L;
