@@ -25,6 +25,19 @@ def test_the_cluster_configuration_keeps_users_in_rocksdb_with_incremental_check
     assert conf["execution.checkpointing.incremental"] is True
 
 
+def test_a_job_that_picks_rocksdb_itself_gets_the_clusters_rocksdb_options():
+    from streamrec.jobs.job import state_backend_settings
+
+    conf = localstack._flatten(yaml.safe_load((localstack.repo_root() / "flink-conf" / "config.yaml").read_text()))
+    cluster = {k: str(v).lower() for k, v in conf.items() if k.startswith("state.backend.rocksdb.")}
+    rocksdb = state_backend_settings(Config(job=JobConfig(state_backend="rocksdb")))
+    assert {k: v for k, v in rocksdb.items() if k.startswith("state.backend.rocksdb.")} == cluster
+    assert rocksdb["state.backend.type"] == "rocksdb"
+    heap = state_backend_settings(Config(job=JobConfig(state_backend="hashmap", state_incremental=False)))
+    assert heap == {"state.backend.type": "hashmap", "execution.checkpointing.incremental": "false"}
+    assert state_backend_settings(Config()) == {}  # the cluster's
+
+
 @pytest.fixture
 def profile(tmp_path, monkeypatch):
     monkeypatch.setenv("STREAMREC_STACK_DIR", str(tmp_path))
