@@ -19,6 +19,7 @@ import numpy as np
 
 from streamrec.bench import results
 from streamrec.bench.baseline import OutputRow
+from streamrec.config import CassandraConfig
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def _timed(fn: Callable[[], Any], n: int) -> list[float]:
     return out
 
 
-def store_rows(config: Any, ids: tuple[str, ...], users: int, k: int, rng: np.random.Generator) -> None:
+def store_rows(config: CassandraConfig, ids: tuple[str, ...], users: int, k: int, rng: np.random.Generator
+               ) -> None:
     """``users`` recommendation rows (users user0, user1, ...) of ``k`` random products of ``ids``,
     written with the job's own writer and statements (also `streamrec bench serve`'s data)."""
     from streamrec.connectors.cassandra import RecommendationWriter, await_statements
@@ -80,7 +82,7 @@ def run(opts: QueryOptions, say: Callable[[str], None] = print) -> dict[str, Any
 
 
 def _measure(opts: QueryOptions, profile: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    from streamrec.config import CassandraConfig, Config
+    from streamrec.config import Config
     from streamrec.connectors.cassandra import QueryClient, drop_keyspace, ensure_schema, store_catalog
     from streamrec.model.catalog import Catalog
 
@@ -94,7 +96,7 @@ def _measure(opts: QueryOptions, profile: Any, say: Callable[[str], None]) -> di
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store_catalog(config.cassandra, Catalog(ids, vectors,
                                                 categories=tuple(f"c{i % 20}" for i in range(opts.products))))
-        store_rows(config, ids, opts.users, opts.k, rng)
+        store_rows(config.cassandra, ids, opts.users, opts.k, rng)
         say(f"{opts.users} users' recommendations ({opts.k} each) and {opts.products} products stored")
         weights = 1.0 / np.arange(1, opts.users + 1) ** 0.8
         users = [f"user{int(i)}" for i in rng.choice(opts.users, size=opts.requests, p=weights / weights.sum())]

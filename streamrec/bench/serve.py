@@ -227,7 +227,7 @@ def run(opts: ServeOptions, say: Callable[[str], None] = print) -> dict[str, Any
         store_catalog(config.cassandra, Catalog(ids, vectors,
                                                 titles=tuple(f"product {i}" for i in range(opts.products)),
                                       categories=tuple(f"c{i % 20}" for i in range(opts.products))))
-        store_rows(config, ids, opts.users, opts.stored_k, rng)
+        store_rows(config.cassandra, ids, opts.users, opts.stored_k, rng)
         say(f"{opts.users} users' recommendations ({opts.stored_k} each) and {opts.products} products stored")
 
         port = _free_port()
