@@ -16,7 +16,15 @@ class LingerBatcherTest {
     private static OneInputStreamOperatorTestHarness<String, byte[]> batcher() throws Exception {
         RecordBatcher op = new RecordBatcher(8, 1 << 20, 10L);
         op.lingerUpTo(40L);
-        return new OneInputStreamOperatorTestHarness<>(op);
+        return opened(op);
+    }
+
+    /** The harness, opened at processing time 0. */
+    private static OneInputStreamOperatorTestHarness<String, byte[]> opened(RecordBatcher op) throws Exception {
+        OneInputStreamOperatorTestHarness<String, byte[]> h = new OneInputStreamOperatorTestHarness<>(op);
+        h.setProcessingTime(0L);
+        h.open();
+        return h;
     }
 
     private static List<Integer> sizes(OneInputStreamOperatorTestHarness<String, byte[]> h) {
@@ -36,8 +44,6 @@ class LingerBatcherTest {
     @Test
     void aQuietStreamsBatchGoesOutAtTheShortLinger() throws Exception {
         try (OneInputStreamOperatorTestHarness<String, byte[]> h = batcher()) {
-            h.setProcessingTime(0L);
-            h.open();
             add(h, 1);
             h.setProcessingTime(9L);
             assertThat(sizes(h)).isEmpty();
@@ -49,8 +55,6 @@ class LingerBatcherTest {
     @Test
     void aBusyStreamsBatchLingersUntilFullOrTheLongLinger() throws Exception {
         try (OneInputStreamOperatorTestHarness<String, byte[]> h = batcher()) {
-            h.setProcessingTime(0L);
-            h.open();
             add(h, 2); // a quarter full at 10 ms: it lingers on
             h.setProcessingTime(10L);
             assertThat(sizes(h)).isEmpty();
@@ -70,8 +74,6 @@ class LingerBatcherTest {
     @Test
     void aBatchStartedAfterAFullOneKeepsItsOwnLinger() throws Exception {
         try (OneInputStreamOperatorTestHarness<String, byte[]> h = batcher()) {
-            h.setProcessingTime(0L);
-            h.open();
             add(h, 8); // full at once; its timer at 10 ms belongs to it alone
             h.setProcessingTime(5L);
             add(h, 1);
@@ -85,8 +87,6 @@ class LingerBatcherTest {
     @Test
     void aBarrierTakesTheLingeringBatchAndItsTimersGoStale() throws Exception {
         try (OneInputStreamOperatorTestHarness<String, byte[]> h = batcher()) {
-            h.setProcessingTime(0L);
-            h.open();
             add(h, 3);
             h.setProcessingTime(10L); // lingers on to 40 ms
             h.prepareSnapshotPreBarrier(1L);
@@ -102,10 +102,7 @@ class LingerBatcherTest {
 
     @Test
     void withoutALongerLingerTheLingerIsFixed() throws Exception {
-        try (OneInputStreamOperatorTestHarness<String, byte[]> h =
-                     new OneInputStreamOperatorTestHarness<>(new RecordBatcher(8, 1 << 20, 10L))) {
-            h.setProcessingTime(0L);
-            h.open();
+        try (OneInputStreamOperatorTestHarness<String, byte[]> h = opened(new RecordBatcher(8, 1 << 20, 10L))) {
             add(h, 7);
             h.setProcessingTime(10L);
             assertThat(sizes(h)).containsExactly(7);
