@@ -39,8 +39,9 @@ DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = {
 # Chosen on a validation split of UCI Online Retail (docs/EVALUATION.md), never on the test split.
 DEFAULT_HALF_LIFE_EVENTS = 0.5
 DEFAULT_HALF_LIFE_DAYS = 0.0
-# The transition term (streamrec.model.transitions), chosen on UCI's validation split (docs/EVALUATION.md).
-DEFAULT_TRANSITION_WEIGHT = 0.2
+# The transition term (streamrec.model.transitions), chosen on UCI's validation split (docs/EVALUATION.md)
+# with the catalog's transitions learned both ways (`catalog build --transition-backward 1`).
+DEFAULT_TRANSITION_WEIGHT = 0.4
 DEFAULT_TRANSITION_CONTEXT = 5
 PYTHON_EXECUTION_MODES = ("process", "thread")
 HOT_PATHS = ("batch", "per-event")
@@ -272,8 +273,9 @@ class ModelConfig(_Section):
     half_life_days: float = setting(DEFAULT_HALF_LIFE_DAYS, env="HALF_LIFE_DAYS")
     event_weights: Mapping[str, float] = setting(env="EVENT_WEIGHTS", factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Weight of the item-to-item transition term beside the cosine: the successors (learned with the
-    # catalog, `catalog build --transition-steps`) of the user's last transition_context products.
-    # Nothing changes with a catalog that has no transitions (the Cassandra products table has none).
+    # catalog, `catalog build --transition-steps/-keep/-backward/-damping`; by default the rules read
+    # both ways) of the user's last transition_context products. Nothing changes with a catalog that
+    # has no transitions (the Cassandra products table has none).
     transition_weight: float = setting(DEFAULT_TRANSITION_WEIGHT, env="TRANSITION_WEIGHT")
     transition_context: int = setting(DEFAULT_TRANSITION_CONTEXT, env="TRANSITION_CONTEXT")
     exclude_purchased: bool = setting(True, env="EXCLUDE_PURCHASED")

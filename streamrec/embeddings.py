@@ -35,7 +35,13 @@ import numpy as np
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.text import TextIndex, tokens
-from streamrec.model.transitions import DEFAULT_KEEP, DEFAULT_STEPS, learn_transitions
+from streamrec.model.transitions import (
+    DEFAULT_BACKWARD,
+    DEFAULT_DAMPING,
+    DEFAULT_KEEP,
+    DEFAULT_STEPS,
+    learn_transitions,
+)
 
 if TYPE_CHECKING:  # the CLI imports this module for its defaults: keep the import light
     import scipy.sparse as sp
@@ -62,6 +68,10 @@ class EmbeddingSettings:
     # later in a session count; 0: the catalog carries no transitions
     transition_steps: int = DEFAULT_STEPS
     transition_keep: int = DEFAULT_KEEP  # the strongest successors kept per product
+    # the rules read backward too, with this weight (1: undirected co-occurrence; 0: order only), and a
+    # successor's strength divided by its event count ^ damping (0: none); chosen on UCI's validation split
+    transition_backward: float = DEFAULT_BACKWARD
+    transition_damping: float = DEFAULT_DAMPING
 
 
 def _sequences(events: Sequence[Event], p_index: dict[str, int], gap_ms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -292,6 +302,6 @@ def build_catalog(
         categories=categories,
         prices=np.array([history.prices.get(p, np.nan) for p in products], dtype=np.float64),
         popularity=users_per_product,
-        transitions=learn_transitions(rows, sess, n, s.transition_steps, s.transition_keep)
-        if s.transition_steps > 0 else None,
+        transitions=learn_transitions(rows, sess, n, s.transition_steps, s.transition_keep, s.transition_backward,
+                                      s.transition_damping) if s.transition_steps > 0 else None,
     )

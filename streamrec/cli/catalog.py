@@ -96,6 +96,14 @@ def _embedding_options(fn: F) -> F:
         click.option("--transition-steps", type=click.IntRange(0, 100), default=d.transition_steps,
                      show_default=True, help="Item-to-item transitions: a product following another at most "
                      "this many positions later in a session counts (0: the catalog carries none)."),
+        click.option("--transition-keep", type=click.IntRange(1, 10000), default=d.transition_keep,
+                     show_default=True, help="The strongest successors kept per product."),
+        click.option("--transition-backward", type=click.FloatRange(0, 1), default=d.transition_backward,
+                     show_default=True, help="Weight of the transitions read backward (1: undirected "
+                     "co-occurrence within --transition-steps; 0: what follows only)."),
+        click.option("--transition-damping", type=click.FloatRange(0, 1), default=d.transition_damping,
+                     show_default=True, help="Divide a successor's strength by its event count to this "
+                     "power (0: none; 0.5: the cosine's normalisation)."),
     ]
     for opt in reversed(options):
         fn = opt(fn)
@@ -119,6 +127,7 @@ def _embedding_settings(**kw: Any) -> Any:
 @connection_options
 def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: bool, dim: int, window: int,
                   title_weight: float, popularity: float, min_count: int, categories: int, transition_steps: int,
+                  transition_keep: int, transition_backward: float, transition_damping: float,
                   quiet: bool, **conn: Any) -> None:
     """Learn product embeddings from an interaction history and write a catalog file.
 
@@ -143,7 +152,9 @@ def catalog_build(path: str, fmt: str, until: Optional[str], out: str, load: boo
             history = dataclasses.replace(history, events=[e for e in history.events if e.ts < hi])
         settings = _embedding_settings(dim=dim, window=window, title_weight=title_weight, popularity=popularity,
                                        min_count=min_count, categories=categories,
-                                       transition_steps=transition_steps)
+                                       transition_steps=transition_steps, transition_keep=transition_keep,
+                                       transition_backward=transition_backward,
+                                       transition_damping=transition_damping)
         progress.phase(f"learning embeddings from {len(history.events):,} events")
         cat = build_catalog(history, settings=settings)
         progress.phase(f"writing {out}")

@@ -46,7 +46,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from streamrec.datasets import History
-from streamrec.embeddings import EmbeddingSettings, build_catalog
+from streamrec.embeddings import EmbeddingSettings, _sequences, build_catalog
 from streamrec.evaluate.metrics import Scoreboard, ranks_of
 from streamrec.evaluate.models import (
     ItemKnnModel,
@@ -89,6 +89,7 @@ from streamrec.evaluate.sequential import (
 )
 from streamrec.evaluate.settings import (
     BASELINE_FIELDS,
+    CATALOG_FIELDS,
     EvalSettings,
     ModelFactory,
     _iso,
@@ -99,6 +100,7 @@ from streamrec.evaluate.settings import (
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.model import ModelParams
+from streamrec.model.transitions import learn_transitions
 
 
 def evaluate(
@@ -115,8 +117,9 @@ def evaluate(
     ``models_factory`` replaces the models of ``settings.models`` (tuning scores many settings of a
     baseline in one replay)."""
     t0 = time.monotonic()
-    embedding = embedding or EmbeddingSettings()
-    # the job's settings with what a --tune run chose for this set (the replay folds with them)
+    # the job's settings with what a --tune run chose for this set (the replay folds with them, the
+    # catalog learns its transitions with them)
+    embedding = settings.streamrec_embedding(embedding or EmbeddingSettings())
     params = settings.streamrec_params(params)
 
     def build(h: History) -> Catalog:
@@ -169,7 +172,7 @@ def evaluate(
             "transitions": catalog.transitions is not None,
             "event_weights": dict(params.event_weights),
             "embedding": {k: v for k, v in dataclasses.asdict(embedding).items()
-                          if k in ("dim", "window", "title_weight", "popularity", "min_count")},
+                          if k in ("dim", "window", "title_weight", "popularity", "min_count", *CATALOG_FIELDS)},
             **{f: dataclasses.asdict(getattr(settings, f)) for f in BASELINE_FIELDS.values()},
         },
         "seconds": {"catalog": round(t_build, 1), "total": round(time.monotonic() - t0, 1),
@@ -182,12 +185,17 @@ def evaluate(
 # tuning on the validation split
 
 # Candidate values, searched one parameter at a time (coordinate ascent) from the defaults.
-# streamrec's update rule and scoring (ModelParams fields), chosen per data set on one replay of
-# its validation split; the product vectors' settings (EmbeddingSettings) were chosen on UCI.
+# streamrec's update rule and scoring (ModelParams fields) and how the catalog learns its transitions
+# (CATALOG_FIELDS: the matrix is learned again per candidate, the product vectors stay), chosen per
+# data set on one replay of its validation split; the product vectors' settings (EmbeddingSettings)
+# were chosen on UCI.
 STREAMREC_GRID: dict[str, tuple[Any, ...]] = {
     "half_life_events": (0.5, 1.0, 2.0, 5.0),
     "transition_weight": (0.0, 0.1, 0.2, 0.4, 0.8),
-    "transition_context": (1, 3, 5),
+    "transition_context": (1, 3, 5, 10, 20),
+    "transition_backward": (0.0, 0.5, 1.0),
+    "transition_damping": (0.0, 0.25, 0.5),
+    "transition_keep": (100, 300),
 }
 KNN_GRID: dict[str, tuple[Any, ...]] = {"window": (0, 1, 2, 3, 5), "neighbors": (50, 100, 500)}
 # The sequential baselines: around the papers' defaults (session-rec's), one parameter at a time.
@@ -240,28 +248,47 @@ def _tune_streamrec(
 ) -> dict[str, Any]:
     """Coordinate ascent over :data:`STREAMREC_GRID` (the update rule and the transition term) on
     one replay of the validation split: every candidate folds the same cases' histories again
-    (:class:`StreamrecModel` with ``refold``); the catalog is the one ``embedding`` builds."""
+    (:class:`StreamrecModel` with ``refold``); the catalog is the one ``embedding`` builds, its
+    transitions learned again from the same training sessions for each value of the catalog's
+    settings (:data:`CATALOG_FIELDS`)."""
     start = settings.streamrec_params(params)
+    start_emb = settings.streamrec_embedding(embedding)
     # the replay keeps the longest history any candidate folds
-    longest = dataclasses.replace(start, half_life_events=max((*STREAMREC_GRID["half_life_events"],
+    longest = dataclasses.replace(start, half_life_events=max((*STREAMREC_GRID.get("half_life_events", ()),
                                                                  start.half_life_events)))
     recorder = _Recorder()
     got: dict[str, Any] = {}
 
     def make(catalog: Catalog, train: Sequence[Event], popularity: np.ndarray) -> list[Recommender]:
-        got["catalog"] = catalog
+        got.update(catalog=catalog, train=train)
         return [recorder]
 
-    evaluate(history, longest, dataclasses.replace(settings, validation=True), embedding, models_factory=make)
-    catalog = got["catalog"]
+    evaluate(history, longest, dataclasses.replace(settings, validation=True), start_emb, models_factory=make)
+    built: Catalog = got["catalog"]
+    # the training sessions the catalog learned its transitions from (build_catalog's)
+    rows, sess = _sequences([e for e in got["train"] if e.product_id is not None], built.index,
+                            start_emb.session_gap_ms)
+    catalogs: dict[tuple[tuple[str, Any], ...], Catalog] = {}
+
+    def catalog_for(learned: dict[str, Any]) -> Catalog:
+        key = tuple(sorted(learned.items()))
+        if key not in catalogs:
+            e = dataclasses.replace(start_emb, **learned)
+            t = learn_transitions(rows, sess, len(built), e.transition_steps, e.transition_keep,
+                                  e.transition_backward, e.transition_damping) if e.transition_steps > 0 else None
+            catalogs[key] = dataclasses.replace(built, transitions=t)
+        return catalogs[key]
+
     kmax = max(settings.ks)
     scored: dict[tuple[tuple[str, Any], ...], dict[str, float]] = {}
 
     def score(point: dict[str, Any]) -> dict[str, float]:
         key = tuple(sorted(point.items()))
         if key not in scored:
+            catalog = catalog_for({k: v for k, v in point.items() if k in CATALOG_FIELDS})
             board = Scoreboard(settings.ks, len(catalog))
-            m = StreamrecModel(catalog, dataclasses.replace(start, **point), refold=True)
+            model = {k: v for k, v in point.items() if k not in CATALOG_FIELDS}
+            m = StreamrecModel(catalog, dataclasses.replace(start, **model), refold=True)
             for q in recorder.batches:
                 board.add("streamrec", m.recommend(q, kmax), q)
             scored[key] = board.models()["streamrec"]
@@ -269,7 +296,7 @@ def _tune_streamrec(
             log(f"streamrec {point}: {scored[key]}")
         return scored[key]
 
-    point: dict[str, Any] = {k: getattr(start, k) for k in STREAMREC_GRID}
+    point: dict[str, Any] = {k: getattr(start_emb if k in CATALOG_FIELDS else start, k) for k in STREAMREC_GRID}
     best = score(point)
     for _ in range(rounds):
         improved = False
@@ -381,6 +408,7 @@ def _tune_baseline(
 __all__ = [
     "BASELINE_FIELDS",
     "BATCH",
+    "CATALOG_FIELDS",
     "DAY_MS",
     "DEFAULT_TEST_DAYS",
     "KNN_GRID",

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from streamrec.embeddings import EmbeddingSettings
 from streamrec.evaluate.models import (
     ItemKnnModel,
     KnnSettings,
@@ -56,12 +57,19 @@ class EvalSettings:
     vsknn: VsknnSettings = VsknnSettings(gap_ms=0, window=3)
     stan: StanSettings = StanSettings(gap_ms=0, window=10, neighbors=500, lambda_spw=0.5, lambda_snh=100.0)
     # streamrec's update rule and scoring as a --tune run chose them on a set's validation split
-    # (ModelParams fields: half_life_events, transition_weight, transition_context); empty: the job's
+    # (ModelParams fields: half_life_events, transition_weight, transition_context; and the catalog's
+    # transition settings, CATALOG_FIELDS); empty: the job's and `catalog build`'s
     streamrec: tuple[tuple[str, Any], ...] = ()
 
     def streamrec_params(self, params: ModelParams) -> ModelParams:
-        """``params`` with the tuned values of :attr:`streamrec`."""
-        return dataclasses.replace(params, **dict(self.streamrec)) if self.streamrec else params
+        """``params`` with the tuned values of :attr:`streamrec` (its ModelParams fields)."""
+        model = {k: v for k, v in self.streamrec if k not in CATALOG_FIELDS}
+        return dataclasses.replace(params, **model) if model else params
+
+    def streamrec_embedding(self, embedding: EmbeddingSettings) -> EmbeddingSettings:
+        """``embedding`` with the tuned values of :attr:`streamrec` that the catalog learns."""
+        learned = {k: v for k, v in self.streamrec if k in CATALOG_FIELDS}
+        return dataclasses.replace(embedding, **learned) if learned else embedding
 
     def with_tuned(self, tuned: dict[str, Any]) -> EvalSettings:
         """The baselines' parameters that :func:`tune` chose (its JSON), for those it holds."""
@@ -80,6 +88,9 @@ class EvalSettings:
             self, **{f: dataclasses.replace(getattr(self, f), gap_ms=gap_ms) for f in BASELINE_FIELDS.values()})
 
 
+# streamrec's settings that `catalog build` learns into the transition matrix (EmbeddingSettings fields):
+# a --tune run chooses them with the ranking's, and evaluate builds its catalog with them
+CATALOG_FIELDS = frozenset({"transition_steps", "transition_keep", "transition_backward", "transition_damping"})
 # the EvalSettings field of each baseline that has settings
 BASELINE_FIELDS = {"item-knn": "item_knn", "session-knn": "session_knn", "sr": "sr", "v-sknn": "vsknn",
                    "stan": "stan"}

@@ -10,6 +10,14 @@ consecutive repeats of a product already collapsed), the ``keep`` strongest succ
 product kept, each row divided by its largest entry (so a product's best successor scores 1
 whatever the product's popularity).
 
+Two settings turn the rules toward plain co-occurrence, for data whose order within a session says
+little (the ratings of one MovieLens sitting): ``backward`` adds the rules read the other way,
+``T_raw + backward x T_raw^T`` (1: undirected co-occurrence within ``steps``, 0: rules only), and
+``damping`` divides column ``b`` by ``count(b) ^ damping`` (``count``: b's events in the sessions)
+before the pruning, so that a blockbuster is not every product's best neighbour (0: none; 0.5 is
+the cosine's normalisation of the target side). Both are learned into the same matrix, so the
+ranking never changes.
+
 At ranking time a user's last ``context`` product events (from the history the job keeps, newest
 first, weights 1, 1/2, 1/3, ...) gather their rows in one sparse product, and
 ``weight x`` that sum is added to the user's cosine scores: :func:`transition_boost`. A catalog
@@ -25,12 +33,17 @@ import scipy.sparse as sp
 
 DEFAULT_STEPS = 10
 DEFAULT_KEEP = 100
+# `catalog build`'s (EmbeddingSettings) defaults, chosen on UCI's validation split (docs/EVALUATION.md);
+# learn_transitions' own defaults stay 0: the plain rules
+DEFAULT_BACKWARD = 1.0
+DEFAULT_DAMPING = 0.25
 
 
 def learn_transitions(rows: np.ndarray, sess: np.ndarray, n: int, steps: int = DEFAULT_STEPS,
-                      keep: int = DEFAULT_KEEP) -> sp.csr_matrix:
+                      keep: int = DEFAULT_KEEP, backward: float = 0.0, damping: float = 0.0) -> sp.csr_matrix:
     """(n, n) float32 CSR of rule strengths from product sequences: ``rows[i]`` the catalog row of
-    the i-th event, ``sess[i]`` its session (sessions contiguous, events in order)."""
+    the i-th event, ``sess[i]`` its session (sessions contiguous, events in order); ``backward``
+    and ``damping`` as in the module's docstring (0: the plain forward rules)."""
     src: list[np.ndarray] = []
     dst: list[np.ndarray] = []
     val: list[np.ndarray] = []
@@ -48,6 +61,13 @@ def learn_transitions(rows: np.ndarray, sess: np.ndarray, n: int, steps: int = D
     t = sp.csr_matrix((np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape=(n, n),
                       dtype=np.float64)
     t.sum_duplicates()
+    if backward:
+        t = (t + backward * t.T).tocsr()
+    if damping:
+        count = np.bincount(rows, minlength=n).astype(np.float64)
+        t = (t @ sp.diags(np.maximum(count, 1.0) ** -damping)).tocsr()
+    t.sum_duplicates()
+    t.eliminate_zeros()
     return _prune_and_scale(t, keep)
 
 

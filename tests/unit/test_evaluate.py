@@ -1,5 +1,6 @@
 """Offline evaluation: the split, the replay through the job's functions, the baselines, the metrics."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -295,6 +296,41 @@ def test_tuning_searches_the_grid_on_the_validation_split_only(monkeypatch):
     assert tuned.streamrec_params(PARAMS).half_life_events == out["streamrec"]["params"]["half_life_events"]
     assert out["item-knn"]["params"]["window"] in (0, 1) and out["session-knn"]["params"]["neighbors"] == 10
     assert {t["model"] for t in out["trials"]} == {"streamrec", "item-knn", "session-knn"}
+
+
+def test_tuning_learns_the_transitions_again_for_the_catalogs_settings_and_evaluate_builds_with_them(monkeypatch):
+    monkeypatch.setattr(ev, "STREAMREC_GRID", {"transition_weight": (0.5,), "transition_backward": (0.0, 1.0),
+                                               "transition_damping": (0.0, 0.5)})
+    seen = []
+    real = ev.learn_transitions
+
+    def spy(rows, sess, n, steps, keep, backward, damping):
+        seen.append((backward, damping))
+        return real(rows, sess, n, steps, keep, backward, damping)
+
+    monkeypatch.setattr(ev, "learn_transitions", spy)
+    plain = dataclasses.replace(EMB, transition_backward=0.0, transition_damping=0.0)  # the start: the rules only
+    out = ev.tune(shop(users=30, days=60), PARAMS, ev.EvalSettings(test_days=10, models=("streamrec",)), plain,
+                  rounds=1)
+    chosen = out["streamrec"]["params"]
+    assert chosen["transition_backward"] in (0.0, 1.0) and chosen["transition_damping"] in (0.0, 0.5)
+    assert {(1.0, 0.0), (0.0, 0.5)} <= set(seen)  # each candidate's matrix, learned once
+    assert len(seen) == len(set(seen))
+    # --tuned: the ranking's settings go to ModelParams, the catalog's to the catalog build
+    tuned = ev.EvalSettings(streamrec=(("half_life_events", 2.0), ("transition_backward", 0.5)))
+    assert tuned.streamrec_params(PARAMS).half_life_events == 2.0
+    assert tuned.streamrec_embedding(EMB).transition_backward == 0.5 and tuned.streamrec_embedding(EMB).dim == 8
+    built = []
+
+    def build(h, settings):
+        built.append(settings)
+        return build_catalog(h, settings=settings)
+
+    monkeypatch.setattr(ev, "build_catalog", build)
+    report = ev.evaluate(shop(users=20, days=40), PARAMS, ev.EvalSettings(test_days=10, models=("streamrec",),
+                         streamrec=tuned.streamrec), EMB)
+    assert built[0].transition_backward == 0.5 and report["params"]["embedding"]["transition_backward"] == 0.5
+    assert report["params"]["half_life_events"] == 2.0
 
 
 def test_movielens_ratings_in_either_layout_are_purchases_in_time_order_with_titles(tmp_path):

@@ -44,6 +44,51 @@ def test_steps_bound_the_gap_and_keep_bounds_the_successors():
     assert t2[A, B] == 1.0 and t2[A, C] == pytest.approx(0.5) and t2[A, D] == 0.0
 
 
+def test_backward_adds_the_rules_read_the_other_way_before_the_scaling():
+    # one session a b c: forward a->b 1, a->c 1/2, b->c 1
+    rows = np.array([A, B, C])
+    sess = np.zeros(3, dtype=np.int64)
+    fwd = learn_transitions(rows, sess, len(IDS), steps=10, keep=100).toarray()
+    assert not fwd[C].any() and fwd[B, A] == 0.0
+    both = learn_transitions(rows, sess, len(IDS), steps=10, keep=100, backward=1.0).toarray()
+    # undirected: c's neighbours b 1 and a 1/2 (its best, b, scores 1); b's are c 1 and a 1: both 1
+    assert both[C, B] == pytest.approx(1.0) and both[C, A] == pytest.approx(0.5)
+    assert both[B, C] == pytest.approx(1.0) and both[B, A] == pytest.approx(1.0)
+    assert np.allclose(both[A], fwd[A])  # nothing comes before a: its row is its rules
+    # half the weight backward: b's row is c 1 (forward) and a 1/2 (backward)
+    half = learn_transitions(rows, sess, len(IDS), steps=10, keep=100, backward=0.5).toarray()
+    assert half[B, C] == pytest.approx(1.0) and half[B, A] == pytest.approx(0.5)
+    assert half[C, B] == pytest.approx(1.0) and half[C, A] == pytest.approx(0.5)
+
+
+def test_damping_divides_a_successor_by_its_event_count_to_the_power():
+    # sessions a b | a c | c d | c e: a -> b 1 and a -> c 1 tie; c has 3 events, b 1
+    rows = np.array([A, B, A, C, C, D, C, E])
+    sess = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    plain = learn_transitions(rows, sess, len(IDS), steps=10, keep=100).toarray()
+    assert plain[A, B] == pytest.approx(1.0) and plain[A, C] == pytest.approx(1.0)
+    damped = learn_transitions(rows, sess, len(IDS), steps=10, keep=100, damping=0.5).toarray()
+    assert damped[A, B] == pytest.approx(1.0) and damped[A, C] == pytest.approx(1 / np.sqrt(3), rel=1e-6)
+    # the popular product loses its place among the kept successors first
+    one = learn_transitions(rows, sess, len(IDS), steps=10, keep=1, damping=0.5).toarray()
+    assert one[A, B] == pytest.approx(1.0) and one[A, C] == 0.0
+
+
+def test_an_undirected_matrix_ranks_what_came_before_a_product_in_other_sessions():
+    # training: people who watched d then a; the user watched a: the rules alone say nothing after
+    # a, the undirected matrix names d
+    rows = np.array([D, A, D, A])
+    sess = np.array([0, 0, 1, 1])
+    params = ModelParams(DEFAULT_EVENT_WEIGHTS, half_life_events=1.0, top_k=2, transition_weight=0.5)
+    history = [("click", 1, "a", None)]
+    for backward, first in ((0.0, "b"), (1.0, "d")):
+        cat = _catalog(learn_transitions(rows, sess, len(IDS), backward=backward))
+        vectors, _ = fold_vectors([history], cat, params)
+        boost = transition_scores([history], cat, params)
+        rec = recommend_batch([vectors[0]], [["a"]], cat, params, boost=boost)[0]
+        assert rec.product_ids[0] == first  # without the term every other product ties at 0: b by position
+
+
 def test_the_context_is_each_users_last_products_newest_first_weighted_one_over_position():
     u = np.array([0, 0, 0, 0, 1, 1])
     rows = np.array([A, B, -1, C, D, E])  # -1: a search, no product: not part of the sequence
