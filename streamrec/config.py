@@ -236,6 +236,13 @@ class JobConfig(_Section):
     # batch_linger_ms or less: the linger is fixed.
     batch_max_linger_ms: int = setting(100, env="BATCH_MAX_LINGER_MS")
     batch_max_bytes: int = setting(4 * 1024 * 1024, env="BATCH_MAX_BYTES")
+    # Per-user pacing (the fast path's user-state): a user's events beyond this many a second wait
+    # in keyed state and go on at this rate, in order, so one user's burst neither holds the other
+    # users behind it (on its Kafka partition too) nor takes the ranking and the Cassandra writes
+    # from them. 0: off. At most user_max_paced_events wait per user (beyond: the oldest goes on at
+    # once, the backpressure there is without pacing). docs/GUARANTEES.md, "Hot users".
+    user_max_events_per_s: int = setting(1000, env="USER_MAX_EVENTS_PER_S")
+    user_max_paced_events: int = setting(200_000, env="USER_MAX_PACED_EVENTS")
     # How long Flink holds a partly filled network buffer before it sends it to the next task (its
     # default: 100 ms). At a trickle of events every exchange waits that long; at full load the
     # buffers fill first and this costs nothing.
@@ -256,7 +263,8 @@ class JobConfig(_Section):
     _choices = (("python_execution_mode", PYTHON_EXECUTION_MODES), ("hot_path", HOT_PATHS),
                 ("state_backend", STATE_BACKENDS))
     _non_negative = ("parallelism", "blas_threads", "checkpoint_tolerable_failures", "batch_max_events",
-                     "batch_linger_ms", "batch_max_linger_ms", "batch_max_bytes", "buffer_timeout_ms")
+                     "batch_linger_ms", "batch_max_linger_ms", "batch_max_bytes", "buffer_timeout_ms",
+                     "user_max_events_per_s", "user_max_paced_events")
 
     @property
     def jar_list(self) -> list[str]:

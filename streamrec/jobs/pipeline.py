@@ -267,7 +267,8 @@ def build_batch_pipeline(
     # Row(EVENT_FIELDS) keyed by user -> byte[] (UserStateOperator's batches)
     user_state = _fail_in_checkpoint_complete(java_class(USER_STATE_CLASS_NAME)(
         _java_set(variants.moving_types), variants.history_size, int(config.model.user_ttl_ms),
-        config.job.batch_max_events, config.job.batch_linger_ms).lingerUpTo(config.job.batch_max_linger_ms), config)
+        config.job.batch_max_events, config.job.batch_linger_ms).lingerUpTo(config.job.batch_max_linger_ms)
+        .paceUsers(config.job.user_max_events_per_s, config.job.user_max_paced_events), config)
     user_batches = _java_transform(events, "user-state", BATCH, user_state, key=1)
     # byte[] -> byte[] (RecommendationUnbatcher's format); a user whose ranking raises -> side output
     answers = (

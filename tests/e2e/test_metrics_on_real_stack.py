@@ -101,6 +101,8 @@ def test_the_reporter_counts_exactly_what_was_sent_per_type_and_per_error_code(e
     assert max(s.value for s in samples if s.name == "streamrec_freshness_ms_max") > 0
     if hot_path == "batch":
         assert total[("streamrec_batch_records_count", ())] >= 1
+        # 20 events a user, far below STREAMREC_USER_MAX_EVENTS_PER_S: none waited
+        assert total[("streamrec_events_paced", ())] == 0 and total[("streamrec_users_paced", ())] == 0
     # each ranker subtask holds the whole catalog
     assert {s.value for s in samples if s.name == "streamrec_catalog_products"} == {len(uci_catalog.product_ids)}
     # every documented job metric is on the endpoint

@@ -29,6 +29,8 @@ STABLE = {
     "streamrec_users_in_state": ("gauge", ()),
     "streamrec_batch_events": ("histogram", ()),
     "streamrec_batch_users": ("histogram", ()),
+    "streamrec_events_paced": ("counter", ()),
+    "streamrec_users_paced": ("gauge", ()),
     "streamrec_source_recommendation_rows": ("counter", ("source",)),
     "streamrec_freshness_ms": ("histogram", ()),
     "streamrec_catalog_products": ("gauge", ()),
@@ -77,8 +79,8 @@ def test_metric_names_and_labels_are_stable():
 PATH_SOURCES = {
     "batch": ["streamrec/udfs/batch.py", "streamrec/udfs/control.py", "streamrec/udfs/metrics.py", *(
         f"{JAVA.relative_to(REPO)}/{name}.java" for name in (
-            "RecordBatcher", "UserStateOperator", "UsersInState", "RecommendationUnbatcher", "CassandraRowSink",
-            "JobMetrics"))],
+            "RecordBatcher", "UserStateOperator", "UsersInState", "UserPacing", "RecommendationUnbatcher",
+            "CassandraRowSink", "JobMetrics"))],
     "per-event": ["streamrec/udfs/operators.py", "streamrec/udfs/control.py", "streamrec/udfs/metrics.py", *(
         f"{JAVA.relative_to(REPO)}/{name}.java" for name in ("UserCount", "UsersInState", "CassandraRowSink",
                                                              "JobMetrics"))],
@@ -194,7 +196,7 @@ def test_the_compact_view_has_one_line_per_metric_and_label_set_with_full_names(
     samples = metrics.parse_exposition(captured_scrape)
     rows = metrics.compact(samples)
     keys = [(r["name"], tuple(r["labels"].items())) for r in rows]
-    assert len(keys) == len(set(keys)) == 27
+    assert len(keys) == len(set(keys)) == 29
     by_key = {k: r for k, r in zip(keys, rows)}
     # counters and gauges: one value, the e2e test's exact figures
     assert by_key[("streamrec_records_in", ())]["value"] == 129
@@ -203,7 +205,7 @@ def test_the_compact_view_has_one_line_per_metric_and_label_set_with_full_names(
     assert by_key[("streamrec_error_dead_letters", (("error", "NOT_JSON"),))]["value"] == 1
     # histograms: count / p50 / p99 / max, never a line per quantile
     assert {k: v for k, v in by_key[("streamrec_batch_events", ())].items() if k not in ("name", "labels")} == {
-        "kind": "histogram", "count": 2, "p50": 24, "p99": 96, "max": 96}
+        "kind": "histogram", "count": 1, "p50": 120, "p99": 120, "max": 120}
     assert by_key[("streamrec_freshness_ms", ())]["count"] == 120
     assert not any(name.endswith(("_count", "_max")) for name, _ in keys)
     # every documented job metric of the fast path, under its own name
@@ -211,8 +213,8 @@ def test_the_compact_view_has_one_line_per_metric_and_label_set_with_full_names(
 
     lines = metrics.render_compact(rows)
     assert len(lines) == len(rows)
-    assert lines[0].split() == ["streamrec_batch_events", "count=2", "p50=24", "p99=96", "max=96"]
-    assert 'streamrec_source_recommendation_rows{source="personal"}  7' in "\n".join(lines)
+    assert lines[0].split() == ["streamrec_batch_events", "count=1", "p50=120", "p99=120", "max=120"]
+    assert 'streamrec_source_recommendation_rows{source="personal"}  6' in "\n".join(lines)
     assert "quantile" not in "\n".join(lines) and "…" not in "\n".join(lines)
     # the figures line up after the longest name
     assert {re.match(r"\S+\s+", line).end() for line in lines} == {max(len(line.split()[0]) for line in lines) + 2}

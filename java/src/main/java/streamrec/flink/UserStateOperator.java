@@ -33,6 +33,9 @@ import org.apache.flink.types.Row;
  * barrier: a completed checkpoint covers exactly the events whose state it holds and whose batch
  * has gone downstream.
  *
+ * <p>With {@link #paceUsers} a user's events beyond a rate wait in keyed state first ({@link UserPacing}),
+ * so one hot user's burst does not hold the other users behind it.
+ *
  * <p>Batch format (streamrec/model/batch.py, decode_rank_request): int32 length of the events
  * part, the events part (private to the JVM: {@link RecommendationUnbatcher} reads it back after
  * Python passed it through), then the users part as text: per user, in order of first appearance,
@@ -50,6 +53,9 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
     private final int maxEvents;
     /** Test-only fault injection (failInCheckpointComplete); 0: off. */
     private long failInCheckpointCompleteAfter;
+    /** Per-user pacing ({@link UserPacing}, {@link #paceUsers}); 0: off. */
+    private int paceMaxPerSecond;
+    private long paceMaxParked;
 
     private transient ValueState<byte[]> state;
     private transient LinkedHashMap<String, Slot> users; // this batch's users, their newest state
@@ -63,6 +69,7 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
     private transient UsersInState usersInState; // the exact count, and the users' expiry (UsersInState)
     private transient boolean failArmed; // failInCheckpointComplete: still to fail in this attempt
     private transient long eventsThisAttempt;
+    private transient UserPacing pacing; // null: off
 
     private static final class Slot {
         final int index;
@@ -96,6 +103,17 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         return this;
     }
 
+    /**
+     * Pace each user to at most {@code maxPerSecond} events a second, parking at most {@code maxParked}
+     * of theirs ({@link UserPacing}; STREAMREC_USER_MAX_EVENTS_PER_S, STREAMREC_USER_MAX_PACED_EVENTS).
+     * 0 events a second (the default here): no pacing.
+     */
+    public UserStateOperator paceUsers(int maxPerSecond, long maxParked) {
+        this.paceMaxPerSecond = Math.max(0, maxPerSecond);
+        this.paceMaxParked = maxParked;
+        return this;
+    }
+
     @Override
     public void open() throws Exception {
         super.open();
@@ -112,6 +130,15 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         usersInState.open(this, this);
         adoptUncountedUsers();
         reset();
+        pacing = paceMaxPerSecond > 0 ? new UserPacing(this, paceMaxPerSecond, paceMaxParked, this::accept) : null;
+        if (pacing != null) {
+            pacing.open();
+        }
+    }
+
+    /** Test access: the pacing, or null when it is off. */
+    UserPacing pacing() {
+        return pacing;
     }
 
     /** A savepoint of a version without the count holds users but no deadlines: count them. One
@@ -159,6 +186,13 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
     @Override
     public void processElement(StreamRecord<Row> element) throws Exception {
         Row e = element.getValue();
+        if (pacing == null || pacing.admit((String) e.getField(1), e)) {
+            accept(e);
+        }
+    }
+
+    /** The event into the user's state and the batch (with the user's key current). */
+    private void accept(Row e) throws Exception {
         String eventId = (String) e.getField(0);
         String userId = (String) e.getField(1);
         long ts = (Long) e.getField(2);
@@ -201,6 +235,14 @@ public final class UserStateOperator extends LingerBatcher<byte[]>
         pendingEvents++;
 
         added();
+    }
+
+    @Override
+    public void endInput() throws Exception {
+        if (pacing != null) {
+            pacing.releaseAll();
+        }
+        super.endInput();
     }
 
     @Override
