@@ -47,7 +47,7 @@ import numpy as np
 
 from streamrec.datasets import History
 from streamrec.embeddings import EmbeddingSettings, _sequences, build_catalog
-from streamrec.evaluate.metrics import Scoreboard, ranks_of
+from streamrec.evaluate.metrics import Scoreboard
 from streamrec.evaluate.models import (
     ItemKnnModel,
     KnnSettings,
@@ -447,7 +447,6 @@ __all__ = [
     "build_models",
     "evaluate",
     "plot",
-    "ranks_of",
     "replay",
     "replay_recommendations",
     "sessions",

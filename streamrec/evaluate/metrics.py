@@ -36,18 +36,6 @@ class _Tally:
         return out
 
 
-def ranks_of(rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based position of each target in ``rows`` (0 when it is not there, or unknown: -1)."""
-    out = np.zeros(len(targets), dtype=np.int64)
-    for j, t in enumerate(targets):
-        if t < 0:
-            continue
-        pos = np.flatnonzero(rows == t)
-        if len(pos):
-            out[j] = int(pos[0]) + 1
-    return out
-
-
 @dataclass
 class Scoreboard:
     ks: tuple[int, ...]
