@@ -513,3 +513,28 @@ def test_the_pacer_sends_what_is_due_each_event_stamped_with_the_send_time():
     assert pacer.sent == 3000
     pacer.send_due(pacer.started + 3.0)  # nothing more is due at the same time
     assert pacer.sent == 3000
+
+
+def test_counting_the_stored_events_survives_a_read_that_cassandra_fails_once():
+    """A full-table COUNT on a Cassandra busy with the system's writes can fail server-side; the bench
+    counts again instead of ending the run (fakes of the driver's session and of a system)."""
+    from cassandra import ReadFailure
+
+    from streamrec.bench.watch import stored_events
+
+    class FailingOnceSession:
+        calls = 0
+
+        def execute(self, query: str, timeout: float) -> object:
+            self.calls += 1
+            if self.calls == 1:
+                raise ReadFailure("Operation failed - received 0 responses and 1 failures")
+            return type("Result", (), {"one": lambda _self: (500,)})()
+
+    class AliveSystem:
+        def alive(self) -> bool:
+            return True
+
+    session = FailingOnceSession()
+    assert stored_events(session, 500, AliveSystem(), timeout=30) == 500  # type: ignore[arg-type]
+    assert session.calls == 2
