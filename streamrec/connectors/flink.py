@@ -121,11 +121,7 @@ def java_cassandra_sink(config: Config) -> Sink:
 
 def attach_cassandra(recommendations: DataStream, config: Config) -> None:
     if uses_java_writer(config):
-        # A task of its own, not chained to the ranker: the writer's binds and its waits for Cassandra
-        # then overlap the ranker's Python instead of taking turns with it on one thread (the hot-user
-        # burst was stored 1.35x faster, BENCHMARKS.md).
-        (recommendations.sink_to(java_cassandra_sink(config)).name("save-cassandra").uid("save-cassandra")
-         .disable_chaining())
+        recommendations.sink_to(java_cassandra_sink(config)).name("save-cassandra").uid("save-cassandra")
         return
     if config.cassandra.writer == "java":
         log.warning("Cassandra TLS is on: the Python writer stores the rows (the Java sink has no TLS)")
