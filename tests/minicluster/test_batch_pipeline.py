@@ -101,8 +101,15 @@ def test_each_batch_ranks_a_user_once_for_their_newest_event_as_the_offline_mode
                 continue
             want = recommend_users([state], catalog, params)[0]
             assert row["source"] == want.source == "personal"
-            assert row["product_ids"] == list(want.product_ids), (user, row["event_id"])
             np.testing.assert_allclose(row["scores"], want.scores, rtol=1e-4, atol=1e-5)
+            if row["product_ids"] != list(want.product_ids):
+                # the batch's float32 matrix product may round the last bit otherwise than the one-user
+                # one and swap two products whose scores tie to ~1e-7 (docs/GUARANTEES.md, "Bit-identical
+                # scores"; a CI run saw it once): the same products, each in a place of its own score
+                offline = dict(zip(want.product_ids, want.scores))
+                assert set(row["product_ids"]) == set(offline), (user, row["event_id"])
+                for pid, score in zip(row["product_ids"], want.scores):
+                    assert abs(offline[pid] - score) < 1e-5, (user, row["event_id"], pid)
             personal += 1
         assert rows[-1]["source"] is not None, "a user's newest event is always ranked"
     assert personal > 0 and ranked < len(valid), "users with several events in one batch are ranked once"
