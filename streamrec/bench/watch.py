@@ -138,7 +138,6 @@ def stored_events(session: Any, want: int, system: System, timeout: float = 60.0
     from cassandra import DriverException, RequestExecutionException
 
     deadline = time.time() + timeout
-    n = 0
     while True:
         try:
             n = int(session.execute("SELECT COUNT(*) FROM events", timeout=120).one()[0])
