@@ -3,7 +3,6 @@ called once per batch of events (a ``byte[]`` from a JVM operator), never once p
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable, Optional
 
 from pyflink.common import Row, Types
@@ -25,8 +24,6 @@ from streamrec.udfs.operators import (
     ParseEvents,
     waiting_row,
 )
-
-log = logging.getLogger(__name__)
 
 BATCH = Types.PRIMITIVE_ARRAY(Types.BYTE())  # arrives in Python as bytes, no per-element conversion
 
@@ -70,14 +67,9 @@ class RankBatch(CatalogControl, BroadcastProcessFunction):
         self._ann_min_products = ann_min_products
         self._ann_recall_floor = ann_recall_floor
         self._blas_threads = blas_threads
-        self._blas_limit: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        if self._blas_threads > 0:
-            # process-wide (in thread mode: the TaskManager's one interpreter), and kept until close
-            from threadpoolctl import threadpool_limits
-
-            self._blas_limit = threadpool_limits(limits=self._blas_threads)
+        self._limit_blas()
         self._live = LiveCatalog(self._load(), self._variants, self._ann_min_products, self._ann_recall_floor)
         self._ranker = BatchRanker(self._live)
         self._synced = False
@@ -85,16 +77,6 @@ class RankBatch(CatalogControl, BroadcastProcessFunction):
             self._fail_once.open(runtime_context)
         self._metrics = OperatorMetrics(runtime_context)
         self._watch_catalog(self._metrics)
-
-    def close(self) -> None:
-        # must not raise: in thread mode an exception here (close also runs after a failure) takes the
-        # whole TaskManager down
-        limit, self._blas_limit = self._blas_limit, None
-        if limit is not None:
-            try:
-                limit.restore_original_limits()
-            except Exception as exc:
-                log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def process_element(self, value: bytes, ctx: BroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         self._before_event(ctx.get_broadcast_state(CONTROL_STATE))

@@ -3,6 +3,7 @@ parallel instance): :class:`CatalogControl`."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,6 +11,8 @@ from pyflink.common import Row
 
 from streamrec.model.live import TRENDING_KEY, LiveCatalog
 from streamrec.udfs.metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
 
 
 class CatalogControl:
@@ -21,6 +24,26 @@ class CatalogControl:
 
     _live: LiveCatalog
     _synced: bool
+    _blas_threads: int
+    _blas_limit: Any = None
+
+    def _limit_blas(self) -> None:
+        """Cap BLAS at ``_blas_threads`` threads (0: leave it alone) until ``close``. Process-wide:
+        in thread mode, the TaskManager's one interpreter."""
+        if self._blas_threads > 0:
+            from threadpoolctl import threadpool_limits
+
+            self._blas_limit = threadpool_limits(limits=self._blas_threads)
+
+    def close(self) -> None:
+        # must not raise: in thread mode an exception here (close also runs after a failure) takes the
+        # whole TaskManager down
+        limit, self._blas_limit = self._blas_limit, None
+        if limit is not None:
+            try:
+                limit.restore_original_limits()
+            except Exception as exc:
+                log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def _watch_catalog(self, metrics: OperatorMetrics) -> None:
         self._trending_at = 0.0  # time.time() when the last trending list arrived; 0: none yet

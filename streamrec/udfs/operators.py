@@ -8,7 +8,6 @@ this module needs pyflink but starts no JVM.
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 import time
 from pathlib import Path
@@ -43,8 +42,6 @@ from streamrec.model.trending import DecayedPopularity, popularity_rows
 from streamrec.model.variants import Variants
 from streamrec.udfs.control import CatalogControl
 from streamrec.udfs.metrics import OperatorMetrics
-
-log = logging.getLogger(__name__)
 
 CatalogLoader = Callable[[], Catalog]
 
@@ -314,7 +311,6 @@ class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
                  ann_recall_floor: float = 0.95, blas_threads: int = 1) -> None:
         self._load = catalog_loader
         self._blas_threads = blas_threads
-        self._blas_limit: Any = None
         self._variants = variants
         self._user_ttl_ms = user_ttl_ms
         self._fail_once = fail_once
@@ -322,11 +318,7 @@ class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
         self._ann_recall_floor = ann_recall_floor
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        if self._blas_threads > 0:
-            # process-wide (in thread mode: the TaskManager's one interpreter), and kept until close
-            from threadpoolctl import threadpool_limits
-
-            self._blas_limit = threadpool_limits(limits=self._blas_threads)
+        self._limit_blas()
         self._live = LiveCatalog(self._load(), self._variants, self._ann_min_products, self._ann_recall_floor)
         self._synced = False
         if self._fail_once is not None:
@@ -352,16 +344,6 @@ class Recommend(CatalogControl, KeyedBroadcastProcessFunction):
         self._events_in = self._metrics.labelled("type", "events_in")
         self._rows = self._metrics.labelled("source", "recommendation_rows")
         self._watch_catalog(self._metrics)
-
-    def close(self) -> None:
-        # must not raise: in thread mode an exception here (close also runs after a failure) takes the
-        # whole TaskManager down
-        limit, self._blas_limit = self._blas_limit, None
-        if limit is not None:
-            try:
-                limit.restore_original_limits()
-            except Exception as exc:
-                log.warning("could not restore the BLAS thread limits: %s", exc)
 
     def process_element(self, value: Row, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Row]:
         self._before_event(ctx.get_broadcast_state(CONTROL_STATE))

@@ -2,65 +2,40 @@
 collection: the JVM keeps each user's state and batches the events, Python parses and ranks whole
 batches. One job run serves every check."""
 
-import json
-import random
 from collections import defaultdict
 
 import numpy as np
 import pytest
 
 from streamrec.config import Config, JobConfig, ModelConfig
-from streamrec.connectors.catalog import CatalogFromConfig
-from streamrec.jobs.pipeline import build_pipeline, model_params
+from streamrec.jobs.pipeline import model_params
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import Event
 from streamrec.model.model import UserState, apply_event, excluded_ids, is_cold, recommend_users, write_timestamp_us
 from streamrec.model.transitions import learn_transitions
-from streamrec.udfs.operators import RECOMMENDATION_FIELDS
-from tests.minicluster.test_pipeline import BAD, local_env
+from tests.minicluster.collected import BAD, product_ids, random_events, run_with_bad_records, unit_vectors
 
 pytestmark = pytest.mark.minicluster
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from pyflink.common import Types
-
     rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(60, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = unit_vectors(rng, 60)
     titles = tuple(f"lamp {i}" if i % 3 == 0 else f"chair {i}" for i in range(60))
     # a catalog file with item-to-item transitions, as `catalog build` writes it: the job adds their
     # term to its ranking (STREAMREC_TRANSITION_WEIGHT), and must rank as the offline model does
     sequence = rng.integers(0, 60, size=600)
     transitions = learn_transitions(sequence, np.arange(600) // 12, 60, steps=5, keep=10)
-    catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors, titles=titles, transitions=transitions)
+    catalog = Catalog(product_ids(60), vectors, titles=titles, transitions=transitions)
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     # small batches, so that a user's events span several of them
     config = Config(model=ModelConfig(catalog_path=str(path), top_k=5, transition_weight=0.3, transition_context=3),
                     job=JobConfig(parallelism=2, hot_path="batch", batch_max_events=16))
 
-    r = random.Random(5)
-    valid = []
-    for i in range(400):
-        etype = r.choice(["view", "view", "click", "add_to_cart", "remove_from_cart", "purchase", "search"])
-        e = Event(f"e{i:03d}", f"u{r.randrange(25)}", 1_700_000_000_000 + i, etype,
-                  None if etype == "search" else f"p{r.randrange(60)}", "lamp" if etype == "search" else None)
-        valid.append(e)
-    raw = [e.to_json() for e in valid] + list(BAD.values())
-    r.shuffle(raw)
-
-    env = local_env(parallelism=2)
-    products = [json.dumps({"product_id": "p1", "title": "renamed"}), json.dumps({"product_id": 5})]
-    streams = build_pipeline(env, env.from_collection(raw, type_info=Types.STRING()), config,
-                             CatalogFromConfig(config), env.from_collection(products, type_info=Types.STRING()))
-    tagged = streams.recommendations.map(lambda row: json.dumps(["rec", list(row)]), Types.STRING()).union(
-        streams.dead_letters.map(lambda s: json.dumps(["dlq", s]), Types.STRING()))
-    with tagged.execute_and_collect() as results:
-        out = [json.loads(x) for x in results]
-    recs = [dict(zip(RECOMMENDATION_FIELDS, v)) for kind, v in out if kind == "rec"]
-    dlq = [json.loads(v) for kind, v in out if kind == "dlq"]
+    valid = random_events(400, users=25, products=60, seed=5,
+                          types=["view", "view", "click", "add_to_cart", "remove_from_cart", "purchase", "search"])
+    recs, dlq = run_with_bad_records(catalog, config, valid)
     return catalog, config, valid, recs, dlq
 
 

@@ -4,17 +4,14 @@ parallelism 2, fed from a collection.
 One job run serves every check: a Flink job start costs 5-20 s on this machine.
 """
 
-import json
 import random
-import sys
 from collections import defaultdict
 
 import numpy as np
 import pytest
 
 from streamrec.config import Config, JobConfig, ModelConfig
-from streamrec.connectors.catalog import CatalogFromConfig
-from streamrec.jobs.pipeline import build_pipeline, model_params
+from streamrec.jobs.pipeline import model_params
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.model import (
@@ -26,69 +23,27 @@ from streamrec.model.model import (
     remember_shown,
     write_timestamp_us,
 )
-from streamrec.udfs.operators import RECOMMENDATION_FIELDS
+from tests.minicluster.collected import (
+    BAD,
+    local_env,
+    product_ids,
+    random_events,
+    run_with_bad_records,
+    unit_vectors,
+)
 
 pytestmark = pytest.mark.minicluster
 
-BAD = {
-    "NOT_JSON": "{this is not json",
-    "MISSING_FIELD": json.dumps({"event_id": "b2", "ts": 1, "type": "view", "product_id": "p1"}),
-    "WRONG_TYPE": json.dumps({"event_id": "b3", "user_id": "u1", "ts": "noon", "type": "view", "product_id": "p1"}),
-    "UNKNOWN_TYPE": json.dumps({"event_id": "b4", "user_id": "u1", "ts": 1, "type": "wish", "product_id": "p1"}),
-    "UNKNOWN_PRODUCT": json.dumps({"event_id": "b5", "user_id": "u1", "ts": 1, "type": "view", "product_id": "zz"}),
-    "OVERSIZED": json.dumps({"event_id": "b6", "user_id": "u1", "ts": 1, "type": "view", "product_id": "p1",
-                             "pad": "x" * 70_000}),
-    "NON_FINITE": '{"event_id": "b7", "user_id": "u1", "ts": NaN, "type": "view", "product_id": "p1"}',
-}
-
-
-def local_env(parallelism: int):
-    """A plain local environment whose Python workers run this interpreter (its venv has pyflink),
-    as the job's create_env sets it."""
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
-
-    env = StreamExecutionEnvironment.get_execution_environment(
-        Configuration().set_string("python.executable", sys.executable))
-    env.set_parallelism(parallelism)
-    return env
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from pyflink.common import Types
-
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(60, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    catalog = Catalog(tuple(f"p{i}" for i in range(60)), vectors)
+    catalog = Catalog(product_ids(60), unit_vectors(np.random.default_rng(3), 60))
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     config = Config(model=ModelConfig(catalog_path=str(path), top_k=5), job=JobConfig(parallelism=2,
                                                                                       hot_path="per-event"))
-
-    r = random.Random(5)
-    valid = []
-    for i in range(300):
-        etype = r.choice(["view", "view", "click", "add_to_cart", "purchase", "search"])
-        e = Event(f"e{i:03d}", f"u{r.randrange(25)}", 1_700_000_000_000 + i, etype,
-                  None if etype == "search" else f"p{r.randrange(60)}", "lamp" if etype == "search" else None)
-        valid.append(e)
-    raw = [e.to_json() for e in valid] + list(BAD.values())
-    r.shuffle(raw)
-
-    env = local_env(parallelism=2)
-    # product updates arrive while events flow: a new title changes no ranking; a bad one is a dead letter
-    products = [json.dumps({"product_id": "p1", "title": "renamed"}), json.dumps({"product_id": 5})]
-    streams = build_pipeline(env, env.from_collection(raw, type_info=Types.STRING()), config,
-                             CatalogFromConfig(config), env.from_collection(products, type_info=Types.STRING()))
-    # one job, two outputs: tag them and collect once
-    tagged = streams.recommendations.map(lambda row: json.dumps(["rec", list(row)]), Types.STRING()).union(
-        streams.dead_letters.map(lambda s: json.dumps(["dlq", s]), Types.STRING()))
-    with tagged.execute_and_collect() as results:
-        out = [json.loads(x) for x in results]
-    recs = [dict(zip(RECOMMENDATION_FIELDS, v)) for kind, v in out if kind == "rec"]
-    dlq = [json.loads(v) for kind, v in out if kind == "dlq"]
+    valid = random_events(300, users=25, products=60, seed=5,
+                          types=["view", "view", "click", "add_to_cart", "purchase", "search"])
+    recs, dlq = run_with_bad_records(catalog, config, valid)
     return catalog, config, valid, recs, dlq
 
 

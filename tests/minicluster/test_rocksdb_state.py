@@ -3,7 +3,6 @@ operators keep each user's history in RocksDB across batches and checkpoints exa
 and the job carries the backend setting to Flink."""
 
 import json
-import random
 import sys
 from collections import defaultdict
 
@@ -14,9 +13,9 @@ from streamrec.config import Config, JobConfig, ModelConfig
 from streamrec.connectors.catalog import CatalogFromConfig
 from streamrec.jobs.pipeline import build_pipeline, model_params
 from streamrec.model.catalog import Catalog
-from streamrec.model.events import Event
 from streamrec.model.model import UserState, apply_event, write_timestamp_us
 from streamrec.udfs.operators import RECOMMENDATION_FIELDS
+from tests.minicluster.collected import product_ids, random_events, unit_vectors
 
 pytestmark = pytest.mark.minicluster
 
@@ -38,22 +37,14 @@ def run(tmp_path_factory):
 
     from streamrec.bench.state import cluster_state_settings
 
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(40, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    catalog = Catalog(tuple(f"p{i}" for i in range(40)), vectors)
+    catalog = Catalog(product_ids(40), unit_vectors(np.random.default_rng(3), 40))
     path = tmp_path_factory.mktemp("catalog") / "catalog.npz"
     catalog.save(path)
     # small batches: a user's events span many batches, so their state is read back from RocksDB
     config = Config(model=ModelConfig(catalog_path=str(path), top_k=5), job=JobConfig(parallelism=2, hot_path="batch",
                                                                                       batch_max_events=8))
 
-    r = random.Random(11)
-    valid = [
-        Event(f"e{i:04d}", f"u{r.randrange(30)}", 1_700_000_000_000 + i,
-              r.choice(["view", "click", "add_to_cart", "purchase"]), f"p{r.randrange(40)}", None)
-        for i in range(600)
-    ]
+    valid = random_events(600, users=30, products=40, types=["view", "click", "add_to_cart", "purchase"], seed=11)
     checkpoints = tmp_path_factory.mktemp("checkpoints")
     local = tmp_path_factory.mktemp("rocksdb")
     conf = (
