@@ -13,7 +13,7 @@ JAVA_SOURCES := $(shell find java/src -type f 2>/dev/null)
 
 .PHONY: setup venv java fetch demo demo-down test test-unit test-minicluster test-e2e test-faults test-java lint up down status clean image \
 	browser bench-serve vegeta \
-	bench bench-micro bench-deps bench-down
+	bench bench-micro bench-deps bench-down evaluate-uci evaluate-otto evaluate-movielens
 
 ## setup: Python environment in .venv, the job's jar (java/) and the Maven artifacts (Kafka, Cassandra, Flink connector)
 setup: venv java fetch
@@ -102,6 +102,28 @@ $(VENV)/.bench-installed: $(VENV)/.installed setup.py
 
 bench-down: venv
 	$(PY) -m streamrec.localstack down --profile bench
+
+## evaluate-uci / -otto / -movielens: the tables of docs/EVALUATION.md, one command each, printed, with the
+## tuning files and plots in build/eval/ (2-core machine: uci ~10 min, otto seconds, movielens ~15 min, tuning
+## included). MovieLens 100K is read where RecBole's wheel puts it (GroupLens' licence: never copied here)
+EVAL := build/eval
+EVAL_MODELS := --model streamrec --model item-knn --model session-knn --model sr --model v-sknn --model stan
+OTTO ?= $(abspath ../shared/data/otto-sample/otto-train-sample.jsonl)
+evaluate-uci: venv
+	mkdir -p $(EVAL)
+	$(BIN)/streamrec evaluate --data $(UCI) --format uci --plot $(EVAL)/uci.png
+
+evaluate-otto: venv
+	mkdir -p $(EVAL)
+	$(BIN)/streamrec evaluate --data $(OTTO) --format otto --tune $(EVAL_MODELS) > $(EVAL)/otto-tuned.json
+	$(BIN)/streamrec evaluate --data $(OTTO) --format otto --tuned $(EVAL)/otto-tuned.json --plot $(EVAL)/otto.png
+
+evaluate-movielens: venv
+	mkdir -p $(EVAL)
+	$(PY) -m pip install --quiet --no-deps recbole==1.2.1
+	ml=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/recbole/dataset_example/ml-100k/ml-100k.inter && \
+	$(BIN)/streamrec evaluate --data $$ml --format movielens --tune $(EVAL_MODELS) > $(EVAL)/movielens-tuned.json && \
+	$(BIN)/streamrec evaluate --data $$ml --format movielens --tuned $(EVAL)/movielens-tuned.json --plot $(EVAL)/movielens.png
 
 ## up / down: the production-like local stack in the background (dev profile, default ports), with the
 ## recommendation service (`streamrec serve`: the demo shop page and the API) on http://127.0.0.1:8000/
