@@ -26,7 +26,7 @@ without transitions (older catalogs, synthetic ones) ranks exactly as the cosine
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -133,3 +133,50 @@ def history_boost(transitions: Optional[sp.csr_matrix], histories_rows: list[lis
     rows = np.fromiter((r for h in histories_rows for r in h), dtype=np.int64, count=sum(sizes))
     cu, cr, cw = context_triplets(u, rows, context)
     return transition_boost(transitions, cu, cr, cw, len(histories_rows))
+
+
+def successor_lists(transitions: Optional[sp.csr_matrix],
+                    product_ids: Sequence[str]) -> list[tuple[list[str], list[float]]]:
+    """Each product's successors and their strengths, strongest first (ties: catalog order): the
+    rows of ``T`` as the Cassandra ``products`` table keeps them (``transition_ids``,
+    ``transition_weights``). Empty lists for every product when there are no transitions."""
+    if transitions is None:
+        return [([], []) for _ in product_ids]
+    t = sp.csr_matrix(transitions, dtype=np.float32)
+    out = []
+    for i in range(len(product_ids)):
+        lo, hi = t.indptr[i], t.indptr[i + 1]
+        cols, vals = t.indices[lo:hi], t.data[lo:hi]
+        order = np.lexsort((cols, -vals))
+        out.append(([product_ids[c] for c in cols[order]], [float(v) for v in vals[order]]))
+    return out
+
+
+def transitions_from_lists(product_ids: Sequence[str],
+                           lists: Sequence[tuple[Optional[Sequence[str]], Optional[Sequence[float]]]],
+                           ) -> Optional[sp.csr_matrix]:
+    """The inverse of :func:`successor_lists`: ``lists[i]`` are product i's successors and
+    strengths (None: none). A successor that is not in ``product_ids`` (deleted since) is left
+    out; a list pair of unequal lengths is an error. None when no product has a successor (a
+    catalog loaded before transitions existed ranks by the cosine alone)."""
+    index = {pid: i for i, pid in enumerate(product_ids)}
+    src: list[int] = []
+    dst: list[int] = []
+    val: list[float] = []
+    for i, (ids, weights) in enumerate(lists):
+        ids, weights = ids or [], weights or []
+        if len(ids) != len(weights):
+            raise ValueError(f"product {product_ids[i]!r}: {len(ids)} successors but {len(weights)} weights")
+        for pid, w in zip(ids, weights):
+            j = index.get(pid)
+            if j is not None:
+                src.append(i)
+                dst.append(j)
+                val.append(w)
+    if not src:
+        return None
+    n = len(product_ids)
+    t = sp.csr_matrix((np.asarray(val, dtype=np.float32), (src, dst)), shape=(n, n), dtype=np.float32)
+    t.sum_duplicates()
+    t.sort_indices()
+    return t

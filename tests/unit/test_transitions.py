@@ -11,7 +11,7 @@ from streamrec.config import DEFAULT_EVENT_WEIGHTS
 from streamrec.model.catalog import Catalog
 from streamrec.model.history import fold_vectors
 from streamrec.model.model import ModelParams, recommend_batch, transition_scores
-from streamrec.model.transitions import context_triplets, learn_transitions
+from streamrec.model.transitions import context_triplets, learn_transitions, successor_lists, transitions_from_lists
 
 pytestmark = pytest.mark.unit
 
@@ -140,6 +140,29 @@ def test_a_catalog_keeps_its_transitions_through_save_and_load_and_an_old_file_h
     assert (back.transitions != t).nnz == 0
     _catalog(None).save(tmp_path / "without.npz")
     assert Catalog.load(tmp_path / "without.npz").transitions is None
+
+
+def test_the_products_table_keeps_each_products_successors_strongest_first_and_gives_the_matrix_back():
+    # what `catalog load` writes into Cassandra `products` and the job reads back from it
+    t = learn_transitions(np.array([A, B, C, A, C]), np.zeros(5, dtype=np.int64), len(IDS), steps=2)
+    lists = successor_lists(t, IDS)
+    # a->c: 1 (gap 1) + 1/2 (gap 2), a->b: 1; each divided by the best
+    assert lists[A][0] == ["c", "b"] and lists[A][1] == pytest.approx([1.0, 1 / 1.5])
+    assert lists[D] == ([], [])
+    # in another order (Cassandra's reader sorts by product id), the same strengths between the same ids
+    order = [E, C, A, D, B]
+    back = transitions_from_lists([IDS[i] for i in order], [lists[i] for i in order])
+    assert back is not None and back.dtype == np.float32
+    assert (back != t[order][:, order]).nnz == 0  # float32 through Cassandra's float: exact
+
+
+def test_a_successor_no_longer_in_the_catalog_is_left_out_and_a_table_without_any_has_no_transitions():
+    assert transitions_from_lists(["a", "b"], [(["b", "gone"], [1.0, 0.5]), (None, None)]).toarray().tolist() == [
+        [0.0, 1.0], [0.0, 0.0]]
+    assert transitions_from_lists(["a", "b"], [(None, None), ([], [])]) is None
+    assert successor_lists(None, ["a", "b"]) == [([], []), ([], [])]
+    with pytest.raises(ValueError, match="'a': 2 successors but 1 weights"):
+        transitions_from_lists(["a", "b"], [(["b", "a"], [1.0]), (None, None)])
 
 
 def test_the_jobs_batched_ranking_adds_the_transition_term_as_the_offline_model_does():

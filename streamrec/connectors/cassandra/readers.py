@@ -3,6 +3,7 @@ HTTP service's queries)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -12,14 +13,30 @@ import numpy as np
 from streamrec.config import CassandraConfig
 from streamrec.connectors.cassandra import connection
 from streamrec.connectors.cassandra.connection import datetime_to_ms, qualified
+from streamrec.connectors.cassandra.schema import table_columns
 from streamrec.model.catalog import Catalog
+from streamrec.model.transitions import transitions_from_lists
 from streamrec.query import ProductInfo
+
+log = logging.getLogger(__name__)
+
+
+CATALOG = "SELECT product_id, title, category, price, in_stock, embedding FROM products"
+CATALOG_WITH_TRANSITIONS = ("SELECT product_id, title, category, price, in_stock, embedding, transition_ids, "
+                            "transition_weights FROM products")
 
 
 def load_catalog(config: CassandraConfig) -> Catalog:
     session = connection.connect(config, config.keyspace)
     try:
-        rows = list(session.execute("SELECT product_id, title, category, price, in_stock, embedding FROM products"))
+        # a keyspace made before the transitions were stored lacks their columns until `streamrec
+        # init`: the job then starts without the term rather than not at all
+        with_transitions = {"transition_ids", "transition_weights"} <= table_columns(session, config.keyspace,
+                                                                                    "products")
+        if not with_transitions:
+            log.warning("%s.products has no transition columns (run `streamrec init`, then `streamrec catalog "
+                        "load`): ranking without the transition term", config.keyspace)
+        rows = list(session.execute(CATALOG_WITH_TRANSITIONS if with_transitions else CATALOG))
     finally:
         session.cluster.shutdown()
     if not rows:
@@ -33,13 +50,16 @@ def load_catalog(config: CassandraConfig) -> Catalog:
     for i, r in enumerate(rows):
         if r.embedding:
             vectors[i, : len(r.embedding)] = r.embedding
+    product_ids = tuple(r.product_id for r in rows)
     return Catalog(
-        product_ids=tuple(r.product_id for r in rows),
+        product_ids=product_ids,
         vectors=vectors,
         titles=tuple(r.title or "" for r in rows),
         categories=tuple(r.category or "" for r in rows),
         prices=np.array([np.nan if r.price is None else r.price for r in rows], dtype=np.float64),
         in_stock=np.array([r.in_stock is not False for r in rows], dtype=bool),
+        transitions=transitions_from_lists(product_ids, [(r.transition_ids, r.transition_weights) for r in rows])
+        if with_transitions else None,
     )
 
 

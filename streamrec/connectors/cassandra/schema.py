@@ -30,35 +30,52 @@ def schema_statements(keyspace: str, replication_factor: int, events_ttl_s: int 
         )""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.products (
             product_id text PRIMARY KEY, title text, category text, price double,
-            in_stock boolean, embedding frozen<list<float>>
+            in_stock boolean, embedding frozen<list<float>>,
+            transition_ids frozen<list<text>>, transition_weights frozen<list<float>>
         )""",
     ]
 
 
 # Columns added after the first release: a keyspace created by an older version gets them here.
-ADDED_COLUMNS = {"recommendations": [("variant", "text"), ("impressions", "bigint"), ("hits", "bigint")]}
+ADDED_COLUMNS = {
+    "recommendations": [("variant", "text"), ("impressions", "bigint"), ("hits", "bigint")],
+    # the catalog's item-to-item transitions (streamrec.model.transitions.successor_lists)
+    "products": [("transition_ids", "frozen<list<text>>"), ("transition_weights", "frozen<list<float>>")],
+}
 
 
 def ensure_schema(config: CassandraConfig) -> None:
-    from cassandra import InvalidRequest
-
     session = connection.connect(config)
     try:
         for stmt in schema_statements(config.keyspace, config.replication_factor, config.events_ttl_s):
             session.execute(stmt, timeout=60)
         ks = _check_ident(config.keyspace)
         _ensure_events_ttl(session, ks, config.events_ttl_s)
-        columns_of = session.prepare(
-            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?")
-        for table, columns in ADDED_COLUMNS.items():
-            have = {r.column_name for r in session.execute(columns_of, (ks, table))}
-            for stmt in [f"ALTER TABLE {ks}.{table} ADD {name} {typ}" for name, typ in columns if name not in have]:
-                try:
-                    session.execute(stmt, timeout=60)
-                except InvalidRequest:  # added meanwhile by another client
-                    pass
+        for table in ADDED_COLUMNS:
+            add_missing_columns(session, ks, table)
     finally:
         session.cluster.shutdown()
+
+
+def add_missing_columns(session: Any, keyspace: str, table: str) -> None:
+    """The columns of :data:`ADDED_COLUMNS` that ``keyspace.table`` lacks, added."""
+    from cassandra import InvalidRequest
+
+    ks = _check_ident(keyspace)
+    have = table_columns(session, ks, table)
+    for name, typ in ADDED_COLUMNS.get(table, []):
+        if name not in have:
+            try:
+                session.execute(f"ALTER TABLE {ks}.{table} ADD {name} {typ}", timeout=60)
+            except InvalidRequest:  # added meanwhile by another client
+                pass
+
+
+def table_columns(session: Any, keyspace: str, table: str) -> set[str]:
+    """The names of ``keyspace.table``'s columns (empty when there is no such table)."""
+    columns_of = session.prepare(
+        "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?")
+    return {r.column_name for r in session.execute(columns_of, (keyspace, table), timeout=60)}
 
 
 def _ensure_events_ttl(session: Any, ks: str, events_ttl_s: int) -> None:

@@ -12,7 +12,9 @@ import numpy as np
 from streamrec.config import CassandraConfig
 from streamrec.connectors.cassandra import connection
 from streamrec.connectors.cassandra.connection import _ms_to_datetime, for_writes, qualified
+from streamrec.connectors.cassandra.schema import add_missing_columns
 from streamrec.model.catalog import Catalog
+from streamrec.model.transitions import successor_lists
 
 log = logging.getLogger("streamrec.connectors.cassandra")
 
@@ -148,19 +150,23 @@ def await_statements(writer: Any, sent: Iterable[tuple[Any, Optional[tuple[Any, 
 # catalog table
 
 def store_catalog(config: CassandraConfig, catalog: Catalog) -> int:
+    """Every product of ``catalog`` into ``products``, its transitions included (a catalog without
+    them writes empty lists, so none of an earlier catalog's stay behind)."""
     from cassandra.concurrent import execute_concurrent_with_args
 
     session = connection.connect(config, config.keyspace)
     try:
+        add_missing_columns(session, config.keyspace, "products")  # a keyspace made by an older version
         stmt = for_writes(session.prepare(
             f"INSERT INTO {qualified(config.keyspace, 'products')} (product_id, title, category, price, in_stock, "
-            "embedding) VALUES (?, ?, ?, ?, ?, ?)"
+            "embedding, transition_ids, transition_weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         ), config)
+        successors = successor_lists(catalog.transitions, catalog.product_ids)
         args = [
             (
                 pid, catalog.titles[i], catalog.categories[i],
                 None if np.isnan(catalog.prices[i]) else float(catalog.prices[i]),
-                bool(catalog.in_stock[i]), [float(x) for x in catalog.vectors[i]],
+                bool(catalog.in_stock[i]), [float(x) for x in catalog.vectors[i]], *successors[i],
             )
             for i, pid in enumerate(catalog.product_ids)
         ]
