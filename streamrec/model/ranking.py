@@ -142,7 +142,8 @@ class Ranker:
             extra = boost.indices[boost.indptr[i]:boost.indptr[i + 1]]
             cand = np.unique(np.concatenate((rows[i][rows[i] >= 0], extra)))  # sorted, holds every extra
             s = vectors[cand] @ u[i]
-            s[np.searchsorted(cand, extra)] += boost.data[boost.indptr[i]:boost.indptr[i + 1]].astype(np.float32)
+            added = boost.data[boost.indptr[i]:boost.indptr[i + 1]].astype(np.float32)
+            np.add.at(s, np.searchsorted(cand, extra), added)
             order = np.lexsort((cand, -s))
             out_rows[i, :len(cand)] = cand[order]
             out_scores[i, :len(cand)] = s[order]
