@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
@@ -55,6 +56,21 @@ def synthetic_catalog(n: int, dim: int = 64, seed: int = 0, clusters: int = 0, s
         vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return Catalog(product_ids=tuple(product_id(i) for i in range(n)), vectors=vectors.astype(np.float32))
+
+
+def synthetic_transitions(n: int, keep: int = 100, seed: int = 0) -> sp.csr_matrix:
+    """(n, n) item-to-item strengths as ``catalog build`` shapes them (``keep`` successors per
+    product, the best 1; streamrec.model.transitions), the successors drawn at random: what the
+    job's transition term costs depends on their number, not on which they are."""
+    rng = np.random.default_rng(seed)
+    keep = min(keep, n)
+    rows = np.repeat(np.arange(n), keep)
+    cols = rng.integers(0, n, n * keep)
+    t = sp.csr_matrix((rng.random(n * keep).astype(np.float32), (rows, cols)), shape=(n, n), dtype=np.float32)
+    t.sum_duplicates()
+    top = np.maximum.reduceat(t.data, t.indptr[:-1][np.diff(t.indptr) > 0])
+    t.data /= np.repeat(top, np.diff(t.indptr)[np.diff(t.indptr) > 0])
+    return t
 
 
 def zipf_weights(n: int, s: float) -> np.ndarray:

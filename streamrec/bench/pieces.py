@@ -9,6 +9,7 @@ in flight together, the events insert alone, unlogged batches.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 from typing import Any, Callable, Optional
@@ -16,13 +17,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from streamrec.bench.baseline import OutputRow, _write_concurrently, model_params
-from streamrec.bench.generator import EventGenerator, synthetic_catalog
+from streamrec.bench.generator import EventGenerator, synthetic_catalog, synthetic_transitions
 from streamrec.config import Config
 from streamrec.model.batch import BatchRanker, UserRequest, encode_rank_request
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event, parse_event
 from streamrec.model.live import LiveCatalog
-from streamrec.model.model import ModelParams, UserState, apply_event, recommend_batch, update_user
+from streamrec.model.model import ModelParams, UserState, apply_event, eligible_mask, recommend_batch, update_user
 from streamrec.model.variants import Variants
 
 
@@ -70,13 +71,14 @@ def model_pieces(products: int = 10_000, dim: int = 64, events: int = 20_000, us
             update_user(st, e, cat, params)
             snaps.append((st.vector, list(st.purchased)))
         n = len(snaps)
+        mask = eligible_mask(cat, params)  # the job keeps it with its catalog (LiveCatalog.mask)
         for b in (1, 64, 256, 1024):
             m = min(n, 2000) if b == 1 else n
 
             def rank(b: int = b, m: int = m) -> None:
                 for i in range(0, m, b):
                     chunk = snaps[i:i + b]
-                    recommend_batch([s[0] for s in chunk], [s[1] for s in chunk], cat, params)
+                    recommend_batch([s[0] for s in chunk], [s[1] for s in chunk], cat, params, mask)
 
             out.append((f"top-k, batch of {b}", _cpu_us(rank, m)))
         distinct = 0
@@ -87,11 +89,16 @@ def model_pieces(products: int = 10_000, dim: int = 64, events: int = 20_000, us
                 latest = {parsed[j].user_id: j for j in range(i, min(n, i + 1000))}
                 distinct += len(latest)
                 idx = list(latest.values())
-                recommend_batch([snaps[j][0] for j in idx], [snaps[j][1] for j in idx], cat, params)
+                recommend_batch([snaps[j][0] for j in idx], [snaps[j][1] for j in idx], cat, params, mask)
 
         cost = _cpu_us(rank_latest, n)
         out.append((f"top-k once per user per 1000 events ({distinct / n:.2f} queries/event)", cost))
         out.extend(fast_path_rank(parsed, cat, params))
+        # a catalog from `catalog build` carries item-to-item transitions (100 kept per product), and
+        # the job adds their term (STREAMREC_TRANSITION_WEIGHT) to every warm user's ranking
+        with_t = dataclasses.replace(cat, transitions=synthetic_transitions(products, seed=seed))
+        out.extend((f"{name}, with transitions (100 per product)", us)
+                   for name, us in fast_path_rank(parsed, with_t, params, sizes=(150, 512)))
         try:
             import faiss
         except ImportError:

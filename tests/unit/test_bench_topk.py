@@ -61,6 +61,16 @@ def test_best_per_method_picks_the_fastest_setting_above_the_floor():
     assert "below floor" in table and "nprobe 4" in table
 
 
+def test_synthetic_transitions_are_shaped_as_catalog_build_keeps_them():
+    from streamrec.bench.generator import synthetic_transitions
+
+    t = synthetic_transitions(300, keep=20, seed=1)
+    per_row = np.diff(t.indptr)
+    assert t.shape == (300, 300) and t.dtype == np.float32
+    assert per_row.max() <= 20 and per_row.min() >= 15  # 20 draws, a repeat now and then
+    assert np.allclose(t.max(axis=1).toarray().ravel(), 1.0) and t.data.min() > 0
+
+
 def test_model_pieces_measures_every_piece():
     from streamrec.bench.pieces import model_pieces
 
@@ -68,5 +78,6 @@ def test_model_pieces_measures_every_piece():
     assert "parse_event" in pieces and "update_user + pickled state" in pieces
     assert any(name.startswith("top-k once per user") for name in pieces)
     assert [n for n in pieces if n.startswith("fast path rank")] == [
-        f"fast path rank, batches of {size} events" for size in (25, 150, 350, 512)]
+        *(f"fast path rank, batches of {size} events" for size in (25, 150, 350, 512)),
+        *(f"fast path rank, batches of {size} events, with transitions (100 per product)" for size in (150, 512))]
     assert all(us >= 0 for us in pieces.values())
