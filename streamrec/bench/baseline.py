@@ -31,10 +31,12 @@ from streamrec.config import Config
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import BadRecord, Event, parse_event
 from streamrec.model.model import (
+    HistoryEntry,
     ModelParams,
     UserState,
     excluded_ids,
     recommend_batch,
+    transition_scores,
     update_user,
     write_timestamp_us,
 )
@@ -81,18 +83,21 @@ class BaselineModel:
     def parse(self, raw: bytes) -> Event | BadRecord:
         return parse_event(raw, self.known, self._max_record_bytes, self._max_query_chars)
 
-    def apply(self, event: Event) -> tuple[Optional[np.ndarray], list[str], int]:
-        """Update the user's state; return a snapshot (vector, excluded ids, write timestamp) after it."""
+    def apply(self, event: Event) -> tuple[Optional[np.ndarray], list[str], int, tuple[HistoryEntry, ...]]:
+        """Update the user's state; return a snapshot (vector, excluded ids, write timestamp, the
+        history the transition term reads) after it."""
         state = self.states.get(event.user_id)
         if state is None:
             state = self.states[event.user_id] = UserState()
         update_user(state, event, self.catalog, self.params)
-        return state.vector, excluded_ids(state, self.params), write_timestamp_us(state)
+        return state.vector, excluded_ids(state, self.params), write_timestamp_us(state), tuple(state.history)
 
     def process(self, events: Sequence[Event]) -> list[OutputRow]:
-        """Output rows for ``events`` in order: one top-k batch for all of them."""
+        """Output rows for ``events`` in order: one top-k batch for all of them, with the
+        transition term when the catalog carries transitions (the job's model)."""
         snaps = [self.apply(e) for e in events]
-        recs = recommend_batch([s[0] for s in snaps], [s[1] for s in snaps], self.catalog, self.params)
+        boost = transition_scores([s[3] for s in snaps], self.catalog, self.params)
+        recs = recommend_batch([s[0] for s in snaps], [s[1] for s in snaps], self.catalog, self.params, boost=boost)
         return [
             OutputRow(e.event_id, e.user_id, e.ts, e.type, e.product_id, e.query, s[2],
                       r.product_ids, r.scores, r.source)

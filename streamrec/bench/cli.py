@@ -20,6 +20,9 @@ _E2E_OPTIONS = [
                  help="synthetic: random 64-d unit vectors; uci: embeddings learned from UCI Online Retail."),
     click.option("--catalog-size", type=click.IntRange(10), default=10_000, show_default=True,
                  help="Products of the synthetic catalog."),
+    click.option("--transitions", type=click.IntRange(0), default=100, show_default=True,
+                 help="Item-to-item successors per product of the synthetic catalog, as `catalog build` keeps "
+                      "them; both systems rank with their term (0: the cosine alone)."),
     click.option("--dim", type=click.IntRange(2, 1024), default=64, show_default=True),
     click.option("--events", type=click.IntRange(100), default=60_000, show_default=True,
                  help="Events of the measured throughput phase (produced at once, after the warm-up)."),

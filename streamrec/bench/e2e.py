@@ -66,6 +66,9 @@ class BenchOptions:
     systems: tuple[str, ...] = ("streamrec", "baseline")
     catalog: str = "synthetic"  # or "uci"
     catalog_size: int = 10_000  # synthetic only; the UCI catalog has what the data has
+    # synthetic only: item-to-item successors per product, as `catalog build` keeps them (0: none);
+    # both systems rank with their term, as the job does with a built catalog
+    transitions: int = 100
     dim: int = 64
     events: int = 60_000
     users: int = 3_000

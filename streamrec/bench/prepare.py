@@ -3,6 +3,7 @@ the events, every system's topics and keyspace pre-loaded with the warm-up round
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -40,10 +41,13 @@ def _catalog(opts: BenchOptions, workdir: Path) -> tuple[Catalog, Path]:
         catalog = build_catalog(read_uci(opts.uci_path), dim=opts.dim)
         name = f"catalog-uci-{opts.dim}.npz"
     elif opts.catalog == "synthetic":
-        from streamrec.bench.generator import synthetic_catalog
+        from streamrec.bench.generator import synthetic_catalog, synthetic_transitions
 
         catalog = synthetic_catalog(opts.catalog_size, opts.dim, seed=opts.seed)
-        name = f"catalog-synthetic-{opts.catalog_size}x{opts.dim}-{opts.seed}.npz"
+        if opts.transitions:
+            catalog = dataclasses.replace(
+                catalog, transitions=synthetic_transitions(opts.catalog_size, opts.transitions, seed=opts.seed))
+        name = f"catalog-synthetic-{opts.catalog_size}x{opts.dim}-t{opts.transitions}-{opts.seed}.npz"
     else:
         raise ValueError(f"unknown catalog {opts.catalog!r}: synthetic or uci")
     path = workdir / name

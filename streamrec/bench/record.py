@@ -41,6 +41,8 @@ def build_record(name: str, prep: Prepared, opts: BenchOptions, tp: ThroughputPh
         "time": results.now_iso(),
         "catalog": opts.catalog,
         "catalog_size": len(prep.catalog),
+        "transitions": 0 if prep.catalog.transitions is None else round(
+            prep.catalog.transitions.nnz / max(1, len(prep.catalog))),  # successors per product
         "dim": prep.catalog.dim,
         "events": len(prep.events),
         "users": opts.users,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -22,6 +23,7 @@ from streamrec.bench.generator import (
     final_recommendation_events,
     mix_of,
     synthetic_catalog,
+    synthetic_transitions,
     to_event,
     zipf_weights,
 )
@@ -31,7 +33,7 @@ from streamrec.bench.watch import _event_seq, steady_rate
 from streamrec.config import Config, KafkaConfig, ModelConfig
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event, parse_event
-from streamrec.model.model import UserState, excluded_ids, recommend_batch, update_user
+from streamrec.model.model import UserState, excluded_ids, recommend_batch, transition_scores, update_user
 
 # --- catalog and generator -----------------------------------------------------------------------
 
@@ -127,9 +129,13 @@ def test_final_recommendation_events_follow_the_model():
 # --- the baseline's model ------------------------------------------------------------------------
 
 
-def test_baseline_rows_equal_the_shared_model_functions_one_by_one_and_batched():
+@pytest.mark.parametrize("transitions", [0, 20], ids=["cosine", "with-transitions"])
+def test_baseline_rows_equal_the_shared_model_functions_one_by_one_and_batched(transitions):
     cat, events = _events(600, users=40)
+    if transitions:  # as a built catalog has them: the baseline ranks with the job's transition term
+        cat = dataclasses.replace(cat, transitions=synthetic_transitions(len(cat), transitions, seed=3))
     params = model_params(Config(model=ModelConfig(top_k=5)))
+    assert params.transition_weight > 0
     parsed = [to_event(e) for e in events]
 
     naive = BaselineModel(cat, params)
@@ -147,7 +153,9 @@ def test_baseline_rows_equal_the_shared_model_functions_one_by_one_and_batched()
     for e, row in zip(parsed, rows_naive):
         st = states.setdefault(e.user_id, UserState())
         update_user(st, e, cat, params)
-        (rec,) = recommend_batch([st.vector], [excluded_ids(st, params)], cat, params)
+        boost = transition_scores([st.history], cat, params)
+        assert (boost is not None) == bool(transitions)
+        (rec,) = recommend_batch([st.vector], [excluded_ids(st, params)], cat, params, boost=boost)
         assert (row.event_id, row.user_id, row.ts, row.type, row.product_id) == \
             (e.event_id, e.user_id, e.ts, e.type, e.product_id)
         assert row.product_ids == rec.product_ids and row.scores == rec.scores and row.source == rec.source
