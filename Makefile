@@ -104,7 +104,7 @@ bench-down: venv
 	$(PY) -m streamrec.localstack down --profile bench
 
 ## evaluate-uci / -otto / -movielens: the tables of docs/EVALUATION.md, one command each, printed, with the
-## tuning files and plots in build/eval/ (2-core machine: uci ~10 min, otto seconds, movielens ~15 min, tuning
+## tuning files and plots in build/eval/ (2-core machine: uci ~5 min, otto seconds, movielens ~13 min, tuning
 ## included). MovieLens 100K is read where RecBole's wheel puts it (GroupLens' licence: never copied here)
 EVAL := build/eval
 EVAL_MODELS := --model streamrec --model item-knn --model session-knn --model sr --model v-sknn --model stan
