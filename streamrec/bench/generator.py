@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from streamrec.model.catalog import Catalog
 from streamrec.model.events import Event
 from streamrec.model.model import ModelParams, UserState, update_user
+from streamrec.model.transitions import prune_and_scale
 
 # Share of each event type in the stream (sums to 1).
 DEFAULT_MIX: Mapping[str, float] = {
@@ -66,11 +67,9 @@ def synthetic_transitions(n: int, keep: int = 100, seed: int = 0) -> sp.csr_matr
     keep = min(keep, n)
     rows = np.repeat(np.arange(n), keep)
     cols = rng.integers(0, n, n * keep)
-    t = sp.csr_matrix((rng.random(n * keep).astype(np.float32), (rows, cols)), shape=(n, n), dtype=np.float32)
+    t = sp.csr_matrix((rng.random(n * keep), (rows, cols)), shape=(n, n))
     t.sum_duplicates()
-    top = np.maximum.reduceat(t.data, t.indptr[:-1][np.diff(t.indptr) > 0])
-    t.data /= np.repeat(top, np.diff(t.indptr)[np.diff(t.indptr) > 0])
-    return t
+    return prune_and_scale(t, keep)
 
 
 def zipf_weights(n: int, s: float) -> np.ndarray:

@@ -68,10 +68,10 @@ def learn_transitions(rows: np.ndarray, sess: np.ndarray, n: int, steps: int = D
         t = (t @ sp.diags(np.maximum(count, 1.0) ** -damping)).tocsr()
     t.sum_duplicates()
     t.eliminate_zeros()
-    return _prune_and_scale(t, keep)
+    return prune_and_scale(t, keep)
 
 
-def _prune_and_scale(t: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+def prune_and_scale(t: sp.csr_matrix, keep: int) -> sp.csr_matrix:
     """Keep each row's ``keep`` largest entries (ties: the lower column), divided by the row's max."""
     n = t.shape[0]
     counts = np.diff(t.indptr)
